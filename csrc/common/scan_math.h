@@ -1,0 +1,87 @@
+// The scalar math of the selective scan, in one place for the CPU backend and the CUDA kernels.
+//
+// Everything here is a formula of API.md or of the backward in KERNELS.md. Functions templated on
+// T work for float and for the CPU backend's SIMD vector types (GCC vector extensions), so the
+// vectorised CPU loops and the CUDA kernels evaluate literally the same expressions.
+//
+// Notation, for one row (batch b, channel d) and one state channel n:
+//   x_t  = delta_t + deltaBias          dt_t = softplus(x_t) or x_t
+//   a_t  = exp(dt_t A) = exp2(dt_t A log2(e))        (A is pre-scaled once: A2 = A * log2(e))
+//   h_t  = a_t h_{t-1} + dt_t B_t u_t
+//   y_t  = sum_n C_t h_t + D u_t,   out_t = y_t silu(z_t)
+// Backward, with g_t = dL/dh_t and dy_t = dL/dy_t:
+//   g_t  = C_t dy_t + a_{t+1} g_{t+1}
+#pragma once
+#include <cmath>
+
+#include "hd.h"
+
+namespace ss {
+
+constexpr float kLog2e = 1.4426950408889634f;
+// softplus(x) = x above this threshold (as PyTorch and mamba_ssm do).
+constexpr float kSoftplusThreshold = 20.0f;
+
+SS_HD float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+SS_HD float softplus(float x) { return x > kSoftplusThreshold ? x : log1pf(expf(x)); }
+
+// d softplus(x) / dx, consistent with the threshold above.
+SS_HD float softplusGrad(float x) { return x > kSoftplusThreshold ? 1.0f : sigmoid(x); }
+
+SS_HD float silu(float z) { return z * sigmoid(z); }
+
+// d silu(z) / dz = s (1 + z (1 - s)), s = sigmoid(z).
+SS_HD float siluGrad(float z) {
+  const float s = sigmoid(z);
+  return s * (1.0f + z * (1.0f - s));
+}
+
+// dt from the raw delta: bias, then softplus when asked.
+SS_HD float deltaToDt(float delta, float bias, bool useSoftplus) {
+  const float x = delta + bias;
+  return useSoftplus ? softplus(x) : x;
+}
+
+// The chain rule back through deltaToDt.
+SS_HD float dtGradToDeltaGrad(float ddt, float delta, float bias, bool useSoftplus) {
+  return useSoftplus ? ddt * softplusGrad(delta + bias) : ddt;
+}
+
+// One step of the recurrence for one state: h_t = a_t h_{t-1} + (dt_t u_t) B_t.
+template <class T> SS_HD T stateStep(T a, T hPrev, T dtu, T b) { return a * hPrev + dtu * b; }
+
+// The scan operator on pairs (a, b) meaning h -> a h + b. Composing `earlier` then `later` gives
+// (a_later a_earlier, a_later b_earlier + b_later). Associative, so any bracketing is exact in
+// real arithmetic; the identity is (1, 0).
+template <class T> struct ScanPair {
+  T a, b;
+};
+template <class T> SS_HD ScanPair<T> scanCombine(ScanPair<T> earlier, ScanPair<T> later) {
+  return {later.a * earlier.a, later.a * earlier.b + later.b};
+}
+
+// The per-state terms of the backward at one time step, given the adjoint g_t of h_t.
+// With dtbu = dt_t B_t u_t (so h_t - dtbu = a_t h_{t-1}):
+//   d dt_t += g (B u + A (h_t - dtbu))
+//   dA     += g dt (h_t - dtbu)
+//   dB_t    = g dt u
+//   du_t   += g dt B
+//   dC_t    = dy h_t
+template <class T> struct StateGrads {
+  T ddt, dA, dB, du, dC;
+};
+template <class T>
+SS_HD StateGrads<T> stateGrads(T g, T h, T dt, T u, T A, T B, T dy) {
+  const T dtb = dt * B;
+  const T decayed = h - dtb * u;  // a_t h_{t-1}
+  StateGrads<T> r;
+  r.ddt = g * (B * u + A * decayed);
+  r.dA = g * dt * decayed;
+  r.dB = g * dt * u;
+  r.du = g * dtb;
+  r.dC = dy * h;
+  return r;
+}
+
+}  // namespace ss

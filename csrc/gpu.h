@@ -1,0 +1,69 @@
+// The GPU as the rest of the addon sees it: plain C++ with no CUDA header, implemented by
+// cuda/gpu_cuda.cc when the addon is built with CUDA and by gpu_stub.cc otherwise.
+//
+// One stream per device: every allocation, copy, free and kernel for a device is ordered on it, so
+// freeing memory right after queueing work that reads it is safe. Functions throw ss::gpu::Error.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "common/scan_params.h"
+
+namespace ss::gpu {
+
+struct Error : std::runtime_error {
+  std::string code;  // ERR_CUDA, ERR_CUDA_OOM, ERR_CUDA_UNAVAILABLE
+  Error(std::string code_, const std::string &message) : std::runtime_error(message), code(std::move(code_)) {}
+};
+
+bool compiledWithCuda();
+// Empty when CUDA is usable; otherwise why not (no driver, no device, no code for this GPU...).
+std::string unavailableReason();
+int deviceCount();
+std::string runtimeVersion();                 // e.g. "13.0"; empty without CUDA
+std::vector<std::string> architectures();     // e.g. {"sm_90", "compute_90"}
+
+// Throws ERR_CUDA_UNAVAILABLE (with the reason) unless `device` is a usable device index.
+void requireDevice(int device);
+
+void *allocate(int device, size_t bytes);     // stream-ordered; ERR_CUDA_OOM when out of memory
+void release(int device, void *ptr);          // stream-ordered; never throws
+void fillZero(int device, void *ptr, size_t bytes);
+
+// Host <-> device. The host side of an upload may be reused as soon as the call returns (it is
+// staged through pinned memory that is released once the copy has completed).
+void upload(int device, void *dst, const void *src, size_t bytes);
+void downloadSync(int device, void *dst, const void *src, size_t bytes);  // waits for the stream
+// Device -> device, possibly across devices; ordered after prior work on both devices' streams.
+void copyDevice(int dstDevice, void *dst, int srcDevice, const void *src, size_t bytes);
+void convert(int device, void *dst, DType dstType, const void *src, DType srcType, int64_t n);
+
+// An asynchronous download: start() queues the copy into pinned memory; wait() blocks until it
+// is done (call it off the JavaScript thread); data() is the pinned host copy.
+class PendingDownload {
+ public:
+  PendingDownload(int device, const void *src, size_t bytes);
+  ~PendingDownload();
+  PendingDownload(const PendingDownload &) = delete;
+  PendingDownload &operator=(const PendingDownload &) = delete;
+  void wait();  // throws Error for a failed copy or an earlier asynchronous fault on the stream
+  const void *data() const { return host_; }
+ private:
+  int device_;
+  void *host_ = nullptr;
+  void *event_ = nullptr;
+};
+
+// Waits for all queued work on the device; reports any asynchronous fault as ERR_CUDA.
+void synchronize(int device);
+
+// The scan ops, queued on the device's stream.
+int64_t forwardChunkLength(const ScanShape &shape);
+void scanForward(int device, const ScanForwardParams &p);
+void scanBackward(int device, const ScanBackwardParams &p);
+void stateUpdate(int device, const StateUpdateParams &p);
+
+}  // namespace ss::gpu

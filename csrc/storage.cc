@@ -1,0 +1,120 @@
+#include "storage.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "gpu.h"
+
+namespace ss {
+
+namespace {
+constexpr size_t kHostAlignment = 64;
+
+struct StorageClass {
+  Napi::FunctionReference constructor;
+};
+
+size_t roundUp(size_t n, size_t m) { return (n + m - 1) / m * m; }
+}  // namespace
+
+void throwCoded(Napi::Env env, const char *code, const std::string &message) {
+  Napi::Error error = Napi::Error::New(env, message);
+  error.Set("code", Napi::String::New(env, code));
+  throw error;
+}
+
+Napi::Function Storage::Init(Napi::Env env) {
+  Napi::Function ctor = DefineClass(env, "Storage",
+                                    {
+                                        InstanceMethod<&Storage::Dispose>("dispose"),
+                                        InstanceAccessor<&Storage::GetPointer>("pointer"),
+                                        InstanceAccessor<&Storage::GetBytes>("bytes"),
+                                        InstanceAccessor<&Storage::GetDevice>("device"),
+                                    });
+  env.SetInstanceData<StorageClass>(new StorageClass{Napi::Persistent(ctor)});  // freed by the env
+  return ctor;
+}
+
+Storage *Storage::FromValue(Napi::Value value, const char *what) {
+  Napi::Env env = value.Env();
+  auto *cls = env.GetInstanceData<StorageClass>();
+  if (!value.IsObject() || !value.As<Napi::Object>().InstanceOf(cls->constructor.Value())) {
+    throw Napi::TypeError::New(env, std::string("internal: ") + what + " is not a Storage");
+  }
+  return Napi::ObjectWrap<Storage>::Unwrap(value.As<Napi::Object>());
+}
+
+Storage::Storage(const Napi::CallbackInfo &info) : Napi::ObjectWrap<Storage>(info) {
+  Napi::Env env = info.Env();
+  device_ = info[0].As<Napi::Number>().Int32Value();
+  const double bytes = info[1].As<Napi::Number>().DoubleValue();
+  if (!(bytes >= 0) || bytes > double(SIZE_MAX / 2)) throw Napi::RangeError::New(env, "internal: bad byte count");
+  bytes_ = size_t(bytes);
+
+  if (info[2].IsBigInt()) {  // wrap a user's device pointer
+    bool lossless = true;
+    const uint64_t ptr = info[2].As<Napi::BigInt>().Uint64Value(&lossless);
+    data_ = reinterpret_cast<void *>(uintptr_t(ptr));
+    owned_ = false;
+    return;
+  }
+  const bool zeroFill = info[2].ToBoolean();
+  const size_t allocBytes = roundUp(bytes_ == 0 ? 1 : bytes_, kHostAlignment);
+  if (device_ == kHostDevice) {
+    data_ = std::aligned_alloc(kHostAlignment, allocBytes);
+    if (!data_) throw Napi::RangeError::New(env, "out of host memory allocating " + std::to_string(bytes_) + " bytes");
+    if (zeroFill) std::memset(data_, 0, allocBytes);
+  } else {
+    try {
+      data_ = gpu::allocate(device_, allocBytes);
+      if (zeroFill) gpu::fillZero(device_, data_, allocBytes);
+    } catch (const gpu::Error &e) {
+      if (data_) gpu::release(device_, data_);
+      data_ = nullptr;
+      throwCoded(env, e.code.c_str(), e.what());
+    }
+  }
+  reportedBytes_ = int64_t(allocBytes);
+  Napi::MemoryManagement::AdjustExternalMemory(env, reportedBytes_);
+}
+
+Storage::~Storage() {
+  // Runs when the garbage collector has reclaimed the JavaScript object.
+  if (owned_ && data_) {
+    if (device_ == kHostDevice) std::free(data_);
+    else gpu::release(device_, data_);
+  }
+  data_ = nullptr;
+  if (reportedBytes_ != 0) {
+    int64_t adjusted = 0;
+    napi_adjust_external_memory(Env(), -reportedBytes_, &adjusted);
+  }
+}
+
+void Storage::release() {
+  if (disposed_) return;
+  disposed_ = true;
+  if (owned_ && data_) {
+    if (device_ == kHostDevice) std::free(data_);
+    else gpu::release(device_, data_);
+    Napi::MemoryManagement::AdjustExternalMemory(Env(), -reportedBytes_);
+    reportedBytes_ = 0;
+  }
+  data_ = nullptr;
+}
+
+Napi::Value Storage::Dispose(const Napi::CallbackInfo &info) {
+  release();
+  return info.Env().Undefined();
+}
+
+Napi::Value Storage::GetPointer(const Napi::CallbackInfo &info) {
+  return Napi::BigInt::New(info.Env(), uint64_t(uintptr_t(data_)));
+}
+
+Napi::Value Storage::GetBytes(const Napi::CallbackInfo &info) { return Napi::Number::New(info.Env(), double(bytes_)); }
+
+Napi::Value Storage::GetDevice(const Napi::CallbackInfo &info) { return Napi::Number::New(info.Env(), device_); }
+
+}  // namespace ss

@@ -1,0 +1,50 @@
+// Storage: the bytes behind a Tensor, on the host or on one GPU, wrapped for JavaScript.
+//
+// A Storage owns its memory (freed by dispose() or by the garbage collector, and reported to V8 as
+// external memory) unless it wraps a device pointer that a user handed in (fromDevicePointer),
+// which is never freed. Host memory is 64-byte aligned for the CPU backend's vector loads.
+#pragma once
+#include <napi.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace ss {
+
+constexpr int kHostDevice = -1;
+
+class Storage : public Napi::ObjectWrap<Storage> {
+ public:
+  static Napi::Function Init(Napi::Env env);
+  static Storage *FromValue(Napi::Value value, const char *what);  // throws a TypeError if not a Storage
+
+  // new Storage(device, bytes, zeroFill) allocates; new Storage(device, bytes, pointer: bigint)
+  // wraps memory owned elsewhere (never freed here).
+  explicit Storage(const Napi::CallbackInfo &info);
+  ~Storage() override;
+
+  int device() const { return device_; }
+  size_t bytes() const { return bytes_; }
+  bool disposed() const { return disposed_; }
+  void *data() const { return data_; }
+  bool onHost() const { return device_ == kHostDevice; }
+
+ private:
+  Napi::Value Dispose(const Napi::CallbackInfo &info);
+  Napi::Value GetPointer(const Napi::CallbackInfo &info);
+  Napi::Value GetBytes(const Napi::CallbackInfo &info);
+  Napi::Value GetDevice(const Napi::CallbackInfo &info);
+  void release();
+
+  int device_ = kHostDevice;
+  size_t bytes_ = 0;
+  void *data_ = nullptr;
+  bool owned_ = true;
+  bool disposed_ = false;
+  int64_t reportedBytes_ = 0;  // external memory reported to V8
+};
+
+// Throws an Error with a stable `code` property (ERR_DISPOSED, ERR_CUDA, ...).
+[[noreturn]] void throwCoded(Napi::Env env, const char *code, const std::string &message);
+
+}  // namespace ss

@@ -1,0 +1,76 @@
+// Argument checking for the ops, in one place. Every check runs before any work is queued or any
+// output allocated, so a call that throws leaves every input as it was. Messages name the function
+// and the argument, what was expected and what was given.
+import { codedError, describe } from './errors.js';
+import { type DType, type Device, Tensor, parseOptions, storageOf } from './tensor.js';
+import type { Storage } from './native.js';
+
+export const ALL_DTYPES: readonly DType[] = ['float32', 'float16', 'bfloat16'];
+
+/** Positional shape text with names on first mention, e.g. [batch=2, N=16, L=100]. */
+export function named(dims: Record<string, number>): string {
+  return `[${Object.entries(dims)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(', ')}]`;
+}
+
+export class ArgumentChecker {
+  readonly #tensors: { name: string; tensor: Tensor }[] = [];
+
+  constructor(readonly fn: string) {}
+
+  /** A required tensor argument. */
+  tensor(name: string, value: unknown): Tensor {
+    if (!(value instanceof Tensor)) throw new TypeError(`${this.fn}: ${name} must be a Tensor, got ${describe(value)}`);
+    storageOf(value, this.fn, name);  // ERR_DISPOSED
+    this.#tensors.push({ name, tensor: value });
+    return value;
+  }
+
+  optionalTensor(name: string, value: unknown): Tensor | undefined {
+    return value === undefined ? undefined : this.tensor(name, value);
+  }
+
+  dtype(name: string, t: Tensor, allowed: DType | readonly DType[], why = ''): void {
+    const list = typeof allowed === 'string' ? [allowed] : allowed;
+    if (!list.includes(t.dtype)) {
+      const expected = list.length === 1 ? list[0] : `${list.slice(0, -1).join(', ')} or ${list[list.length - 1]}`;
+      throw new TypeError(`${this.fn}: ${name} must be ${expected}${why}, got ${t.dtype}`);
+    }
+  }
+
+  shape(name: string, t: Tensor, expected: readonly number[], expectedText: string): void {
+    if (t.shape.length !== expected.length || t.shape.some((s, i) => s !== expected[i])) {
+      throw new RangeError(`${this.fn}: ${name} must have shape ${expectedText}, got ${describe(t.shape)}`);
+    }
+  }
+
+  options(opts: unknown, allowed: readonly string[]): Record<string, unknown> {
+    return parseOptions(this.fn, opts, allowed);
+  }
+
+  boolean(name: string, value: unknown): boolean {
+    if (value === undefined) return false;
+    if (typeof value !== 'boolean') throw new TypeError(`${this.fn}: ${name} must be a boolean, got ${describe(value)}`);
+    return value;
+  }
+
+  /** The one device of all tensor arguments seen so far (ERR_DEVICE_MISMATCH otherwise). */
+  device(): Device {
+    const first = this.#tensors[0]!;
+    for (const { name, tensor } of this.#tensors) {
+      if (tensor.device !== first.tensor.device) {
+        throw codedError(
+          'ERR_DEVICE_MISMATCH',
+          `${this.fn}: all tensors must be on one device; ${first.name} is on ${first.tensor.device}, ${name} is on ${tensor.device}`,
+        );
+      }
+    }
+    return first.tensor.device;
+  }
+}
+
+/** The storage of a tensor argument, or undefined; for building native descriptors. */
+export function storage(fn: string, name: string, t: Tensor | undefined): Storage | undefined {
+  return t === undefined ? undefined : storageOf(t, fn, name);
+}

@@ -1,0 +1,60 @@
+// The compiled addon (csrc/), loaded once. Its functions take the internal Storage objects and
+// plain descriptors; the rest of lib/ is what users call.
+import path from 'node:path';
+
+export interface Storage {
+  readonly pointer: bigint;
+  readonly bytes: number;
+  readonly device: number;
+  dispose(): void;
+}
+
+export interface Native {
+  Storage: new (device: number, bytes: number, zeroFillOrPointer: boolean | bigint) => Storage;
+  writeValues(storage: Storage, dtype: number, values: Float64Array): void;
+  writeBits(storage: Storage, bits: Uint16Array): void;
+  readValues(storage: Storage, dtype: number, numel: number): Float32Array;
+  readValuesAsync(storage: Storage, dtype: number, numel: number): Promise<Float32Array>;
+  readBits(storage: Storage, numel: number): Uint16Array;
+  copy(dst: Storage, dstDtype: number, src: Storage, srcDtype: number, numel: number): void;
+  chunkLength(device: number, batch: number, dim: number, seqlen: number, dstate: number): number;
+  scanForward(descriptor: object): void;
+  scanBackward(descriptor: object): void;
+  stateUpdate(descriptor: object): void;
+  synchronize(device: number): Promise<void>;
+  requireDevice(device: number): void;
+  cudaInfo(): { compiled: boolean; available: boolean; reason: string | null; deviceCount: number };
+  buildInfo(): {
+    version: string;
+    cuda: boolean;
+    cudaRuntime: string | null;
+    cudaArchitectures: string[];
+    cpuThreads: number;
+    cpuIsa: string;
+    cpuIsasCompiled: string[];
+  };
+  setNumThreads(n: number): void;
+}
+
+const packageRoot = path.join(__dirname, '..');
+
+function load(): Native {
+  try {
+    // node-gyp-build looks in build/Release (a local build) and then prebuilds/<platform>-<arch>.
+    const nodeGypBuild = require('node-gyp-build') as (dir: string) => Native;
+    return nodeGypBuild(packageRoot);
+  } catch (error) {
+    const reason = error instanceof Error ? error.message.trim() : String(error);
+    throw new Error(
+      `selective-scan: its native addon could not be loaded.\n${reason}\n\n` +
+        `selective-scan ships a prebuilt binary for Linux x64 (glibc 2.28 or newer) in its package. ` +
+        `On other platforms, build it from source: install cmake (3.25 or newer), a C++17 compiler ` +
+        `and, for the GPU backend, the CUDA toolkit (13.0 or newer), then run ` +
+        `\`npm rebuild selective-scan --foreground-scripts\` (add cmake-js and node-addon-api to your ` +
+        `devDependencies first; if your npm blocks install scripts, allow this package's, e.g. ` +
+        `\`npm config set allow-scripts selective-scan\`).`,
+    );
+  }
+}
+
+export const native: Native = load();

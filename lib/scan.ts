@@ -1,0 +1,345 @@
+// selectiveScan (forward), selectiveScanBackward, and the context that links them.
+import { ALL_DTYPES, ArgumentChecker, named, storage } from './checks.js';
+import { codedError, describe } from './errors.js';
+import { native } from './native.js';
+import { type DType, type Device, Tensor, allocate, deviceIndex, dtypeCode, storageOf } from './tensor.js';
+
+export interface ScanOptions {
+  /** (dim) float32: skip connection, y += D * u. */
+  D?: Tensor;
+  /** (batch, dim, L), dtype of u: the output is multiplied by silu(z). */
+  z?: Tensor;
+  /** (dim) float32, added to delta before softplus. */
+  deltaBias?: Tensor;
+  /** Apply softplus to delta (+ deltaBias); default false. */
+  deltaSoftplus?: boolean;
+  /** (batch, dim, N) float32; default zeros. */
+  initialState?: Tensor;
+  /** Also return the state after the last step; default false. */
+  returnLastState?: boolean;
+  /** Keep what the backward needs (inputs and per-chunk checkpoints) in `ctx`; default false. */
+  saveForBackward?: boolean;
+}
+
+export interface ScanResult {
+  out: Tensor;
+  lastState?: Tensor;
+  ctx?: ScanContext;
+}
+
+export interface ScanBackwardOptions {
+  /** (batch, dim, N) float32: the gradient flowing into lastState. */
+  dLastState?: Tensor;
+  /** Bit-identical gradients on every run. */
+  deterministic?: boolean;
+}
+
+export interface ScanGradients {
+  du: Tensor;
+  ddelta: Tensor;
+  dA: Tensor;
+  dB: Tensor;
+  dC: Tensor;
+  dD?: Tensor;
+  dz?: Tensor;
+  ddeltaBias?: Tensor;
+  dInitialState?: Tensor;
+}
+
+const SCAN_OPTIONS = ['D', 'z', 'deltaBias', 'deltaSoftplus', 'initialState', 'returnLastState', 'saveForBackward'];
+const MAX_DSTATE = 256;
+
+/** The checked inputs of one scan. */
+interface ScanInputs {
+  device: Device;
+  dtype: DType;
+  batch: number;
+  dim: number;
+  seqlen: number;
+  dstate: number;
+  u: Tensor;
+  delta: Tensor;
+  A: Tensor;
+  B: Tensor;
+  groupsB: number;  // 0 = fixed (dim, N)
+  C: Tensor;
+  groupsC: number;
+  D?: Tensor;
+  z?: Tensor;
+  deltaBias?: Tensor;
+  initialState?: Tensor;
+  deltaSoftplus: boolean;
+}
+
+// B or C: fixed (dim, N) float32, or input-dependent (batch, N, L) / (batch, G, N, L) in u's dtype.
+function checkProjection(
+  check: ArgumentChecker,
+  name: string,
+  t: Tensor,
+  s: { batch: number; dim: number; seqlen: number; dstate: number; dtype: DType },
+): number {
+  const { batch, dim, seqlen: L, dstate: N } = s;
+  const expected =
+    `${named({ dim, N })} (fixed), ${named({ batch, N, L })} or [${batch}, G, ${N}, ${L}] (input-dependent)`;
+  const fits = (e: number[]) => t.shape.length === e.length && t.shape.every((v, i) => e[i] === -1 || v === e[i]);
+  if (fits([dim, N])) {
+    check.dtype(name, t, 'float32', ` (a fixed ${name} of shape [dim, N])`);
+    return 0;
+  }
+  if (fits([batch, N, L])) {
+    check.dtype(name, t, s.dtype, ` (the dtype of u, as ${name} is input-dependent)`);
+    return 1;
+  }
+  if (fits([batch, -1, N, L]) && t.shape[1]! > 0) {
+    const G = t.shape[1]!;
+    if (dim % G !== 0) {
+      throw new RangeError(`${check.fn}: ${name} has G=${G} groups, which must divide dim=${dim}; got shape ${describe(t.shape)}`);
+    }
+    check.dtype(name, t, s.dtype, ` (the dtype of u, as ${name} is input-dependent)`);
+    return G;
+  }
+  throw new RangeError(`${check.fn}: ${name} must have shape ${expected}, got ${describe(t.shape)}`);
+}
+
+function checkScanInputs(
+  check: ArgumentChecker,
+  u: unknown,
+  delta: unknown,
+  A: unknown,
+  B: unknown,
+  C: unknown,
+  o: Record<string, unknown>,
+): ScanInputs {
+  const ut = check.tensor('u', u);
+  if (ut.shape.length !== 3 || ut.shape.some((s) => s === 0)) {
+    throw new RangeError(`${check.fn}: u must have shape [batch, dim, L] with positive sizes, got ${describe(ut.shape)}`);
+  }
+  check.dtype('u', ut, ALL_DTYPES);
+  const [batch, dim, seqlen] = ut.shape as [number, number, number];
+  const rowShape = named({ batch, dim, L: seqlen });
+  const deltaT = check.tensor('delta', delta);
+  check.shape('delta', deltaT, ut.shape, rowShape);
+  check.dtype('delta', deltaT, ut.dtype, ' (the dtype of u)');
+  const At = check.tensor('A', A);
+  if (At.shape.length !== 2 || At.shape[0] !== dim || At.shape[1] === 0) {
+    throw new RangeError(`${check.fn}: A must have shape [dim=${dim}, N], got ${describe(At.shape)}`);
+  }
+  const dstate = At.shape[1]!;
+  if (dstate > MAX_DSTATE) throw new RangeError(`${check.fn}: A has N=${dstate} states; N must be at most ${MAX_DSTATE}`);
+  check.dtype('A', At, 'float32');
+  const sizes = { batch, dim, seqlen, dstate, dtype: ut.dtype };
+  const Bt = check.tensor('B', B);
+  const groupsB = checkProjection(check, 'B', Bt, sizes);
+  const Ct = check.tensor('C', C);
+  const groupsC = checkProjection(check, 'C', Ct, sizes);
+
+  const D = check.optionalTensor('D', o.D);
+  if (D) {
+    check.shape('D', D, [dim], named({ dim }));
+    check.dtype('D', D, 'float32');
+  }
+  const z = check.optionalTensor('z', o.z);
+  if (z) {
+    check.shape('z', z, ut.shape, rowShape);
+    check.dtype('z', z, ut.dtype, ' (the dtype of u)');
+  }
+  const deltaBias = check.optionalTensor('deltaBias', o.deltaBias);
+  if (deltaBias) {
+    check.shape('deltaBias', deltaBias, [dim], named({ dim }));
+    check.dtype('deltaBias', deltaBias, 'float32');
+  }
+  const initialState = check.optionalTensor('initialState', o.initialState);
+  if (initialState) {
+    check.shape('initialState', initialState, [batch, dim, dstate], named({ batch, dim, N: dstate }));
+    check.dtype('initialState', initialState, 'float32');
+  }
+  const deltaSoftplus = check.boolean('deltaSoftplus', o.deltaSoftplus);
+  return {
+    device: check.device(),
+    dtype: ut.dtype,
+    batch,
+    dim,
+    seqlen,
+    dstate,
+    u: ut,
+    delta: deltaT,
+    A: At,
+    B: Bt,
+    groupsB,
+    C: Ct,
+    groupsC,
+    D,
+    z,
+    deltaBias,
+    initialState,
+    deltaSoftplus,
+  };
+}
+
+// The part of a native descriptor that describes the forward's inputs.
+function inputDescriptor(fn: string, s: ScanInputs, chunkLength: number): Record<string, unknown> {
+  return {
+    device: deviceIndex(s.device),
+    dtype: dtypeCode(s.dtype),
+    batch: s.batch,
+    dim: s.dim,
+    seqlen: s.seqlen,
+    dstate: s.dstate,
+    u: storage(fn, 'u', s.u),
+    delta: storage(fn, 'delta', s.delta),
+    A: storage(fn, 'A', s.A),
+    B: storage(fn, 'B', s.B),
+    groupsB: s.groupsB,
+    C: storage(fn, 'C', s.C),
+    groupsC: s.groupsC,
+    D: storage(fn, 'D', s.D),
+    z: storage(fn, 'z', s.z),
+    deltaBias: storage(fn, 'deltaBias', s.deltaBias),
+    initialState: storage(fn, 'initialState', s.initialState),
+    deltaSoftplus: s.deltaSoftplus,
+    chunkLength,
+  };
+}
+
+/**
+ * What the backward needs from a forward: references to its inputs (not copies) and the state at
+ * the end of every chunk. `dispose()` frees the checkpoints, not the inputs.
+ */
+export class ScanContext {
+  readonly #inputs: ScanInputs;
+  readonly #chunkLength: number;
+  #checkpoints: Tensor | null;
+
+  /** @internal Made by selectiveScan({ saveForBackward: true }). */
+  constructor(inputs: ScanInputs, chunkLength: number, checkpoints: Tensor) {
+    this.#inputs = inputs;
+    this.#chunkLength = chunkLength;
+    this.#checkpoints = checkpoints;
+  }
+
+  get isDisposed(): boolean {
+    return this.#checkpoints === null;
+  }
+
+  /** Bytes held by the checkpoints (batch * dim * chunks * N float32). */
+  get checkpointBytes(): number {
+    return this.#checkpoints === null ? 0 : this.#checkpoints.numel * 4;
+  }
+
+  dispose(): void {
+    this.#checkpoints?.dispose();
+    this.#checkpoints = null;
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  /** @internal */
+  static state(ctx: ScanContext, fn: string): { inputs: ScanInputs; chunkLength: number; checkpoints: Tensor } {
+    if (ctx.#checkpoints === null) throw codedError('ERR_DISPOSED', `${fn}: ctx was disposed`);
+    return { inputs: ctx.#inputs, chunkLength: ctx.#chunkLength, checkpoints: ctx.#checkpoints };
+  }
+}
+
+export function selectiveScan(
+  u: Tensor,
+  delta: Tensor,
+  A: Tensor,
+  B: Tensor,
+  C: Tensor,
+  opts?: ScanOptions,
+): ScanResult {
+  const fn = 'selectiveScan';
+  const check = new ArgumentChecker(fn);
+  const o = check.options(opts, SCAN_OPTIONS);
+  const s = checkScanInputs(check, u, delta, A, B, C, o);
+  const returnLastState = check.boolean('returnLastState', o.returnLastState);
+  const saveForBackward = check.boolean('saveForBackward', o.saveForBackward);
+
+  const { batch, dim, seqlen, dstate } = s;
+  const chunkLength = native.chunkLength(deviceIndex(s.device), batch, dim, seqlen, dstate);
+  const chunks = Math.ceil(seqlen / chunkLength);
+  const out = allocate([batch, dim, seqlen], s.dtype, s.device, false);
+  const lastState = returnLastState ? allocate([batch, dim, dstate], 'float32', s.device, false) : undefined;
+  const checkpoints = saveForBackward ? allocate([batch, dim, chunks, dstate], 'float32', s.device, false) : undefined;
+  try {
+    native.scanForward({
+      ...inputDescriptor(fn, s, chunkLength),
+      out: storageOf(out, fn, 'out'),
+      lastState: storage(fn, 'lastState', lastState),
+      checkpoints: storage(fn, 'checkpoints', checkpoints),
+    });
+  } catch (error) {
+    for (const t of [out, lastState, checkpoints]) t?.dispose();
+    throw error;
+  }
+  const result: ScanResult = { out };
+  if (lastState) result.lastState = lastState;
+  if (checkpoints) result.ctx = new ScanContext(s, chunkLength, checkpoints);
+  return result;
+}
+
+export function selectiveScanBackward(ctx: ScanContext, dout: Tensor, opts?: ScanBackwardOptions): ScanGradients {
+  const fn = 'selectiveScanBackward';
+  if (!(ctx instanceof ScanContext)) {
+    throw new TypeError(`${fn}: ctx must be the ScanContext of selectiveScan(..., { saveForBackward: true }), got ${describe(ctx)}`);
+  }
+  const { inputs: s, chunkLength, checkpoints } = ScanContext.state(ctx, fn);
+  const check = new ArgumentChecker(fn);
+  const o = check.options(opts, ['dLastState', 'deterministic']);
+  // The forward's inputs must still be alive: the backward reads them again.
+  for (const name of ['u', 'delta', 'A', 'B', 'C', 'D', 'z', 'deltaBias', 'initialState'] as const) {
+    const t = s[name];
+    if (t?.isDisposed) throw codedError('ERR_DISPOSED', `${fn}: ${name} (an input of the forward) was disposed`);
+  }
+  const { batch, dim, seqlen, dstate } = s;
+  const doutT = check.tensor('dout', dout);
+  check.shape('dout', doutT, [batch, dim, seqlen], named({ batch, dim, L: seqlen }));
+  check.dtype('dout', doutT, s.dtype, ' (the dtype of u)');
+  const dLastState = check.optionalTensor('dLastState', o.dLastState);
+  if (dLastState) {
+    check.shape('dLastState', dLastState, [batch, dim, dstate], named({ batch, dim, N: dstate }));
+    check.dtype('dLastState', dLastState, 'float32');
+  }
+  const deterministic = check.boolean('deterministic', o.deterministic);
+  if (check.device() !== s.device) {
+    throw codedError('ERR_DEVICE_MISMATCH', `${fn}: dout is on ${doutT.device} but the forward ran on ${s.device}`);
+  }
+
+  const like = (t: Tensor, dtype: DType = t.dtype) => allocate([...t.shape], dtype, s.device, false);
+  const grads: ScanGradients = {
+    du: like(s.u),
+    ddelta: like(s.delta),
+    dA: like(s.A),
+    dB: like(s.B),
+    dC: like(s.C),
+  };
+  if (s.D) grads.dD = like(s.D);
+  if (s.z) grads.dz = like(s.z);
+  if (s.deltaBias) grads.ddeltaBias = like(s.deltaBias);
+  if (s.initialState) grads.dInitialState = like(s.initialState);
+  const gradStorage = (name: keyof ScanGradients) => storage(fn, name, grads[name]);
+  try {
+    native.scanBackward({
+      ...inputDescriptor(fn, s, chunkLength),
+      checkpoints: storageOf(checkpoints, fn, 'ctx'),
+      dout: storageOf(doutT, fn, 'dout'),
+      dLastState: storage(fn, 'dLastState', dLastState),
+      deterministic,
+      du: gradStorage('du'),
+      ddelta: gradStorage('ddelta'),
+      dz: gradStorage('dz'),
+      dA: gradStorage('dA'),
+      dB: gradStorage('dB'),
+      dC: gradStorage('dC'),
+      dD: gradStorage('dD'),
+      ddeltaBias: gradStorage('ddeltaBias'),
+      dInitialState: gradStorage('dInitialState'),
+    });
+  } catch (error) {
+    for (const t of Object.values(grads)) (t as Tensor).dispose();
+    throw error;
+  }
+  return grads;
+}
