@@ -513,6 +513,38 @@ Napi::Value BuildInfo(const Napi::CallbackInfo &info) {
   return o;
 }
 
+Napi::Value MemoryInfo(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  const int device = info[0].As<Napi::Number>().Int32Value();
+  const gpu::MemoryInfo m = guarded(env, [&] { return gpu::memoryInfo(device); });
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("allocatedBytes", double(m.allocated));
+  o.Set("peakAllocatedBytes", double(m.peakAllocated));
+  o.Set("reservedBytes", double(m.reserved));
+  o.Set("freeBytes", double(m.free));
+  o.Set("totalBytes", double(m.total));
+  return o;
+}
+
+Napi::Value ResetPeakMemory(const Napi::CallbackInfo &info) {
+  guarded(info.Env(), [&] { gpu::resetPeakMemory(info[0].As<Napi::Number>().Int32Value()); });
+  return info.Env().Undefined();
+}
+
+// recordEvent(device): a timing event queued on the device's stream; elapsedMs(start, end).
+Napi::Value RecordEvent(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  void *event = guarded(env, [&] { return gpu::recordEvent(info[0].As<Napi::Number>().Int32Value()); });
+  return Napi::External<void>::New(env, event, [](Napi::Env, void *e) { gpu::destroyEvent(e); });
+}
+
+Napi::Value ElapsedMs(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  void *start = info[0].As<Napi::External<void>>().Data();
+  void *end = info[1].As<Napi::External<void>>().Data();
+  return Napi::Number::New(env, guarded(env, [&] { return gpu::elapsedMs(start, end); }));
+}
+
 Napi::Value SetNumThreads(const Napi::CallbackInfo &info) {
   cpu::setThreadCount(info[0].As<Napi::Number>().Int32Value());
   return info.Env().Undefined();
@@ -539,6 +571,10 @@ static Napi::Object InitSelectiveScan(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaInfo", Napi::Function::New<CudaInfo>(env));
   exports.Set("buildInfo", Napi::Function::New<BuildInfo>(env));
   exports.Set("setNumThreads", Napi::Function::New<SetNumThreads>(env));
+  exports.Set("memoryInfo", Napi::Function::New<MemoryInfo>(env));
+  exports.Set("resetPeakMemory", Napi::Function::New<ResetPeakMemory>(env));
+  exports.Set("recordEvent", Napi::Function::New<RecordEvent>(env));
+  exports.Set("elapsedMs", Napi::Function::New<ElapsedMs>(env));
   return exports;
 }
 

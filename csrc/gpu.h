@@ -31,7 +31,7 @@ void requireDevice(int device);
 
 void *allocate(int device, size_t bytes);     // stream-ordered; ERR_CUDA_OOM when out of memory
 void release(int device, void *ptr);          // stream-ordered; never throws
-void fillZero(int device, void *ptr, size_t bytes);
+void fillBytes(int device, void *ptr, size_t bytes, unsigned char value);
 
 // Host <-> device. The host side of an upload may be reused as soon as the call returns (it is
 // staged through pinned memory that is released once the copy has completed).
@@ -59,6 +59,19 @@ class PendingDownload {
 
 // Waits for all queued work on the device; reports any asynchronous fault as ERR_CUDA.
 void synchronize(int device);
+
+// Memory of the device's pool (bytes): what live tensors hold, the most they held since the last
+// reset, and what the pool keeps reserved from the driver; free and total device memory.
+struct MemoryInfo {
+  uint64_t allocated = 0, peakAllocated = 0, reserved = 0, free = 0, total = 0;
+};
+MemoryInfo memoryInfo(int device);
+void resetPeakMemory(int device);
+
+// Timing events on the device's stream (for benchmarks).
+void *recordEvent(int device);
+float elapsedMs(void *start, void *end);  // waits for `end`
+void destroyEvent(void *event);
 
 // The scan ops, queued on the device's stream.
 int64_t forwardChunkLength(const ScanShape &shape);

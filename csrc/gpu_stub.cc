@@ -15,7 +15,7 @@ std::vector<std::string> architectures() { return {}; }
 void requireDevice(int) { unavailable(); }
 void *allocate(int, size_t) { unavailable(); }
 void release(int, void *) {}
-void fillZero(int, void *, size_t) { unavailable(); }
+void fillBytes(int, void *, size_t, unsigned char) { unavailable(); }
 void upload(int, void *, const void *, size_t) { unavailable(); }
 void downloadSync(int, void *, const void *, size_t) { unavailable(); }
 void copyDevice(int, void *, int, const void *, size_t) { unavailable(); }
@@ -24,6 +24,11 @@ PendingDownload::PendingDownload(int device, const void *, size_t) : device_(dev
 PendingDownload::~PendingDownload() {}
 void PendingDownload::wait() { unavailable(); }
 void synchronize(int) { unavailable(); }
+MemoryInfo memoryInfo(int) { unavailable(); }
+void resetPeakMemory(int) { unavailable(); }
+void *recordEvent(int) { unavailable(); }
+float elapsedMs(void *, void *) { unavailable(); }
+void destroyEvent(void *) {}
 int64_t forwardChunkLength(const ScanShape &) { unavailable(); }
 void scanForward(int, const ScanForwardParams &) { unavailable(); }
 void scanBackward(int, const ScanBackwardParams &) { unavailable(); }

@@ -1,12 +1,18 @@
 // What this build and this machine offer: the CUDA backend, build information, CPU threads.
 import { describe } from './errors.js';
-import { native } from './native.js';
+import { type CudaMemoryInfo, native } from './native.js';
 import { type DeviceSpec, deviceIndex, parseDevice } from './tensor.js';
 
 let cudaInfo: ReturnType<typeof native.cudaInfo> | undefined;
 function info() {
   cudaInfo ??= native.cudaInfo();
   return cudaInfo;
+}
+
+function cudaIndex(fn: string, device: DeviceSpec): number {
+  const parsed = parseDevice(fn, device);
+  if (parsed === 'cpu') throw new RangeError(`${fn}: device must be a CUDA device, got 'cpu'`);
+  return deviceIndex(parsed);
 }
 
 export const cuda = {
@@ -21,6 +27,14 @@ export const cuda = {
   deviceCount(): number {
     return info().deviceCount;
   },
+  /** Memory of the device's pool: live, peak and reserved bytes, and the device's free and total. */
+  memoryInfo(device: DeviceSpec = 'cuda'): CudaMemoryInfo {
+    return native.memoryInfo(cudaIndex('cuda.memoryInfo', device));
+  },
+  /** Starts a new peak for memoryInfo().peakAllocatedBytes from the current use. */
+  resetPeakMemory(device: DeviceSpec = 'cuda'): void {
+    native.resetPeakMemory(cudaIndex('cuda.resetPeakMemory', device));
+  },
   /** Resolves when all queued work on the device is done; rejects with ERR_CUDA on a device fault. */
   synchronize(device: DeviceSpec = 'cuda'): Promise<void> {
     try {
@@ -32,6 +46,8 @@ export const cuda = {
     }
   },
 };
+
+export type { CudaMemoryInfo };
 
 export interface BuildInfo {
   version: string;

@@ -7,5 +7,5 @@ export type { ScanOptions, ScanResult, ScanBackwardOptions, ScanGradients } from
 export { selectiveStateUpdate } from './step.js';
 export type { StateUpdateOptions } from './step.js';
 export { cuda, buildInfo, setNumThreads } from './backend.js';
-export type { BuildInfo } from './backend.js';
+export type { BuildInfo, CudaMemoryInfo } from './backend.js';
 export type { CodedError, ErrorCode } from './errors.js';

@@ -34,6 +34,23 @@ export interface Native {
     cpuIsasCompiled: string[];
   };
   setNumThreads(n: number): void;
+  memoryInfo(device: number): CudaMemoryInfo;
+  resetPeakMemory(device: number): void;
+  /** A timing event queued on the device's stream (benchmarks). */
+  recordEvent(device: number): object;
+  /** Milliseconds between two events; waits for `end`. */
+  elapsedMs(start: object, end: object): number;
+}
+
+export interface CudaMemoryInfo {
+  /** Bytes held by live allocations (tensors and scratch) in the device's memory pool. */
+  allocatedBytes: number;
+  /** The most allocatedBytes has been since the last cuda.resetPeakMemory(). */
+  peakAllocatedBytes: number;
+  /** Bytes the pool keeps from the driver (freed memory stays for reuse). */
+  reservedBytes: number;
+  freeBytes: number;
+  totalBytes: number;
 }
 
 const packageRoot = path.join(__dirname, '..');
