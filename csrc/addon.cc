@@ -545,6 +545,15 @@ Napi::Value ElapsedMs(const Napi::CallbackInfo &info) {
   return Napi::Number::New(env, guarded(env, [&] { return gpu::elapsedMs(start, end); }));
 }
 
+// measureExp2Rate(device): exp2 evaluations per second on the CPU (-1, all threads) or a GPU.
+Napi::Value MeasureExp2Rate(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  const int device = info[0].As<Napi::Number>().Int32Value();
+  return Napi::Number::New(env, guarded(env, [&] {
+    return onHost(device) ? cpu::measureExp2Rate() : gpu::measureExp2Rate(device);
+  }));
+}
+
 Napi::Value SetNumThreads(const Napi::CallbackInfo &info) {
   cpu::setThreadCount(info[0].As<Napi::Number>().Int32Value());
   return info.Env().Undefined();
@@ -575,6 +584,7 @@ static Napi::Object InitSelectiveScan(Napi::Env env, Napi::Object exports) {
   exports.Set("resetPeakMemory", Napi::Function::New<ResetPeakMemory>(env));
   exports.Set("recordEvent", Napi::Function::New<RecordEvent>(env));
   exports.Set("elapsedMs", Napi::Function::New<ElapsedMs>(env));
+  exports.Set("measureExp2Rate", Napi::Function::New<MeasureExp2Rate>(env));
   return exports;
 }
 

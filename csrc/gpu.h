@@ -72,6 +72,7 @@ void resetPeakMemory(int device);
 void *recordEvent(int device);
 float elapsedMs(void *start, void *end);  // waits for `end`
 void destroyEvent(void *event);
+double measureExp2Rate(int device);  // exp2 evaluations per second (roofline of the benchmarks)
 
 // The scan ops, queued on the device's stream.
 int64_t forwardChunkLength(const ScanShape &shape);

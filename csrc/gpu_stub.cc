@@ -29,6 +29,7 @@ void resetPeakMemory(int) { unavailable(); }
 void *recordEvent(int) { unavailable(); }
 float elapsedMs(void *, void *) { unavailable(); }
 void destroyEvent(void *) {}
+double measureExp2Rate(int) { unavailable(); }
 int64_t forwardChunkLength(const ScanShape &) { unavailable(); }
 void scanForward(int, const ScanForwardParams &) { unavailable(); }
 void scanBackward(int, const ScanBackwardParams &) { unavailable(); }

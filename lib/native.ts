@@ -40,6 +40,8 @@ export interface Native {
   recordEvent(device: number): object;
   /** Milliseconds between two events; waits for `end`. */
   elapsedMs(start: object, end: object): number;
+  /** exp2 evaluations per second on the CPU (device -1, all threads) or a GPU (benchmarks). */
+  measureExp2Rate(device: number): number;
 }
 
 export interface CudaMemoryInfo {

@@ -1,6 +1,7 @@
 #include "cpu_backend.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -211,6 +212,23 @@ void scanBackward(const ScanBackwardParams &bp) {
   };
   if (p.B.varying()) finishVarying(dBVarying, p.B, true, bp.dB);
   if (p.C.varying()) finishVarying(dCVarying, p.C, false, bp.dC);
+}
+
+double measureExp2Rate() {
+  const Kernels &k = kernels();
+  ThreadPool &pool = ThreadPool::instance();
+  constexpr int64_t kPerThread = int64_t(1) << 26;
+  std::vector<float> sink(size_t(pool.threads()));
+  auto run = [&] {
+    pool.parallelFor(pool.threads(), [&](int64_t task, int) { sink[size_t(task)] = k.exp2Work(kPerThread); });
+  };
+  run();  // warm up
+  const auto start = std::chrono::steady_clock::now();
+  run();
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  volatile float keep = sink[0];
+  (void)keep;
+  return double(kPerThread) * pool.threads() / seconds;
 }
 
 void stateUpdate(const StateUpdateParams &p) {

@@ -18,4 +18,7 @@ void scanForward(const ScanForwardParams &p);
 void scanBackward(const ScanBackwardParams &p);
 void stateUpdate(const StateUpdateParams &p);
 
+// exp2 evaluations per second on all threads (the compute floor of the roofline).
+double measureExp2Rate();
+
 }  // namespace ss::cpu

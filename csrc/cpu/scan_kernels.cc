@@ -469,6 +469,20 @@ template <DType DT> void stateUpdateRows(const StateUpdateParams &p, int64_t beg
   }
 }
 
+// ---- Benchmark support --------------------------------------------------------------------------
+
+float exp2Work(int64_t count) {
+  constexpr int kChains = 8;  // independent dependency chains, like the N states of a step
+  Vec x[kChains];
+  for (int c = 0; c < kChains; ++c) x[c] = splat(-0.001f * float(c + 1));
+  const Vec scale = splat(0.999f);
+  for (int64_t i = 0; i < count; i += int64_t(kChains) * kLanes)
+    for (int c = 0; c < kChains; ++c) x[c] = simd::exp2(x[c]) * scale - 1.0f;  // stays in [-1, 0]
+  Vec sum = {};
+  for (int c = 0; c < kChains; ++c) sum += x[c];
+  return simd::horizontalSum(sum);
+}
+
 // ---- The table ----------------------------------------------------------------------------------
 
 int64_t maxBlocks(int64_t maxChannels) { return ceilDiv(maxChannels, kLanes); }
@@ -514,6 +528,6 @@ void stateUpdate(const StateUpdateParams &p, int64_t begin, int64_t end) {
 #define SS_STRINGIFY2(x) #x
 #define SS_STRINGIFY(x) SS_STRINGIFY2(x)
 extern const Kernels kernels = {SS_STRINGIFY(SS_CPU_ISA), kLanes, forwardScratchBytes, forward, backwardScratchBytes,
-                                backward, stateUpdate};
+                                backward, stateUpdate, exp2Work};
 
 }  // namespace ss::cpu::SS_CPU_ISA

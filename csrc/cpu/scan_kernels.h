@@ -41,6 +41,9 @@ struct Kernels {
                    void *scratch);
   // Rows [begin, end) of batch * heads * headDim.
   void (*stateUpdate)(const StateUpdateParams &p, int64_t begin, int64_t end);
+  // Evaluates `count` exp2s (in independent chains, as the scan does) and returns a sum that
+  // depends on all of them: the benchmark's measure of this core's exp2 rate.
+  float (*exp2Work)(int64_t count);
 };
 
 namespace baseline { extern const Kernels kernels; }

@@ -16,6 +16,7 @@
 
 #include "../gpu.h"
 #include "cuda_ops.h"
+#include "microbench.h"
 
 namespace ss::gpu {
 namespace {
@@ -328,6 +329,14 @@ float elapsedMs(void *start, void *end) {
 void destroyEvent(void *event) {
   cudaEventDestroy(static_cast<cudaEvent_t>(event));
   cudaGetLastError();
+}
+
+double measureExp2Rate(int device) {
+  Runtime &rt = Runtime::get();
+  check(cudaStreamSynchronize(rt.use(device)), "cudaStreamSynchronize", device);
+  double rate = 0;
+  check(cuda::measureExp2Rate(&rate), "measureExp2Rate", device);
+  return rate;
 }
 
 int64_t forwardChunkLength(const ScanShape &shape) { return cuda::forwardChunkLength(shape); }
