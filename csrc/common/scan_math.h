@@ -22,29 +22,45 @@ constexpr float kLog2e = 1.4426950408889634f;
 // softplus(x) = x above this threshold (as PyTorch and mamba_ssm do).
 constexpr float kSoftplusThreshold = 20.0f;
 
-SS_HD float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+// The elementary functions the formulas below need, per value type: float here (the CUDA kernels
+// and scalar CPU code); the CPU backend specialises it for its SIMD vectors (cpu/simd.h), so the
+// same formulas run vectorised. select(c, a, b) is c ? a : b, lane-wise for vectors.
+template <class T> struct MathOps;
+template <> struct MathOps<float> {
+  static SS_HD float splat(float x) { return x; }
+  static SS_HD float exp(float x) { return expf(x); }
+  static SS_HD float log1p(float x) { return log1pf(x); }
+  static SS_HD float select(bool c, float a, float b) { return c ? a : b; }
+};
 
-SS_HD float softplus(float x) { return x > kSoftplusThreshold ? x : log1pf(expf(x)); }
+template <class T> SS_HD T sigmoid(T x) { return 1.0f / (1.0f + MathOps<T>::exp(-x)); }
+
+template <class T> SS_HD T softplus(T x) {
+  using M = MathOps<T>;
+  return M::select(x > kSoftplusThreshold, x, M::log1p(M::exp(x)));
+}
 
 // d softplus(x) / dx, consistent with the threshold above.
-SS_HD float softplusGrad(float x) { return x > kSoftplusThreshold ? 1.0f : sigmoid(x); }
+template <class T> SS_HD T softplusGrad(T x) {
+  return MathOps<T>::select(x > kSoftplusThreshold, MathOps<T>::splat(1.0f), sigmoid(x));
+}
 
-SS_HD float silu(float z) { return z * sigmoid(z); }
+template <class T> SS_HD T silu(T z) { return z * sigmoid(z); }
 
 // d silu(z) / dz = s (1 + z (1 - s)), s = sigmoid(z).
-SS_HD float siluGrad(float z) {
-  const float s = sigmoid(z);
+template <class T> SS_HD T siluGrad(T z) {
+  const T s = sigmoid(z);
   return s * (1.0f + z * (1.0f - s));
 }
 
 // dt from the raw delta: bias, then softplus when asked.
-SS_HD float deltaToDt(float delta, float bias, bool useSoftplus) {
-  const float x = delta + bias;
+template <class T> SS_HD T deltaToDt(T delta, T bias, bool useSoftplus) {
+  const T x = delta + bias;
   return useSoftplus ? softplus(x) : x;
 }
 
 // The chain rule back through deltaToDt.
-SS_HD float dtGradToDeltaGrad(float ddt, float delta, float bias, bool useSoftplus) {
+template <class T> SS_HD T dtGradToDeltaGrad(T ddt, T delta, T bias, bool useSoftplus) {
   return useSoftplus ? ddt * softplusGrad(delta + bias) : ddt;
 }
 

@@ -63,6 +63,7 @@ template <DType DT> void transposeTile(const void *src, int64_t rowStart, int64_
 // which keep their state at zero and their gradients at zero.
 struct BlockConstants {
   Vec *A2 = nullptr, *A = nullptr, *Bfixed = nullptr, *Cfixed = nullptr;  // [blocks][N]
+  Vec *D = nullptr, *deltaBias = nullptr;                                   // [blocks]
 
   void carve(Carver &c, const ScanForwardParams &p, int64_t blocks, bool needPlainA) {
     const int64_t N = p.shape.dstate;
@@ -70,6 +71,8 @@ struct BlockConstants {
     if (needPlainA) A = c.take<Vec>(blocks * N);
     if (!p.B.varying()) Bfixed = c.take<Vec>(blocks * N);
     if (!p.C.varying()) Cfixed = c.take<Vec>(blocks * N);
+    D = c.take<Vec>(blocks);
+    deltaBias = c.take<Vec>(blocks);
   }
   void fill(const ScanForwardParams &p, const Task &task, int64_t blocks) const {
     const int64_t N = p.shape.dstate;
@@ -78,6 +81,8 @@ struct BlockConstants {
       for (int lane = 0; lane < kLanes; ++lane) {
         const int64_t d = task.d0 + k * kLanes + lane;
         const bool valid = d < task.d1;
+        D[k][lane] = valid && p.D ? p.D[d] : 0.0f;
+        deltaBias[k][lane] = valid && p.deltaBias ? p.deltaBias[d] : 0.0f;
         for (int64_t n = 0; n < N; ++n) {
           const float a = valid ? p.A[d * N + n] : 0.0f;
           A2[k * N + n][lane] = a * kLog2e;
@@ -96,7 +101,7 @@ struct ForwardScratch {
   BlockConstants constants;
   Vec *state = nullptr;               // [blocks][N], carried across chunks
   float *Bt = nullptr, *Ct = nullptr;  // [chunk][N], varying only
-  Vec *u = nullptr, *dt = nullptr, *y = nullptr;  // [chunk]
+  Vec *u = nullptr, *dt = nullptr, *z = nullptr, *y = nullptr;  // [chunk]
 
   ForwardScratch(Carver &c, const ScanForwardParams &p, int64_t blocks) {
     const int64_t N = p.shape.dstate, T = p.chunkLength;
@@ -106,6 +111,7 @@ struct ForwardScratch {
     if (p.C.varying()) Ct = c.take<float>(T * N);
     u = c.take<Vec>(T);
     dt = c.take<Vec>(T);
+    if (p.z) z = c.take<Vec>(T);
     y = c.take<Vec>(T);
   }
 };
@@ -152,32 +158,31 @@ template <DType DT> void forwardTask(const ScanForwardParams &p, const Task &tas
     if (s.Bt) transposeTile<DT>(p.B.data, (b * p.B.groups + task.groupB) * N * L + t0, L, N, len, s.Bt);
     if (s.Ct) transposeTile<DT>(p.C.data, (b * p.C.groups + task.groupC) * N * L + t0, L, N, len, s.Ct);
     for (int64_t k = 0; k < blocks; ++k) {
+      // Gather the block's rows into [t][lane] tiles; lanes past the last channel read zeros.
       for (int lane = 0; lane < kLanes; ++lane) {
         const int64_t d = task.d0 + k * kLanes + lane;
-        if (d >= task.d1) {
-          for (int64_t t = 0; t < len; ++t) s.u[t][lane] = s.dt[t][lane] = 0.0f;
-          continue;
-        }
         const int64_t row = (b * dim + d) * L + t0;
-        const float bias = p.deltaBias ? p.deltaBias[d] : 0.0f;
+        const bool valid = d < task.d1;
         for (int64_t t = 0; t < len; ++t) {
-          s.u[t][lane] = loadAt<DT>(p.u, row + t);
-          s.dt[t][lane] = deltaToDt(loadAt<DT>(p.delta, row + t), bias, p.deltaSoftplus);
+          s.u[t][lane] = valid ? loadAt<DT>(p.u, row + t) : 0.0f;
+          s.dt[t][lane] = valid ? loadAt<DT>(p.delta, row + t) : 0.0f;
+          if (s.z) s.z[t][lane] = valid ? loadAt<DT>(p.z, row + t) : 0.0f;
         }
       }
+      const Vec bias = s.constants.deltaBias[k], D = s.constants.D[k];
+      for (int64_t t = 0; t < len; ++t) s.dt[t] = deltaToDt(s.dt[t], bias, p.deltaSoftplus);
       Vec *h = s.state + k * N;
       chunkFn(len, N, s.constants.A2 + k * N, s.constants.Bfixed ? s.constants.Bfixed + k * N : nullptr,
               s.constants.Cfixed ? s.constants.Cfixed + k * N : nullptr, s.Bt, s.Ct, s.u, s.dt, h, s.y);
+      for (int64_t t = 0; t < len; ++t) {
+        const Vec y = s.y[t] + D * s.u[t];
+        s.y[t] = s.z ? y * silu(s.z[t]) : y;
+      }
       for (int lane = 0; lane < kLanes; ++lane) {
         const int64_t d = task.d0 + k * kLanes + lane;
         if (d >= task.d1) break;
         const int64_t row = (b * dim + d) * L + t0;
-        const float D = p.D ? p.D[d] : 0.0f;
-        for (int64_t t = 0; t < len; ++t) {
-          float y = s.y[t][lane] + D * s.u[t][lane];
-          if (p.z) y *= silu(loadAt<DT>(p.z, row + t));
-          storeAt<DT>(p.out, row + t, y);
-        }
+        for (int64_t t = 0; t < len; ++t) storeAt<DT>(p.out, row + t, s.y[t][lane]);
         if (p.checkpoints) {
           float *ckpt = p.checkpoints + ((b * dim + d) * chunks + c) * N;
           for (int64_t n = 0; n < N; ++n) ckpt[n] = h[n][lane];
@@ -208,8 +213,8 @@ struct BackwardScratch {
   float *Bt = nullptr, *Ct = nullptr;         // [chunk][N], varying only
   Vec *h = nullptr;                           // [chunk][N]: recomputed states of one block
   Vec *dBLanes = nullptr, *dCLanes = nullptr;  // [chunk][N]: varying dB/dC, per lane, all blocks
-  Vec *u = nullptr, *delta = nullptr, *dt = nullptr, *dy = nullptr, *y = nullptr;  // [chunk]
-  Vec *ddt = nullptr, *du = nullptr;                                             // [chunk]
+  Vec *u = nullptr, *delta = nullptr, *dt = nullptr, *z = nullptr, *dy = nullptr, *y = nullptr;  // [chunk]
+  Vec *ddt = nullptr, *du = nullptr;                                                             // [chunk]
 
   BackwardScratch(Carver &c, const ScanForwardParams &p, int64_t blocks) {
     const int64_t N = p.shape.dstate, T = p.chunkLength;
@@ -231,6 +236,7 @@ struct BackwardScratch {
     }
     h = c.take<Vec>(T * N);
     for (Vec **v : {&u, &delta, &dt, &dy, &y, &ddt, &du}) *v = c.take<Vec>(T);
+    if (p.z) z = c.take<Vec>(T);
   }
 };
 
@@ -323,70 +329,58 @@ void backwardTask(const ScanBackwardParams &bp, const Task &task, const Backward
       std::fill(s.dCLanes, s.dCLanes + len * N, Vec{});
     }
     for (int64_t k = 0; k < blocks; ++k) {
-      // Inputs of the block's channels, and the state the chunk starts from.
+      // Inputs of the block's channels as [t][lane] tiles (zeros past the last channel; dout goes
+      // to dy for now), and the state the chunk starts from.
       for (int lane = 0; lane < kLanes; ++lane) {
         const int64_t d = task.d0 + k * kLanes + lane;
-        if (d >= task.d1) {
-          for (int64_t t = 0; t < len; ++t) s.u[t][lane] = s.delta[t][lane] = s.dt[t][lane] = 0.0f;
-          for (int64_t n = 0; n < N; ++n) s.hStart[n][lane] = 0.0f;
-          continue;
-        }
         const int64_t row = (b * dim + d) * L + t0;
-        const float bias = p.deltaBias ? p.deltaBias[d] : 0.0f;
+        const bool valid = d < task.d1;
         for (int64_t t = 0; t < len; ++t) {
-          s.u[t][lane] = loadAt<DT>(p.u, row + t);
-          const float delta = loadAt<DT>(p.delta, row + t);
-          s.delta[t][lane] = delta;
-          s.dt[t][lane] = deltaToDt(delta, bias, p.deltaSoftplus);
+          s.u[t][lane] = valid ? loadAt<DT>(p.u, row + t) : 0.0f;
+          s.delta[t][lane] = valid ? loadAt<DT>(p.delta, row + t) : 0.0f;
+          s.dy[t][lane] = valid ? loadAt<DT>(bp.dout, row + t) : 0.0f;
+          if (s.z) s.z[t][lane] = valid ? loadAt<DT>(p.z, row + t) : 0.0f;
         }
-        const float *start = c > 0 ? p.checkpoints + ((b * dim + d) * chunks + c - 1) * N
-                                   : (p.initialState ? p.initialState + (b * dim + d) * N : nullptr);
+        const float *start = !valid ? nullptr
+                             : c > 0 ? p.checkpoints + ((b * dim + d) * chunks + c - 1) * N
+                                     : (p.initialState ? p.initialState + (b * dim + d) * N : nullptr);
         for (int64_t n = 0; n < N; ++n) s.hStart[n][lane] = start ? start[n] : 0.0f;
       }
+      const Vec bias = s.constants.deltaBias[k], D = s.constants.D[k];
+      for (int64_t t = 0; t < len; ++t) s.dt[t] = deltaToDt(s.delta[t], bias, p.deltaSoftplus);
       recomputeFn(len, N, s.constants.A2 + k * N, s.constants.Bfixed ? s.constants.Bfixed + k * N : nullptr,
                   s.constants.Cfixed ? s.constants.Cfixed + k * N : nullptr, s.Bt, s.Ct, s.u, s.dt, s.hStart, s.h,
                   s.y);
-      // The output gate: dy = dout silu(z), dz = dout y siluGrad(z), with y before the gate.
-      for (int lane = 0; lane < kLanes; ++lane) {
-        const int64_t d = task.d0 + k * kLanes + lane;
-        if (d >= task.d1) {
-          for (int64_t t = 0; t < len; ++t) s.dy[t][lane] = 0.0f;
-          continue;
-        }
-        const int64_t row = (b * dim + d) * L + t0;
-        const float D = p.D ? p.D[d] : 0.0f;
+      // The output gate: dy = dout silu(z) and dz = dout y siluGrad(z), y taken before the gate
+      // (dz goes to the y tile, which is not needed after this).
+      if (s.z) {
         for (int64_t t = 0; t < len; ++t) {
-          const float dout = loadAt<DT>(bp.dout, row + t);
-          if (p.z) {
-            const float z = loadAt<DT>(p.z, row + t);
-            const float y = s.y[t][lane] + D * s.u[t][lane];
-            s.dy[t][lane] = dout * silu(z);
-            if (bp.dz) storeAt<DT>(bp.dz, row + t, dout * y * siluGrad(z));
-          } else {
-            s.dy[t][lane] = dout;
-          }
+          const Vec dout = s.dy[t], y = s.y[t] + D * s.u[t];
+          s.dy[t] = dout * silu(s.z[t]);
+          s.y[t] = dout * y * siluGrad(s.z[t]);
         }
       }
       reverseFn(len, N, s.constants, k, s.Bt, s.Ct, s.h, s.u, s.dt, s.dy, s.carry + k * N, s.dA + k * N,
                 s.dBFixed ? s.dBFixed + k * N : nullptr, s.dCFixed ? s.dCFixed + k * N : nullptr, s.dBLanes,
                 s.dCLanes, s.ddt, s.du);
+      Vec dD = s.dD[k], ddeltaBias = s.ddeltaBias[k];
+      for (int64_t t = len - 1; t >= 0; --t) {
+        s.du[t] += D * s.dy[t];
+        s.ddt[t] = dtGradToDeltaGrad(s.ddt[t], s.delta[t], bias, p.deltaSoftplus);  // now d delta
+        dD += s.dy[t] * s.u[t];
+        ddeltaBias += s.ddt[t];
+      }
+      s.dD[k] = dD;
+      s.ddeltaBias[k] = ddeltaBias;
       for (int lane = 0; lane < kLanes; ++lane) {
         const int64_t d = task.d0 + k * kLanes + lane;
         if (d >= task.d1) break;
         const int64_t row = (b * dim + d) * L + t0;
-        const float D = p.D ? p.D[d] : 0.0f;
-        const float bias = p.deltaBias ? p.deltaBias[d] : 0.0f;
-        float dD = s.dD[k][lane], ddeltaBias = s.ddeltaBias[k][lane];
-        for (int64_t t = len - 1; t >= 0; --t) {
-          const float dy = s.dy[t][lane], u = s.u[t][lane];
-          const float ddelta = dtGradToDeltaGrad(s.ddt[t][lane], s.delta[t][lane], bias, p.deltaSoftplus);
-          if (bp.du) storeAt<DT>(bp.du, row + t, D * dy + s.du[t][lane]);
-          if (bp.ddelta) storeAt<DT>(bp.ddelta, row + t, ddelta);
-          dD += dy * u;
-          ddeltaBias += ddelta;
+        for (int64_t t = 0; t < len; ++t) {
+          storeAt<DT>(bp.du, row + t, s.du[t][lane]);
+          storeAt<DT>(bp.ddelta, row + t, s.ddt[t][lane]);
+          if (bp.dz) storeAt<DT>(bp.dz, row + t, s.y[t][lane]);
         }
-        s.dD[k][lane] = dD;
-        s.ddeltaBias[k][lane] = ddeltaBias;
       }
     }
     // This task's share of the varying dB/dC over its channels: lanes summed in a fixed order.

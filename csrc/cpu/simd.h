@@ -4,6 +4,8 @@
 #pragma once
 #include <cstdint>
 
+#include "../common/scan_math.h"
+
 namespace ss::cpu::simd {
 
 #if defined(__AVX512F__)
@@ -51,4 +53,78 @@ inline Vec exp2(Vec x) {
   return p * reinterpret_cast<const Vec &>(exponentBits);
 }
 
+inline Vec select(IVec mask, Vec a, Vec b) { return mask ? a : b; }
+
+// e^x for every lane, to about 1 ulp (Cephes' expf: Cody-Waite reduction by ln 2, then a degree-5
+// polynomial). Overflow gives +Inf, x below -87.3 gives 0, NaN stays NaN.
+inline Vec exp(Vec x) {
+  const Vec clamped = select(x > 88.0f, splat(88.0f), select(x < -87.3f, splat(-87.3f), x));
+  const Vec roundingMagic = splat(12582912.0f);
+  const Vec n = (clamped * 1.44269504088896341f + roundingMagic) - roundingMagic;
+  Vec r = clamped - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  Vec p = splat(1.9875691500e-4f);
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * (r * r) + r + 1.0f;
+  const IVec exponentBits = (__builtin_convertvector(n, IVec) + 127) << 23;
+  Vec result = p * reinterpret_cast<const Vec &>(exponentBits);
+  result = select(x > 88.7228391f, splat(__builtin_inff()), result);
+  result = select(x < -87.3f, splat(0.0f), result);
+  return result;
+}
+
+// log(x) for x >= 0 (Cephes' logf): x = m 2^e with m in [sqrt(1/2), sqrt(2)), then a degree-8
+// polynomial in m - 1. log(0) = -Inf, log(+Inf) = +Inf, NaN stays NaN.
+inline Vec log(Vec x) {
+  const IVec bits = reinterpret_cast<const IVec &>(x);
+  IVec e = ((bits >> 23) & 0xff) - 126;
+  const IVec mantissaBits = (bits & 0x007fffff) | 0x3f000000;  // m in [0.5, 1)
+  Vec m = reinterpret_cast<const Vec &>(mantissaBits);
+  const IVec small = m < 0.707106781186547524f;
+  e = e + small;  // small is -1 where true
+  m = select(small, m + m - 1.0f, m - 1.0f);
+  const Vec ef = __builtin_convertvector(e, Vec);
+  const Vec z = m * m;
+  Vec y = splat(7.0376836292e-2f);
+  y = y * m - 1.1514610310e-1f;
+  y = y * m + 1.1676998740e-1f;
+  y = y * m - 1.2420140846e-1f;
+  y = y * m + 1.4249322787e-1f;
+  y = y * m - 1.6668057665e-1f;
+  y = y * m + 2.0000714765e-1f;
+  y = y * m - 2.4999993993e-1f;
+  y = y * m + 3.3333331174e-1f;
+  y = y * m * z;
+  y = y + ef * -2.12194440e-4f;
+  y = y - 0.5f * z;
+  Vec result = m + y + ef * 0.693359375f;
+  result = select(x == 0.0f, splat(-__builtin_inff()), result);
+  result = select(x == __builtin_inff(), x, result);
+  result = select(x != x, x, result);
+  return result;
+}
+
+// log(1 + x) for x >= 0, accurate also for tiny x: with u = 1 + x (rounded),
+// log1p(x) = log(u) * x / (u - 1), and x itself where u rounds to 1.
+inline Vec log1p(Vec x) {
+  const Vec u = 1.0f + x;
+  const Vec viaLog = log(u) * (x / (u - 1.0f));
+  return select(u == 1.0f, x, select(u == __builtin_inff(), u, viaLog));
+}
+
 }  // namespace ss::cpu::simd
+
+namespace ss {
+// The scan's formulas (common/scan_math.h) on SIMD vectors.
+template <> struct MathOps<cpu::simd::Vec> {
+  using Vec = cpu::simd::Vec;
+  static Vec splat(float x) { return cpu::simd::splat(x); }
+  static Vec exp(Vec x) { return cpu::simd::exp(x); }
+  static Vec log1p(Vec x) { return cpu::simd::log1p(x); }
+  static Vec select(cpu::simd::IVec c, Vec a, Vec b) { return c ? a : b; }
+};
+}  // namespace ss
