@@ -18,12 +18,11 @@ function loads() {
 
 if (loads()) process.exit(0);
 
-let cmakeJs;
 try {
-  cmakeJs = require.resolve('cmake-js/bin/cmake-js', { paths: [root] });
+  require.resolve('cmake-js/bin/cmake-js', { paths: [root] });
 } catch {
   console.warn('selective-scan: no prebuilt binary loads here and cmake-js is not installed, so nothing was built.');
   process.exit(0);
 }
-const result = spawnSync(process.execPath, [cmakeJs, 'compile', '--out', 'build'], { cwd: root, stdio: 'inherit' });
+const result = spawnSync(process.execPath, [path.join(__dirname, 'build-native.js')], { cwd: root, stdio: 'inherit' });
 process.exit(result.status === 0 ? 0 : 1);
