@@ -6,6 +6,10 @@
 
 #include "../common/scan_math.h"
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 namespace ss::cpu::simd {
 
 #if defined(__AVX512F__)
@@ -21,7 +25,29 @@ typedef int32_t IVec __attribute__((vector_size(kLanes * 4)));
 // The same vector with 4-byte alignment, for unaligned loads and stores.
 typedef float UnalignedVec __attribute__((vector_size(kLanes * 4), aligned(4)));
 
-inline Vec splat(float x) { return Vec{} + x; }
+// A few operations GCC does not map to one instruction from generic vector code: broadcast, and
+// max/min. maxNaN(a, x) = a > x ? a : x, returning x when x is NaN (x86's max/min semantics).
+#if defined(__AVX512F__)
+inline Vec splat(float x) { return Vec(_mm512_set1_ps(x)); }
+inline Vec maxNaN(Vec a, Vec x) { return Vec(_mm512_max_ps(__m512(a), __m512(x))); }
+inline Vec minNaN(Vec a, Vec x) { return Vec(_mm512_min_ps(__m512(a), __m512(x))); }
+#elif defined(__AVX2__)
+inline Vec splat(float x) { return Vec(_mm256_set1_ps(x)); }
+inline Vec maxNaN(Vec a, Vec x) { return Vec(_mm256_max_ps(__m256(a), __m256(x))); }
+inline Vec minNaN(Vec a, Vec x) { return Vec(_mm256_min_ps(__m256(a), __m256(x))); }
+#elif defined(__SSE2__)
+inline Vec splat(float x) { return Vec(_mm_set1_ps(x)); }
+inline Vec maxNaN(Vec a, Vec x) { return Vec(_mm_max_ps(__m128(a), __m128(x))); }
+inline Vec minNaN(Vec a, Vec x) { return Vec(_mm_min_ps(__m128(a), __m128(x))); }
+#else
+inline Vec splat(float x) {
+  Vec v;
+  for (int i = 0; i < kLanes; ++i) v[i] = x;
+  return v;
+}
+inline Vec maxNaN(Vec a, Vec x) { return a > x ? a : x; }
+inline Vec minNaN(Vec a, Vec x) { return a < x ? a : x; }
+#endif
 inline Vec loadu(const float *p) { return *reinterpret_cast<const UnalignedVec *>(p); }
 inline void storeu(float *p, Vec v) { *reinterpret_cast<UnalignedVec *>(p) = v; }
 
@@ -36,11 +62,12 @@ inline float horizontalSum(Vec v) {
 // x <= -127 gives 0 (results below the normal range flush to zero), x >= 127.5 gives +Inf, NaN
 // stays NaN.
 inline Vec exp2(Vec x) {
-  const Vec lo = splat(-127.0f), hi = splat(128.0f);
-  x = x < lo ? lo : x;  // NaN compares false and passes through both clamps
-  x = x > hi ? hi : x;
-  const Vec roundingMagic = splat(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer
-  const Vec r = (x + roundingMagic) - roundingMagic;
+  x = minNaN(splat(128.0f), maxNaN(splat(-127.0f), x));  // NaN passes through
+  // Adding 1.5 * 2^23 rounds x to an integer r, which then sits in the low mantissa bits of the
+  // sum: its bit pattern minus the constant's is r as a 32-bit integer.
+  const Vec roundingMagic = splat(12582912.0f);
+  const Vec shifted = x + roundingMagic;
+  const Vec r = shifted - roundingMagic;
   const Vec f = x - r;
   Vec p = splat(1.535336188319500e-4f);
   p = p * f + 1.339887440266574e-3f;
@@ -49,7 +76,7 @@ inline Vec exp2(Vec x) {
   p = p * f + 2.402264791363012e-1f;
   p = p * f + 6.931472028550421e-1f;
   p = p * f + 1.0f;
-  const IVec exponentBits = (__builtin_convertvector(r, IVec) + 127) << 23;
+  const IVec exponentBits = (reinterpret_cast<const IVec &>(shifted) + (127 - 0x4b400000)) << 23;
   return p * reinterpret_cast<const Vec &>(exponentBits);
 }
 
