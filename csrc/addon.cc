@@ -100,18 +100,25 @@ Storage *liveStorage(const Napi::CallbackInfo &info, size_t index, size_t bytes)
 
 // ---- Storage contents ---------------------------------------------------------------------------
 
-// writeValues(storage, dtype, Float64Array): rounds the values to dtype into the storage.
+// writeValues(storage, dtype, Float64Array | Float32Array): rounds the values to dtype into the
+// storage (float32 sources are narrowed in one rounding step; doubles as dtype.h explains).
 Napi::Value WriteValues(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   const DType t = dtypeFrom(env, info[1]);
-  auto values = info[2].As<Napi::Float64Array>();
-  const int64_t n = int64_t(values.ElementLength());
+  auto array = info[2].As<Napi::TypedArray>();
+  const bool singles = array.TypedArrayType() == napi_float32_array;
+  if (!singles && array.TypedArrayType() != napi_float64_array) internalError(env, "values must be Float32Array or Float64Array");
+  const int64_t n = int64_t(array.ElementLength());
   Storage *s = liveStorage(info, 0, size_t(n) * size_t(dtypeSize(t)));
+  auto encode = [&](void *dst) {
+    if (singles) encodeFloats(info[2].As<Napi::Float32Array>().Data(), t, n, dst);
+    else encodeDoubles(info[2].As<Napi::Float64Array>().Data(), t, n, dst);
+  };
   if (s->onHost()) {
-    encodeDoubles(values.Data(), t, n, s->data());
+    encode(s->data());
   } else {
     std::vector<char> staged(static_cast<size_t>(n) * dtypeSize(t));
-    encodeDoubles(values.Data(), t, n, staged.data());
+    encode(staged.data());
     guarded(env, [&] { gpu::upload(s->device(), s->data(), staged.data(), staged.size()); });
   }
   return env.Undefined();

@@ -11,7 +11,7 @@ export interface Storage {
 
 export interface Native {
   Storage: new (device: number, bytes: number, zeroFillOrPointer: boolean | bigint) => Storage;
-  writeValues(storage: Storage, dtype: number, values: Float64Array): void;
+  writeValues(storage: Storage, dtype: number, values: Float32Array | Float64Array): void;
   writeBits(storage: Storage, bits: Uint16Array): void;
   readValues(storage: Storage, dtype: number, numel: number): Float32Array;
   readValuesAsync(storage: Storage, dtype: number, numel: number): Promise<Float32Array>;

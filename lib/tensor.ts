@@ -120,10 +120,11 @@ export class Tensor {
     } else if (values instanceof BigInt64Array || values instanceof BigUint64Array) {
       throw new TypeError(`${fn}: values must hold numbers, got ${describe(values)}`);
     }
-    const doubles = values instanceof Float64Array ? values : Float64Array.from(values);
+    // Float32Array and Float64Array go to the addon as they are; anything else as doubles.
+    const numbers = values instanceof Float32Array || values instanceof Float64Array ? values : Float64Array.from(values);
     const device = parseDevice(fn, o.device);
     const t = allocate(dims, dtype, device, false);
-    native.writeValues(storageField(t)!, DTYPE_CODES[dtype], doubles);
+    native.writeValues(storageField(t)!, DTYPE_CODES[dtype], numbers);
     return t;
   }
 
