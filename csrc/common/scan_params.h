@@ -17,7 +17,7 @@ namespace ss {
 struct Projection {
   const void *data = nullptr;
   int64_t groups = 0;  // 0 = fixed
-  bool varying() const { return groups > 0; }
+  SS_HD bool varying() const { return groups > 0; }
 };
 
 struct ScanShape {
