@@ -65,13 +65,14 @@ function load(): Native {
   } catch (error) {
     const reason = error instanceof Error ? error.message.trim() : String(error);
     throw new Error(
-      `selective-scan: its native addon could not be loaded.\n${reason}\n\n` +
-        `selective-scan ships a prebuilt binary for Linux x64 (glibc 2.28 or newer) in its package. ` +
-        `On other platforms, build it from source: install cmake (3.25 or newer), a C++17 compiler ` +
-        `and, for the GPU backend, the CUDA toolkit (13.0 or newer), then run ` +
-        `\`npm rebuild selective-scan --foreground-scripts\` (add cmake-js and node-addon-api to your ` +
-        `devDependencies first; if your npm blocks install scripts, allow this package's, e.g. ` +
-        `\`npm config set allow-scripts selective-scan\`).`,
+      `selective-scan: its native addon could not be loaded on ${process.platform}-${process.arch}.\n${reason}\n\n` +
+        'The package ships a prebuilt binary for Linux x64 with glibc 2.28 or newer (prebuilds/linux-x64), ' +
+        'which needs no install script. Elsewhere the addon is built from source when the package is installed, ' +
+        'which needs cmake 3.25 or newer, a C++17 compiler (g++ 9 or newer), the CUDA toolkit 13.0 or newer for ' +
+        'the GPU backend (optional), and three packages:\n' +
+        '  npm install --save-dev cmake-js node-addon-api node-api-headers\n' +
+        '  npm install-scripts approve selective-scan    # npm 11 skips install scripts it has not approved\n' +
+        '  npm rebuild selective-scan --foreground-scripts',
     );
   }
 }
