@@ -206,6 +206,21 @@ template <DType DT, int ITEMS> struct ItemIO {
 
 // ---- Launch plumbing ----------------------------------------------------------------------------
 
+// The descriptor checks the forward and backward entry points share. Users' arguments are checked
+// in lib/ before anything reaches C++; these keep a malformed descriptor from reaching a kernel.
+// dstate is bounded so that int arithmetic on state indices is safe (shared memory caps it far
+// lower; the launch reports that).
+inline cudaError_t checkScanShape(const ScanForwardParams &p) {
+  const ScanShape &s = p.shape;
+  if (s.batch < 0 || s.dim < 0 || s.seqlen < 0 || s.dstate < 1 || s.dstate > 65536) return cudaErrorInvalidValue;
+  if ((p.B.varying() && s.dim % p.B.groups != 0) || (p.C.varying() && s.dim % p.C.groups != 0))
+    return cudaErrorInvalidValue;
+  return cudaSuccess;
+}
+
+// A scan with no steps to run: nothing is launched.
+inline bool isEmptyScan(const ScanShape &s) { return s.batch == 0 || s.dim == 0 || s.seqlen == 0; }
+
 // Calls f(std::integral_constant-like tag) with the dtype as a compile-time value.
 template <DType DT> struct DTypeTag {
   static constexpr DType value = DT;

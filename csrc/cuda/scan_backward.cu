@@ -577,13 +577,8 @@ cudaError_t queueBackward(const ScanBackwardParams &bp, const BackwardLayout &la
 cudaError_t scanBackward(const ScanBackwardParams &bp, cudaStream_t stream) {
   const ScanForwardParams &p = bp.fwd;
   const ScanShape &s = p.shape;
-  if (s.batch < 0 || s.dim < 0 || s.seqlen < 0 || s.dstate < 0) return cudaErrorInvalidValue;
-  if (s.batch == 0 || s.dim == 0 || s.seqlen == 0) return cudaSuccess;
-  // dstate is bounded so that int arithmetic on state indices is safe; shared memory caps it far
-  // lower (the launch reports that).
-  if (s.dstate == 0 || s.dstate > 65536) return cudaErrorInvalidValue;
-  if ((p.B.varying() && s.dim % p.B.groups != 0) || (p.C.varying() && s.dim % p.C.groups != 0))
-    return cudaErrorInvalidValue;
+  SS_CUDA_TRY(checkScanShape(p));
+  if (isEmptyScan(s)) return cudaSuccess;
   // One checkpoint interval (chunkLength = 32, 64 or 128 steps, see forwardChunkLength) is one
   // chunk of the backward: ITEMS = chunkLength / 32.
   int items = 0;

@@ -226,13 +226,8 @@ int64_t forwardChunkLength(const ScanShape &shape) {
 
 cudaError_t scanForward(const ScanForwardParams &p, cudaStream_t stream) {
   const ScanShape &s = p.shape;
-  if (s.batch < 0 || s.dim < 0 || s.seqlen < 0 || s.dstate < 0) return cudaErrorInvalidValue;
-  if (s.batch == 0 || s.dim == 0 || s.seqlen == 0) return cudaSuccess;
-  // dstate is bounded so that int arithmetic on state indices is safe; shared memory caps it far
-  // lower (the launch reports that).
-  if (s.dstate == 0 || s.dstate > 65536) return cudaErrorInvalidValue;
-  if ((p.B.varying() && s.dim % p.B.groups != 0) || (p.C.varying() && s.dim % p.C.groups != 0))
-    return cudaErrorInvalidValue;
+  SS_CUDA_TRY(checkScanShape(p));
+  if (isEmptyScan(s)) return cudaSuccess;
   // The checkpoint layout is fixed by the shape; the caller passes it back in chunkLength.
   if (p.chunkLength != forwardChunkLength(s)) return cudaErrorInvalidValue;
   const int items = forwardItems(s.seqlen);
