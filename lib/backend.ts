@@ -1,6 +1,6 @@
 // What this build and this machine offer: the CUDA backend, build information, CPU threads.
 import { describe } from './errors.js';
-import { type CudaMemoryInfo, native } from './native.js';
+import { type BuildInfo, type CudaMemoryInfo, native } from './native.js';
 import { type DeviceSpec, deviceIndex, parseDevice } from './tensor.js';
 
 let cudaInfo: ReturnType<typeof native.cudaInfo> | undefined;
@@ -47,17 +47,8 @@ export const cuda = {
   },
 };
 
-export type { CudaMemoryInfo };
+export type { BuildInfo, CudaMemoryInfo };
 
-export interface BuildInfo {
-  version: string;
-  cuda: boolean;
-  cudaRuntime: string | null;
-  cudaArchitectures: string[];
-  cpuThreads: number;
-  /** The CPU kernels in use: baseline (x86-64), avx2 or avx512. */
-  cpuIsa: string;
-}
 
 export function buildInfo(): BuildInfo {
   const b = native.buildInfo();

@@ -24,15 +24,8 @@ export interface Native {
   synchronize(device: number): Promise<void>;
   requireDevice(device: number): void;
   cudaInfo(): { compiled: boolean; available: boolean; reason: string | null; deviceCount: number };
-  buildInfo(): {
-    version: string;
-    cuda: boolean;
-    cudaRuntime: string | null;
-    cudaArchitectures: string[];
-    cpuThreads: number;
-    cpuIsa: string;
-    cpuIsasCompiled: string[];
-  };
+  /** What backend.ts's buildInfo() returns, and the CPU kernels compiled in (benchmarks). */
+  buildInfo(): BuildInfo & { cpuIsasCompiled: string[] };
   setNumThreads(n: number): void;
   memoryInfo(device: number): CudaMemoryInfo;
   resetPeakMemory(device: number): void;
@@ -42,6 +35,16 @@ export interface Native {
   elapsedMs(start: object, end: object): number;
   /** exp2 evaluations per second on the CPU (device -1, all threads) or a GPU (benchmarks). */
   measureExp2Rate(device: number): number;
+}
+
+export interface BuildInfo {
+  version: string;
+  cuda: boolean;
+  cudaRuntime: string | null;
+  cudaArchitectures: string[];
+  cpuThreads: number;
+  /** The CPU kernels in use: baseline (x86-64), avx2 or avx512. */
+  cpuIsa: string;
 }
 
 export interface CudaMemoryInfo {
