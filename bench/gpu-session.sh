@@ -11,10 +11,11 @@
 # Writes bench/results/YYYY-MM-DD-<device>-{tests,sanitizer,bench}.json (+ the bench's .md and .svg,
 # and the CPU run's files), copies them into $OUT when it is set (with the logs packed into
 # gpu-session-logs.tar.gz: at most 8 files come back), and prints a short summary last.
-# Every step has a time limit so that the whole stays within SESSION_BUDGET_S (default 540 s).
+# Every step has a time limit so that the whole stays within SESSION_BUDGET_S (default 480 s: a
+# session gets 15 minutes of device time, start-up included, and a rerun must still fit).
 #
 # Environment:
-#   SESSION_BUDGET_S   total seconds (default 540)
+#   SESSION_BUDGET_S   total seconds (default 480)
 #   BENCH_ARGS         arguments of the GPU benchmark (default below)
 #   SESSION_CPU_BENCH  0 skips the quick CPU benchmark
 #   SANITIZER_TOOLS    default "memcheck racecheck" (synccheck, initcheck also work)
@@ -23,7 +24,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
-budget=${SESSION_BUDGET_S:-540}
+budget=${SESSION_BUDGET_S:-480}
 start=$(date +%s)
 elapsed() { echo $(( $(date +%s) - start )); }
 # limit WANTED RESERVE: WANTED seconds, or less so that RESERVE seconds remain for the later steps.
