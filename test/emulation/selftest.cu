@@ -1,0 +1,295 @@
+// Tests of the emulator itself: small kernels, in CUDA syntax and preprocessed like the real ones,
+// each either computing something whose exact value is known (shuffles, ballots, barriers) or
+// committing one error the emulator exists to catch (a divergent shuffle, a lane that leaves its
+// warp behind, a missing barrier, a misaligned vector load, a write out of bounds, a launch the
+// runtime rejects). A check that never fires would make the kernel tests weaker than they look;
+// these prove that each one does.
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "selftest.h"
+
+namespace emutest {
+namespace {
+
+constexpr unsigned kFull = 0xffffffffu;
+
+// Each lane gets its lane index through every kind of shuffle; out[kind * 64 + thread].
+__global__ void __launch_bounds__(64) shuffleKernel(int *out) {
+  const int lane = int(threadIdx.x) % 32;
+  const int t = int(threadIdx.x);
+  int scan = lane + 1;  // inclusive prefix sum of 1..32 by shfl_up
+  for (int offset = 1; offset < 32; offset *= 2) {
+    const int earlier = __shfl_up_sync(kFull, scan, offset);
+    if (lane >= offset) scan += earlier;
+  }
+  out[0 * 64 + t] = scan;                                     // (lane + 1)(lane + 2) / 2
+  out[1 * 64 + t] = __shfl_down_sync(kFull, lane * 10, 3);    // lane + 3 < 32 ? (lane + 3) * 10 : lane * 10
+  out[2 * 64 + t] = __shfl_xor_sync(kFull, lane, 5);          // lane ^ 5
+  out[3 * 64 + t] = __shfl_sync(kFull, lane * 7, 31 - lane);  // (31 - lane) * 7
+  out[4 * 64 + t] = int(__ballot_sync(kFull, lane % 3 == 0)); // 0x49249249
+  float sum = float(lane);
+  for (int offset = 16; offset > 0; offset /= 2) sum += __shfl_xor_sync(kFull, sum, offset);
+  out[5 * 64 + t] = int(sum);                                 // 496
+}
+
+// Lanes 0-15 and 16-31 meet at different shuffles: undefined on the hardware.
+__global__ void divergentShuffleKernel(int *out) {
+  const int lane = int(threadIdx.x) % 32;
+  int v = lane;
+  if (lane < 16) v = __shfl_xor_sync(kFull, v, 1);
+  else v = __shfl_xor_sync(kFull, v, 2);
+  out[threadIdx.x] = v;
+}
+
+// Lane 0 returns before a full-warp shuffle that names it.
+__global__ void exitedLaneKernel(int *out) {
+  if (threadIdx.x == 0) return;
+  out[threadIdx.x] = __shfl_down_sync(kFull, int(threadIdx.x), 1);
+}
+
+// Warp 1 skips the barrier the others wait at.
+__global__ void skippedBarrierKernel(int *out) {
+  if (threadIdx.x / 32 != 1) __syncthreads();
+  out[threadIdx.x] = 1;
+}
+
+// Thread 0 writes shared memory that thread 63 (another warp) reads without a barrier between:
+// the value read depends on the order the threads run in.
+__global__ void missingBarrierKernel(float *out) {
+  extern __shared__ float sharedMemory[];
+  if (threadIdx.x == 0) sharedMemory[0] = 42.0f;
+  // __syncthreads() belongs here.
+  if (threadIdx.x == 63) out[0] = sharedMemory[0];
+}
+
+// The same with the barrier: 42 under every schedule.
+__global__ void withBarrierKernel(float *out) {
+  extern __shared__ float sharedMemory[];
+  if (threadIdx.x == 0) sharedMemory[0] = 42.0f;
+  __syncthreads();
+  if (threadIdx.x == 63) out[0] = sharedMemory[0];
+}
+
+// Each warp writes shared memory and reads what the other warp wrote, with shuffles in between but
+// no __syncthreads: warps in lockstep hide the race (each has written before either reads), one
+// warp at a time exposes it.
+__global__ void crossWarpKernel(float *out) {
+  extern __shared__ float sharedMemory[];
+  float v = float(threadIdx.x);
+  v += __shfl_xor_sync(kFull, v, 1);
+  sharedMemory[threadIdx.x] = v;
+  v += __shfl_xor_sync(kFull, v, 2);
+  // __syncthreads() belongs here.
+  out[threadIdx.x] = sharedMemory[(threadIdx.x + 32) % 64] + 0.0f * v;
+}
+
+// A 16-byte vector load from an address that is only 4-byte aligned.
+__global__ void misalignedLoadKernel(const float *in, float *out) {
+  const uint4 v = __ldg(reinterpret_cast<const uint4 *>(in + 1));
+  out[threadIdx.x] = float(v.x);
+}
+
+// Writes one element past the end of `out` (n elements).
+__global__ void outOfBoundsKernel(float *out, int n) {
+  if (int(threadIdx.x) <= n) out[threadIdx.x] = 1.0f;
+}
+
+// Writes far past the end of `out`: into the fence after the allocation.
+__global__ void wildWriteKernel(float *out) {
+  if (threadIdx.x == 3) out[5000] = 1.0f;
+}
+
+// Writes one float past its dynamic shared memory.
+__global__ void sharedOverflowKernel(int floats) {
+  extern __shared__ float sharedMemory[];
+  if (threadIdx.x == 0) sharedMemory[floats] = 1.0f;
+}
+
+// Reads shared memory that nothing wrote.
+__global__ void uninitialisedSharedKernel(float *out) {
+  extern __shared__ float sharedMemory[];
+  out[0] = sharedMemory[5];
+}
+
+// Static shared memory: one object per block, shared by its threads.
+__global__ void staticSharedKernel(int *out) {
+  __shared__ int counter[1];
+  if (threadIdx.x == 0) counter[0] = 0;
+  __syncthreads();
+  atomicAdd(&counter[0], 1);
+  __syncthreads();
+  if (threadIdx.x == 0) out[blockIdx.x] = counter[0];
+}
+
+__global__ void __launch_bounds__(128) boundedKernel(int *out) { out[threadIdx.x] = 1; }
+
+struct Recorder {
+  std::vector<SelfTestResult> &results;
+  void add(const std::string &name, bool pass, const std::string &detail) { results.push_back({name, pass, detail}); }
+};
+
+std::string join(const std::vector<std::string> &xs) {
+  std::string s;
+  for (const auto &x : xs) s += (s.empty() ? "" : " | ") + x;
+  return s.empty() ? "(no fault)" : s;
+}
+
+// Whether one of the faults contains `needle`.
+bool mentions(const std::vector<std::string> &faults, const std::string &needle) {
+  for (const auto &f : faults)
+    if (f.find(needle) != std::string::npos) return true;
+  return false;
+}
+
+}  // namespace
+
+void runSelfTests(std::vector<SelfTestResult> &results) {
+  Recorder r{results};
+  emu::takeFaults();
+  int *ints = nullptr;
+  float *floats = nullptr;
+  cudaMalloc(&ints, 64 * 6 * sizeof(int));
+  cudaMalloc(&floats, 256 * sizeof(float));
+
+  {  // Exact results of the collectives.
+    shuffleKernel<<<1, 64>>>(ints);
+    std::vector<std::string> wrong;
+    for (int t = 0; t < 64; ++t) {
+      const int lane = t % 32;
+      const int expected[6] = {(lane + 1) * (lane + 2) / 2, lane + 3 < 32 ? (lane + 3) * 10 : lane * 10, lane ^ 5,
+                               (31 - lane) * 7, int(0x49249249u), 496};
+      for (int k = 0; k < 6; ++k)
+        if (ints[k * 64 + t] != expected[k])
+          wrong.push_back("kind " + std::to_string(k) + " thread " + std::to_string(t) + ": " +
+                          std::to_string(ints[k * 64 + t]) + " != " + std::to_string(expected[k]));
+    }
+    const auto faults = emu::takeFaults();
+    r.add("shuffles, ballot and butterfly sums give the hardware's values", wrong.empty() && faults.empty(),
+          wrong.empty() ? join(faults) : wrong[0]);
+  }
+  {
+    divergentShuffleKernel<<<1, 32>>>(ints);
+    const auto faults = emu::takeFaults();
+    r.add("a divergent shuffle is a fault", mentions(faults, "divergent warp collective"), join(faults));
+  }
+  {
+    exitedLaneKernel<<<1, 32>>>(ints);
+    const auto faults = emu::takeFaults();
+    r.add("a shuffle waiting for a lane that returned is a deadlock", mentions(faults, "deadlock"), join(faults));
+  }
+  {
+    skippedBarrierKernel<<<1, 96>>>(ints);
+    const auto faults = emu::takeFaults();
+    r.add("a __syncthreads that one warp skips is a deadlock", mentions(faults, "deadlock"), join(faults));
+  }
+  {
+    // Without the barrier the result depends on the schedule; with it, it does not.
+    float seen[2][2];
+    for (int withBarrier = 0; withBarrier < 2; ++withBarrier) {
+      for (int s = 0; s < 2; ++s) {
+        emu::Schedule schedule;
+        schedule.threads = s == 0 ? emu::Order::Ascending : emu::Order::Descending;
+        emu::setSchedule(schedule);
+        floats[0] = -1.0f;
+        if (withBarrier) withBarrierKernel<<<1, 64, 4>>>(floats);
+        else missingBarrierKernel<<<1, 64, 4>>>(floats);
+        seen[withBarrier][s] = floats[0];
+      }
+    }
+    emu::setSchedule({});
+    const auto faults = emu::takeFaults();
+    const bool detected = seen[0][0] == 42.0f && std::isnan(seen[0][1]);
+    const bool stable = seen[1][0] == 42.0f && seen[1][1] == 42.0f;
+    r.add("a missing barrier changes the result between schedules (and the barrier fixes it)",
+          detected && stable && faults.empty(),
+          "without: " + std::to_string(seen[0][0]) + " / " + std::to_string(seen[0][1]) +
+              "; with: " + std::to_string(seen[1][0]) + " / " + std::to_string(seen[1][1]) + "; " + join(faults));
+  }
+  {
+    // The race of crossWarpKernel: hidden in lockstep, exposed one warp at a time.
+    bool nanSeen[2] = {false, false};
+    for (int serial = 0; serial < 2; ++serial) {
+      emu::Schedule schedule;
+      schedule.oneWarpAtATime = serial == 1;
+      emu::setSchedule(schedule);
+      crossWarpKernel<<<1, 64, 64 * sizeof(float)>>>(floats);
+      for (int i = 0; i < 64; ++i) nanSeen[serial] = nanSeen[serial] || std::isnan(floats[i]);
+    }
+    emu::setSchedule({});
+    const auto faults = emu::takeFaults();
+    r.add("a missing __syncthreads between warps is exposed by running one warp at a time",
+          !nanSeen[0] && nanSeen[1] && faults.empty(),
+          std::string("lockstep: ") + (nanSeen[0] ? "NaN read" : "no NaN") + "; one warp at a time: " +
+              (nanSeen[1] ? "NaN read" : "no NaN") + "; " + join(faults));
+  }
+  {
+    float *small = nullptr;
+    cudaMalloc(&small, 10 * sizeof(float));
+    wildWriteKernel<<<1, 32>>>(small);
+    cudaFree(small);
+    const auto faults = emu::takeFaults();
+    r.add("a write far out of bounds is an illegal address of the kernel, not a crash",
+          mentions(faults, "illegal address") && mentions(faults, "thread 3"), join(faults));
+  }
+  {
+    misalignedLoadKernel<<<1, 32>>>(floats, floats + 64);
+    const auto faults = emu::takeFaults();
+    r.add("a misaligned 16-byte __ldg is a fault", mentions(faults, "misaligned __ldg"), join(faults));
+  }
+  {
+    float *small = nullptr;
+    cudaMalloc(&small, 10 * sizeof(float));
+    outOfBoundsKernel<<<1, 32>>>(small, 10);
+    emu::checkGuards();
+    cudaFree(small);
+    const auto faults = emu::takeFaults();
+    r.add("a write past the end of an allocation is a fault", mentions(faults, "out of bounds"), join(faults));
+  }
+  {
+    sharedOverflowKernel<<<1, 32, 64>>>(16);
+    const auto faults = emu::takeFaults();
+    r.add("a write past the dynamic shared memory is a fault", mentions(faults, "outside its 64 bytes"), join(faults));
+  }
+  {
+    floats[0] = 0.0f;
+    uninitialisedSharedKernel<<<1, 32, 64>>>(floats);
+    const auto faults = emu::takeFaults();
+    r.add("shared memory never written reads as NaN", std::isnan(floats[0]) && faults.empty(),
+          std::to_string(floats[0]) + "; " + join(faults));
+  }
+  {
+    staticSharedKernel<<<3, 64>>>(ints);
+    const auto faults = emu::takeFaults();
+    const bool ok = ints[0] == 64 && ints[1] == 64 && ints[2] == 64;
+    r.add("static __shared__ is one object per block", ok && faults.empty(),
+          std::to_string(ints[0]) + "," + std::to_string(ints[1]) + "," + std::to_string(ints[2]) + "; " + join(faults));
+  }
+  {
+    boundedKernel<<<1, 256>>>(ints);
+    const cudaError_t e = cudaGetLastError();
+    const auto faults = emu::takeFaults();
+    r.add("a block larger than __launch_bounds__ is rejected", e == cudaErrorLaunchOutOfResources,
+          std::string(cudaGetErrorName(e)) + "; " + join(faults));
+  }
+  {
+    uninitialisedSharedKernel<<<1, 32, 64 * 1024>>>(floats);
+    const cudaError_t rejected = cudaGetLastError();
+    emu::takeFaults();
+    cudaFuncSetAttribute(uninitialisedSharedKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 64 * 1024);
+    uninitialisedSharedKernel<<<1, 32, 64 * 1024>>>(floats);
+    const cudaError_t accepted = cudaGetLastError();
+    const auto faults = emu::takeFaults();
+    r.add("more than 48 KB of dynamic shared memory needs cudaFuncSetAttribute",
+          rejected == cudaErrorInvalidValue && accepted == cudaSuccess && faults.empty(),
+          std::string(cudaGetErrorName(rejected)) + " then " + cudaGetErrorName(accepted) + "; " + join(faults));
+  }
+  cudaFree(ints);
+  cudaFree(floats);
+  emu::takeFaults();
+}
+
+}  // namespace emutest
