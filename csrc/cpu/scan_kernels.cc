@@ -58,6 +58,39 @@ template <DType DT> void transposeTile(const void *src, int64_t rowStart, int64_
   }
 }
 
+// Steps per pass of gatherRows / scatterRows: a pass touches kTransposeSteps tile vectors (4 KB
+// with 16 lanes), which stay in L1 while every lane visits them.
+constexpr int64_t kTransposeSteps = 64;
+
+// A block's rows (lane l: row rowStart + l * L, steps [0, len)) as a [t][lane] tile; lanes from
+// `lanes` on read zeros. Each row is read sequentially, a pass of kTransposeSteps steps at a time:
+// a whole chunk per lane would sweep more tile than L1 holds once per lane, and one step for all
+// lanes at a time would read kLanes rows L * 4 bytes apart, which share L1 sets.
+template <DType DT> void gatherRows(const void *src, int64_t rowStart, int64_t L, int lanes, int64_t len, Vec *tile) {
+  for (int64_t first = 0; first < len; first += kTransposeSteps) {
+    const int64_t last = std::min(len, first + kTransposeSteps);
+    for (int lane = 0; lane < kLanes; ++lane) {
+      float *column = reinterpret_cast<float *>(tile) + lane;
+      if (lane < lanes) {
+        for (int64_t t = first; t < last; ++t) column[t * kLanes] = loadAt<DT>(src, rowStart + lane * L + t);
+      } else {
+        for (int64_t t = first; t < last; ++t) column[t * kLanes] = 0.0f;
+      }
+    }
+  }
+}
+
+// The inverse: the first `lanes` lanes of a [t][lane] tile to their rows, rounded to DT.
+template <DType DT> void scatterRows(const Vec *tile, int lanes, int64_t len, void *dst, int64_t rowStart, int64_t L) {
+  for (int64_t first = 0; first < len; first += kTransposeSteps) {
+    const int64_t last = std::min(len, first + kTransposeSteps);
+    for (int lane = 0; lane < lanes; ++lane) {
+      const float *column = reinterpret_cast<const float *>(tile) + lane;
+      for (int64_t t = first; t < last; ++t) storeAt<DT>(dst, rowStart + lane * L + t, column[t * kLanes]);
+    }
+  }
+}
+
 // Per-block constants of the channels in a task: A (scaled for exp2, and plain for the backward),
 // fixed B and C, transposed so that lane = channel. Lanes past the task's last channel get zeros,
 // which keep their state at zero and their gradients at zero.
@@ -158,17 +191,12 @@ template <DType DT> void forwardTask(const ScanForwardParams &p, const Task &tas
     if (s.Bt) transposeTile<DT>(p.B.data, (b * p.B.groups + task.groupB) * N * L + t0, L, N, len, s.Bt);
     if (s.Ct) transposeTile<DT>(p.C.data, (b * p.C.groups + task.groupC) * N * L + t0, L, N, len, s.Ct);
     for (int64_t k = 0; k < blocks; ++k) {
-      // Gather the block's rows into [t][lane] tiles; lanes past the last channel read zeros.
-      for (int lane = 0; lane < kLanes; ++lane) {
-        const int64_t d = task.d0 + k * kLanes + lane;
-        const int64_t row = (b * dim + d) * L + t0;
-        const bool valid = d < task.d1;
-        for (int64_t t = 0; t < len; ++t) {
-          s.u[t][lane] = valid ? loadAt<DT>(p.u, row + t) : 0.0f;
-          s.dt[t][lane] = valid ? loadAt<DT>(p.delta, row + t) : 0.0f;
-          if (s.z) s.z[t][lane] = valid ? loadAt<DT>(p.z, row + t) : 0.0f;
-        }
-      }
+      // The block's rows as [t][lane] tiles; lanes past the last channel read zeros.
+      const int64_t d0 = task.d0 + k * kLanes, rows = (b * dim + d0) * L + t0;
+      const int lanes = int(std::min<int64_t>(kLanes, task.d1 - d0));
+      gatherRows<DT>(p.u, rows, L, lanes, len, s.u);
+      gatherRows<DT>(p.delta, rows, L, lanes, len, s.dt);
+      if (s.z) gatherRows<DT>(p.z, rows, L, lanes, len, s.z);
       const Vec bias = s.constants.deltaBias[k], D = s.constants.D[k];
       for (int64_t t = 0; t < len; ++t) s.dt[t] = deltaToDt(s.dt[t], bias, p.deltaSoftplus);
       Vec *h = s.state + k * N;
@@ -178,13 +206,10 @@ template <DType DT> void forwardTask(const ScanForwardParams &p, const Task &tas
         const Vec y = s.y[t] + D * s.u[t];
         s.y[t] = s.z ? y * silu(s.z[t]) : y;
       }
-      for (int lane = 0; lane < kLanes; ++lane) {
-        const int64_t d = task.d0 + k * kLanes + lane;
-        if (d >= task.d1) break;
-        const int64_t row = (b * dim + d) * L + t0;
-        for (int64_t t = 0; t < len; ++t) storeAt<DT>(p.out, row + t, s.y[t][lane]);
-        if (p.checkpoints) {
-          float *ckpt = p.checkpoints + ((b * dim + d) * chunks + c) * N;
+      scatterRows<DT>(s.y, lanes, len, p.out, rows, L);
+      if (p.checkpoints) {
+        for (int lane = 0; lane < lanes; ++lane) {
+          float *ckpt = p.checkpoints + ((b * dim + d0 + lane) * chunks + c) * N;
           for (int64_t n = 0; n < N; ++n) ckpt[n] = h[n][lane];
         }
       }
@@ -331,16 +356,15 @@ void backwardTask(const ScanBackwardParams &bp, const Task &task, const Backward
     for (int64_t k = 0; k < blocks; ++k) {
       // Inputs of the block's channels as [t][lane] tiles (zeros past the last channel; dout goes
       // to dy for now), and the state the chunk starts from.
+      const int64_t d0 = task.d0 + k * kLanes, rows = (b * dim + d0) * L + t0;
+      const int lanes = int(std::min<int64_t>(kLanes, task.d1 - d0));
+      gatherRows<DT>(p.u, rows, L, lanes, len, s.u);
+      gatherRows<DT>(p.delta, rows, L, lanes, len, s.delta);
+      gatherRows<DT>(bp.dout, rows, L, lanes, len, s.dy);
+      if (s.z) gatherRows<DT>(p.z, rows, L, lanes, len, s.z);
       for (int lane = 0; lane < kLanes; ++lane) {
-        const int64_t d = task.d0 + k * kLanes + lane;
-        const int64_t row = (b * dim + d) * L + t0;
-        const bool valid = d < task.d1;
-        for (int64_t t = 0; t < len; ++t) {
-          s.u[t][lane] = valid ? loadAt<DT>(p.u, row + t) : 0.0f;
-          s.delta[t][lane] = valid ? loadAt<DT>(p.delta, row + t) : 0.0f;
-          s.dy[t][lane] = valid ? loadAt<DT>(bp.dout, row + t) : 0.0f;
-          if (s.z) s.z[t][lane] = valid ? loadAt<DT>(p.z, row + t) : 0.0f;
-        }
+        const int64_t d = d0 + lane;
+        const bool valid = lane < lanes;
         const float *start = !valid ? nullptr
                              : c > 0 ? p.checkpoints + ((b * dim + d) * chunks + c - 1) * N
                                      : (p.initialState ? p.initialState + (b * dim + d) * N : nullptr);
@@ -372,16 +396,9 @@ void backwardTask(const ScanBackwardParams &bp, const Task &task, const Backward
       }
       s.dD[k] = dD;
       s.ddeltaBias[k] = ddeltaBias;
-      for (int lane = 0; lane < kLanes; ++lane) {
-        const int64_t d = task.d0 + k * kLanes + lane;
-        if (d >= task.d1) break;
-        const int64_t row = (b * dim + d) * L + t0;
-        for (int64_t t = 0; t < len; ++t) {
-          storeAt<DT>(bp.du, row + t, s.du[t][lane]);
-          storeAt<DT>(bp.ddelta, row + t, s.ddt[t][lane]);
-          if (bp.dz) storeAt<DT>(bp.dz, row + t, s.y[t][lane]);
-        }
-      }
+      scatterRows<DT>(s.du, lanes, len, bp.du, rows, L);
+      scatterRows<DT>(s.ddt, lanes, len, bp.ddelta, rows, L);
+      if (bp.dz) scatterRows<DT>(s.y, lanes, len, bp.dz, rows, L);
     }
     // This task's share of the varying dB/dC over its channels: lanes summed in a fixed order.
     if (varyingB) {
