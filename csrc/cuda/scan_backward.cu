@@ -30,7 +30,9 @@
 //      deterministic: into the block's own float32 slice [partition][batch][N][L], read-modify-
 //                     written in row-set order; reducePartitionsKernel then adds the partitions of
 //                     each group in increasing order and rounds once.
-//    The partition split depends on the shape only (kBackwardTargetBlocks), never on the device.
+//    The partition split depends on the shape and mode only (kBackwardTargetBlocks; in
+//    deterministic mode also the memory cap kDeterministicPartialsPerCheckpoint), never on the
+//    device.
 //  - Scratch (the partials) comes from cudaMallocAsync on the stream and is freed on it after the
 //    kernels that use it are queued.
 #include <algorithm>
@@ -55,6 +57,12 @@ constexpr int kBackwardMinBlocksPerSM = 4;
 // the shape only. It also sets the memory of deterministic mode: about this many float32 copies
 // of one (N, L) slice per input-dependent projection (fewer when the cells are few rows).
 constexpr int64_t kBackwardTargetBlocks = 1024;
+// Deterministic mode keeps, per partition and batch row, a float32 (N, L) slice for each
+// input-dependent projection. Its partitions are capped so that these slices hold at most this
+// many times the floats of the checkpoints: memory beyond inputs, outputs and gradients stays
+// O(batch * dim * chunks * N) (long sequences at batch 1 would otherwise take ~1024 (N, L) slices,
+// 16x the input at L = 65536), at the price of fewer blocks where the cap binds.
+constexpr int64_t kDeterministicPartialsPerCheckpoint = 8;
 
 // How the rows of the backward are cut into blocks' work. A cell is a run of cellSize
 // consecutive channels with the same B group and the same C group; each cell is cut into
@@ -64,7 +72,7 @@ struct BackwardLayout {
   int64_t cellSize = 0, cells = 0, partitionsPerCell = 0, partitionSize = 0, workItems = 0;
 };
 
-BackwardLayout backwardLayout(const ScanForwardParams &p) {
+BackwardLayout backwardLayout(const ScanForwardParams &p, bool deterministic) {
   const int64_t batch = p.shape.batch, dim = p.shape.dim;
   const int64_t groupSizeB = p.B.varying() ? dim / p.B.groups : dim;
   const int64_t groupSizeC = p.C.varying() ? dim / p.C.groups : dim;
@@ -72,7 +80,13 @@ BackwardLayout backwardLayout(const ScanForwardParams &p) {
   l.cellSize = std::gcd(groupSizeB, groupSizeC);
   l.cells = dim / l.cellSize;
   const int64_t rowSetsPerCell = ceilDiv(l.cellSize, kBackwardWarps);
-  const int64_t wanted = ceilDiv(kBackwardTargetBlocks, batch * l.cells);
+  int64_t wanted = ceilDiv(kBackwardTargetBlocks, batch * l.cells);
+  if (deterministic && (p.B.varying() || p.C.varying())) {
+    // cells * partitionsPerCell * batch * N * L <= factor * batch * dim * checkpoints * N
+    const int64_t checkpoints = ceilDiv(p.shape.seqlen, p.chunkLength);
+    const int64_t cap = kDeterministicPartialsPerCheckpoint * dim * checkpoints / (p.shape.seqlen * l.cells);
+    wanted = std::min(wanted, cap);
+  }
   const int64_t partitions = std::min(std::max<int64_t>(wanted, 1), rowSetsPerCell);
   l.partitionSize = ceilDiv(rowSetsPerCell, partitions) * kBackwardWarps;
   l.partitionsPerCell = ceilDiv(l.cellSize, l.partitionSize);  // no empty partition
@@ -588,7 +602,7 @@ cudaError_t scanBackward(const ScanBackwardParams &bp, cudaStream_t stream) {
   if (!p.checkpoints && s.seqlen > p.chunkLength) return cudaErrorInvalidValue;
   if (!bp.dout) return cudaErrorInvalidValue;
 
-  const BackwardLayout layout = backwardLayout(p);
+  const BackwardLayout layout = backwardLayout(p, bp.deterministic);
   const BackwardScratch measured(nullptr, bp, layout);
   char *base = nullptr;
   if (measured.bytes > 0) SS_CUDA_TRY(cudaMallocAsync(reinterpret_cast<void **>(&base), measured.bytes, stream));
