@@ -6,7 +6,9 @@
 //
 //   node test/package/pack-test.mjs [--expect-archs sm_75,sm_80,...]
 //
-// Run `npm run prebuilds` first. Needs the npm registry (for node-gyp-build) like any install.
+// The binary must carry the architectures of a release build (release_cuda_architectures in
+// CMakeLists.txt), or those given. Run `npm run prebuilds` first. Needs the npm registry (for
+// node-gyp-build) like any install.
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -15,7 +17,21 @@ import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const argv = process.argv.slice(2);
-const expectArchs = argv.includes('--expect-archs') ? argv[argv.indexOf('--expect-archs') + 1].split(',') : [];
+// CMake's architecture list as buildInfo() names it: "90-real" -> sm_90, "120" -> sm_120 and compute_120.
+function releaseArchitectures() {
+  const cmake = fs.readFileSync(path.join(root, 'CMakeLists.txt'), 'utf8');
+  const list = /set\(release_cuda_architectures "([^"]+)"\)/.exec(cmake);
+  if (!list) fail('CMakeLists.txt has no release_cuda_architectures');
+  return list[1].split(';').flatMap((arch) => {
+    const number = /^\d+[a-z]?/.exec(arch)[0];
+    if (arch.endsWith('-real')) return [`sm_${number}`];
+    if (arch.endsWith('-virtual')) return [`compute_${number}`];
+    return [`sm_${number}`, `compute_${number}`];
+  });
+}
+const expectArchs = argv.includes('--expect-archs')
+  ? argv[argv.indexOf('--expect-archs') + 1].split(',')
+  : releaseArchitectures();
 
 function fail(message) {
   console.error(`pack-test: FAIL: ${message}`);
