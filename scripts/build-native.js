@@ -20,6 +20,7 @@ function main() {
   let cmakeJs;
   try {
     cmakeJs = require.resolve('cmake-js/bin/cmake-js', { paths: [root] });
+    require.resolve('node-addon-api', { paths: [root] });
   } catch {
     console.error(
       'selective-scan: building from source needs cmake-js and node-addon-api ' +

@@ -4,7 +4,7 @@
 // action runs the same CMake build as every other build (scripts/build-native.js), here with
 // SELECTIVE_SCAN_RELEASE=1: CUDA code for sm_75 ... sm_120 plus PTX for the newest, compressed;
 // static CUDA runtime and libstdc++; baseline x86-64 CPU code with faster paths chosen at run
-// time. The result, stripped, is prebuilds/linux-x64/selective-scan.napi.glibc.node.
+// time. The result, stripped, is prebuilds/linux-x64/selective-scan.glibc.node.
 //
 // CUDAARCHS overrides the architectures (e.g. CUDAARCHS=90-real for a quick try).
 // The binary needs the glibc of the machine that built it or newer: the release workflow
