@@ -109,7 +109,13 @@ function parseOptions(argv) {
     }
     return x;
   };
-  const list = (name) => (v[name] ? v[name].split(',').map((s) => s.trim()).filter(Boolean) : undefined);
+  const list = (name) =>
+    v[name]
+      ? v[name]
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean)
+      : undefined;
   const o = {
     help: !!v.help,
     quick: !!v.quick,
@@ -168,7 +174,7 @@ class Progress {
       const width = process.stderr.columns || 120;
       process.stderr.write(`\r\x1b[2K${line.slice(0, width - 1)}`);
     } else if (final) {
-      process.stderr.write(line + '\n');
+      process.stderr.write(`${line}\n`);
     }
   }
   /** What is running now (shown on a terminal only). */
@@ -183,7 +189,7 @@ class Progress {
   /** A message kept on screen. */
   note(text) {
     if (this.tty) process.stderr.write('\r\x1b[2K');
-    process.stderr.write(text + '\n');
+    process.stderr.write(`${text}\n`);
   }
   end() {
     if (this.tty) process.stderr.write('\n');
@@ -212,7 +218,8 @@ function planFor(target, o) {
       const reps = s.torchReps || (o.torchAll ? 1 : 0);
       s.torchRepsCpu = reps ? (o.torchReps ?? (o.quick ? Math.min(reps, 3) : reps)) : 0;
       if (o.quick && !s.ratio) s.torchRepsCpu = 0;
-      if (!reps) s.torchSkip = `PyTorch CPU baseline skipped (slow: about 35 s a repetition on 2 cores; --torch-all runs it)`;
+      if (!reps)
+        s.torchSkip = `PyTorch CPU baseline skipped (slow: about 35 s a repetition on 2 cores; --torch-all runs it)`;
     } else {
       const T = s.batch * s.dim * s.L * s.N * 4;
       const max = o.torchGpuMaxGB * 1e9;
@@ -241,7 +248,7 @@ function planFor(target, o) {
     sweep.torchMaxL = !o.torch ? 0 : cpu ? (o.quick ? 0 : (o.torchMaxL ?? 2048)) : (o.torchMaxL ?? 16384);
   }
   const ops = o.ops;
-  let total = 2;  // machine ceilings
+  let total = 2; // machine ceilings
   if (o.checks) total += 1;
   for (const s of scans) {
     total += o.dtypes.length * ops.length;
@@ -253,7 +260,9 @@ function planFor(target, o) {
     total += sweep.Ls.length;
     if (cpu) total += sweep.Ls.filter((L) => L <= sweep.torchMaxL).length;
   }
-  const torchGpuCases = scans.filter((s) => s.torchGpu.length).length + (sweep && !cpu ? sweep.Ls.filter((L) => L <= sweep.torchMaxL).length : 0);
+  const torchGpuCases =
+    scans.filter((s) => s.torchGpu.length).length +
+    (sweep && !cpu ? sweep.Ls.filter((L) => L <= sweep.torchMaxL).length : 0);
   if (!cpu && torchGpuCases) total += 1;
   return { scans, steps, sweep, total };
 }
@@ -380,7 +389,7 @@ function relErr(got, ref) {
 
 function timeJs(fn, { reps, maxTotalMs }) {
   let t0 = performance.now();
-  fn();  // warm-up (and the JIT)
+  fn(); // warm-up (and the JIT)
   const first = performance.now() - t0;
   const n = Math.max(1, Math.min(reps, Math.floor(maxTotalMs / first)));
   const ms = [];
@@ -486,7 +495,12 @@ class DeviceRun {
       cpuThreads: buildInfo().cpuThreads,
     };
     res.plan = {
-      scans: plan.scans.map((s) => ({ name: s.name, shape: S.shapeText(s), torchRepsCpu: s.torchRepsCpu, torchGpu: s.torchGpu })),
+      scans: plan.scans.map((s) => ({
+        name: s.name,
+        shape: S.shapeText(s),
+        torchRepsCpu: s.torchRepsCpu,
+        torchGpu: s.torchGpu,
+      })),
       steps: plan.steps.map((s) => s.name),
       sweep: plan.sweep,
     };
@@ -540,7 +554,12 @@ class DeviceRun {
     const keys = ['du', 'ddelta', 'dz', 'dA', 'dB', 'dC', 'dD'];
     const runOn = (dtype, device, deterministic = false) => {
       const t = scanTensors(bits, s, dtype, device);
-      const r = selectiveScan(t.u, t.delta, t.A, t.B, t.C, { D: t.D, z: t.z, deltaSoftplus: true, saveForBackward: true });
+      const r = selectiveScan(t.u, t.delta, t.A, t.B, t.C, {
+        D: t.D,
+        z: t.z,
+        deltaSoftplus: true,
+        saveForBackward: true,
+      });
       const g = selectiveScanBackward(r.ctx, t.dout, { deterministic });
       const vals = { out: r.out.dataSync() };
       for (const k of keys) vals[k] = g[k].dataSync();
@@ -565,14 +584,27 @@ class DeviceRun {
     } else {
       compare(`${target.id} vs CPU backend`, 'float32', runOn('float32', target.device), cpuRef, [1e-5, 1e-4]);
       if (this.o.dtypes.includes('bfloat16')) {
-        compare(`${target.id} vs CPU backend`, 'bfloat16', runOn('bfloat16', target.device), runOn('bfloat16', 'cpu'), [1e-2, 1e-2]);
+        compare(
+          `${target.id} vs CPU backend`,
+          'bfloat16',
+          runOn('bfloat16', target.device),
+          runOn('bfloat16', 'cpu'),
+          [1e-2, 1e-2],
+        );
       }
     }
     // deterministic: true gives bit-identical gradients run to run.
     const a = runOn('float32', target.device, true);
     const b = runOn('float32', target.device, true);
     const identical = keys.every((k) => Buffer.compare(Buffer.from(a[k].buffer), Buffer.from(b[k].buffer)) === 0);
-    res.checks.push({ name: 'deterministic backward, two runs bit-identical', dtype: 'float32', shape: s, relErr: {}, tolerance: ['0', '0'], pass: identical });
+    res.checks.push({
+      name: 'deterministic backward, two runs bit-identical',
+      dtype: 'float32',
+      shape: s,
+      relErr: {},
+      tolerance: ['0', '0'],
+      pass: identical,
+    });
     if (!identical) progress.note('WARNING: deterministic backward differs between two runs');
     const failed = res.checks.filter((c) => !c.pass).length;
     progress.done(`agreement checks: ${res.checks.length - failed} passed${failed ? `, ${failed} FAILED` : ''}`);
@@ -624,18 +656,22 @@ class DeviceRun {
           chunkLength: chunk,
           checkpointBytes: op === 'fwd' ? 0 : s.batch * s.dim * Math.ceil(s.L / chunk) * s.N * 4,
         });
-        progress.done(`${s.name} ${dtype} ${op}: ${fmt(m.medianMs)} ms, ${rec.roofline.gbps.toFixed(1)} GB/s, ${(rec.roofline.fractionOfFloor * 100).toFixed(0)} % of floor`);
+        progress.done(
+          `${s.name} ${dtype} ${op}: ${fmt(m.medianMs)} ms, ${rec.roofline.gbps.toFixed(1)} GB/s, ${(rec.roofline.fractionOfFloor * 100).toFixed(0)} % of floor`,
+        );
       }
       if (!this.cpu && !target.simulated && (s.of ?? s.name) === 'S1') {
         const mem = await this.guarded(`${s.name} ${dtype} peak memory`, () => this.peakMemory(s, shape, dtype, t));
         if (mem) res.memory.push(mem);
       }
       if (dtype === 'float32') {
-        const find = (op) => res.cases.find((c) => c.shapeName === s.name && c.dtype === dtype && c.op === op)?.medianMs;
+        const find = (op) =>
+          res.cases.find((c) => c.shapeName === s.name && c.dtype === dtype && c.op === op)?.medianMs;
         cmp.ours.fwdMs = find('fwd') ?? null;
         const fwdSave = find('fwd-save') ?? find('fwd');
         cmp.ours.fwdBwdMs = find('fwd+bwd') ?? (fwdSave && find('bwd') ? fwdSave + find('bwd') : null);
-        if (!find('fwd+bwd') && cmp.ours.fwdBwdMs) cmp.notes.push('ours fwd+bwd = the sum of the measured forward and backward');
+        if (!find('fwd+bwd') && cmp.ours.fwdBwdMs)
+          cmp.notes.push('ours fwd+bwd = the sum of the measured forward and backward');
         if (torchCase) {
           await this.guarded(`${s.name} output for the PyTorch check`, async () => {
             const r = selectiveScan(t.u, t.delta, t.A, t.B, t.C, { D: t.D, z: t.z, deltaSoftplus: true });
@@ -695,12 +731,16 @@ class DeviceRun {
     try {
       out = JSON.parse(line);
     } catch {
-      this.res.notes.push(`PyTorch CPU baseline failed at ${label}: ${(r.stderr || r.error?.message || '').trim().split('\n').pop()}`);
+      this.res.notes.push(
+        `PyTorch CPU baseline failed at ${label}: ${(r.stderr || r.error?.message || '').trim().split('\n').pop()}`,
+      );
       progress.done(`${label} PyTorch CPU baseline FAILED`);
       return null;
     }
     const res = { fwdMs: out.fwd_ms, fwdBwdMs: out.fwdbwd_ms, threads: out.threads, reps };
-    progress.done(`${label} PyTorch CPU baseline: fwd ${fmt(res.fwdMs)} ms, fwd+bwd ${fmt(res.fwdBwdMs)} ms (${res.threads} threads)`);
+    progress.done(
+      `${label} PyTorch CPU baseline: fwd ${fmt(res.fwdMs)} ms, fwd+bwd ${fmt(res.fwdBwdMs)} ms (${res.threads} threads)`,
+    );
     return res;
   }
 
@@ -714,7 +754,12 @@ class DeviceRun {
     await sync(target);
     cuda.resetPeakMemory(target.device);
     const before = cuda.memoryInfo(target.device).allocatedBytes;
-    const r = selectiveScan(t.u, t.delta, t.A, t.B, t.C, { D: t.D, z: t.z, deltaSoftplus: true, saveForBackward: true });
+    const r = selectiveScan(t.u, t.delta, t.A, t.B, t.C, {
+      D: t.D,
+      z: t.z,
+      deltaSoftplus: true,
+      saveForBackward: true,
+    });
     const g = selectiveScanBackward(r.ctx, t.dout);
     await sync(target);
     const info = cuda.memoryInfo(target.device);
@@ -734,7 +779,8 @@ class DeviceRun {
       allocatedBeforeBytes: before,
       peakAllocatedBytes: info.peakAllocatedBytes,
       reservedBytes: info.reservedBytes,
-      method: 'cuda.resetPeakMemory(), then one forward (saveForBackward) + backward, then cuda.memoryInfo().peakAllocatedBytes; inputs were live before',
+      method:
+        'cuda.resetPeakMemory(), then one forward (saveForBackward) + backward, then cuda.memoryInfo().peakAllocatedBytes; inputs were live before',
     };
   }
 
@@ -748,13 +794,17 @@ class DeviceRun {
       const t = stepInputs(this.factory, st, dtype, target.device);
       const opts = { D: t.D, z: t.z, dtSoftplus: true, ...(t.dtBias ? { dtBias: t.dtBias } : {}) };
       const fn = () => selectiveStateUpdate(t.state, t.x, t.dt, t.A, t.B, t.C, opts).dispose();
-      const m = await this.guarded(`${st.name} ${dtype}`, () => measure(target, fn, { ...this.timing(null), targetMs: this.cpu ? 20 : 5 }));
+      const m = await this.guarded(`${st.name} ${dtype}`, () =>
+        measure(target, fn, { ...this.timing(null), targetMs: this.cpu ? 20 : 5 }),
+      );
       if (!m) {
         disposeAll(t);
         continue;
       }
       const rec = this.record('step', st.name, shape, dtype, 'step', m, stepTraffic(st, dtype));
-      progress.done(`${st.name} ${dtype}: ${fmt(m.medianMs)} ms, ${rec.roofline.gbps.toFixed(1)} GB/s, ${(rec.roofline.fractionOfFloor * 100).toFixed(0)} % of floor`);
+      progress.done(
+        `${st.name} ${dtype}: ${fmt(m.medianMs)} ms, ${rec.roofline.gbps.toFixed(1)} GB/s, ${(rec.roofline.fractionOfFloor * 100).toFixed(0)} % of floor`,
+      );
       disposeAll(t);
     }
   }
@@ -770,16 +820,30 @@ class DeviceRun {
       const chunk = native.chunkLength(target.index, s.batch, s.dim, L, s.N);
       const t = scanTensors(bits, s, 'float32', target.device);
       const ops = scanOps(t);
-      const timing = { ...this.timing(null), reps: Math.min(this.timing(null).reps, this.cpu ? 5 : 10), maxTotalMs: 2000 };
+      const timing = {
+        ...this.timing(null),
+        reps: Math.min(this.timing(null).reps, this.cpu ? 5 : 10),
+        maxTotalMs: 2000,
+      };
       const point = { L, chunkLength: chunk };
-      for (const [key, op] of [['fwdMs', 'fwd'], ['bwdMs', 'bwd'], ['fwdBwdMs', 'fwd+bwd']]) {
+      for (const [key, op] of [
+        ['fwdMs', 'fwd'],
+        ['bwdMs', 'bwd'],
+        ['fwdBwdMs', 'fwd+bwd'],
+      ]) {
         progress.status(`sweep (${s.batch}, ${s.dim}, ${L}, ${s.N}) ${op}`);
         const m = await this.guarded(`sweep L=${L} ${op}`, () => measure(target, ops[op], timing));
         if (!m) continue;
         point[key] = m.medianMs;
-        point[`${key.slice(0, -2)}FractionOfFloor`] = roofline(scanTraffic(s, 'float32', op, chunk), m.medianMs, this.machine).fractionOfFloor;
+        point[`${key.slice(0, -2)}FractionOfFloor`] = roofline(
+          scanTraffic(s, 'float32', op, chunk),
+          m.medianMs,
+          this.machine,
+        ).fractionOfFloor;
       }
-      progress.done(`sweep L=${L}: fwd ${point.fwdMs ? fmt(point.fwdMs) : '–'} ms, bwd ${point.bwdMs ? fmt(point.bwdMs) : '–'} ms`);
+      progress.done(
+        `sweep L=${L}: fwd ${point.fwdMs ? fmt(point.fwdMs) : '–'} ms, bwd ${point.bwdMs ? fmt(point.bwdMs) : '–'} ms`,
+      );
       if (L <= sw.torchMaxL) {
         if (this.cpu) {
           const r = this.torchCpuRun(s, o.torchReps ?? 3, `sweep L=${L}`);
@@ -814,7 +878,17 @@ class DeviceRun {
       files[k] = path.join(dir, `${id}.${k}.${k === 'A' || k === 'D' ? 'f32' : 'bf16'}`);
       writeRaw(files[k], bits[k]);
     }
-    const c = { id, batch: s.batch, dim: s.dim, L: s.L, N: s.N, dtype: 'float32', files, ops, check_out: path.join(dir, `${id}.out.f32`) };
+    const c = {
+      id,
+      batch: s.batch,
+      dim: s.dim,
+      L: s.L,
+      N: s.N,
+      dtype: 'float32',
+      files,
+      ops,
+      check_out: path.join(dir, `${id}.out.f32`),
+    };
     this.torchGpu.cases.push(c);
     return c;
   }
@@ -826,9 +900,16 @@ class DeviceRun {
     const resultFile = path.join(dir, 'result.json');
     fs.writeFileSync(
       manifest,
-      JSON.stringify({ device: target.simulated ? 'cpu' : target.device, reps: this.o.torchReps ?? 3, budget_s: 20, cases: this.torchGpu.cases }),
+      JSON.stringify({
+        device: target.simulated ? 'cpu' : target.device,
+        reps: this.o.torchReps ?? 3,
+        budget_s: 20,
+        cases: this.torchGpu.cases,
+      }),
     );
-    progress.status(`PyTorch reference on ${target.simulated ? 'the CPU (simulated GPU)' : 'the GPU'}: ${this.torchGpu.cases.length} cases`);
+    progress.status(
+      `PyTorch reference on ${target.simulated ? 'the CPU (simulated GPU)' : 'the GPU'}: ${this.torchGpu.cases.length} cases`,
+    );
     const script = path.join(benchDir, 'torch_gpu_reference.py');
     const r = spawnSync(this.torchPy.python, [script, manifest, '--out', resultFile], {
       encoding: 'utf8',
@@ -844,7 +925,16 @@ class DeviceRun {
       progress.done('PyTorch GPU reference FAILED');
     }
     if (out) {
-      res.torch = { ...res.torch, gpuReference: { torch: out.torch, cuda: out.cuda, device: out.device_name, script: 'bench/torch_gpu_reference.py', sha1: sha1(script) } };
+      res.torch = {
+        ...res.torch,
+        gpuReference: {
+          torch: out.torch,
+          cuda: out.cuda,
+          device: out.device_name,
+          script: 'bench/torch_gpu_reference.py',
+          sha1: sha1(script),
+        },
+      };
       for (const c of out.cases) {
         const ours = this.torchGpu.outs.get(c.id);
         let check = null;
@@ -866,16 +956,25 @@ class DeviceRun {
         const cmp = res.comparisons.find((x) => x.shapeName === c.id);
         if (cmp) {
           cmp.torch = entry;
-          if (Object.keys(c.skipped ?? {}).length) cmp.notes.push(`PyTorch reference skipped: ${JSON.stringify(c.skipped)}`);
-          if (check !== null) cmp.notes.push(`our float32 output vs the PyTorch reference: relative error ${check.toExponential(2)}`);
+          if (Object.keys(c.skipped ?? {}).length)
+            cmp.notes.push(`PyTorch reference skipped: ${JSON.stringify(c.skipped)}`);
+          if (check !== null)
+            cmp.notes.push(`our float32 output vs the PyTorch reference: relative error ${check.toExponential(2)}`);
         }
         const pt = res.sweep?.points.find((q) => q.torchCaseId === c.id);
         if (pt) pt.torch = entry;
         if (check !== null) {
           // Two float32 computations, each within ~1e-5 of the exact result (KERNELS.md): 1e-4 apart at most.
           const pass = check <= 1e-4;
-          res.checks.push({ name: `${target.id} vs the PyTorch reference, ${c.id}`, dtype: 'float32', relErr: { out: check }, tolerance: [1e-4, '–'], pass });
-          if (!pass) progress.note(`WARNING: ${c.id}: output differs from the PyTorch reference (relative error ${check})`);
+          res.checks.push({
+            name: `${target.id} vs the PyTorch reference, ${c.id}`,
+            dtype: 'float32',
+            relErr: { out: check },
+            tolerance: [1e-4, '–'],
+            pass,
+          });
+          if (!pass)
+            progress.note(`WARNING: ${c.id}: output differs from the PyTorch reference (relative error ${check})`);
         }
       }
       progress.done(`PyTorch GPU reference: ${out.cases.length} cases`);
@@ -897,9 +996,14 @@ class DeviceRun {
     }
     if (this.cpu) {
       const r = res.comparisons.find(
-        (c) => c.torch && c.shape.batch === S.RATIO_SHAPE.batch && c.shape.dim === S.RATIO_SHAPE.dim && c.shape.L === S.RATIO_SHAPE.L && c.shape.N === S.RATIO_SHAPE.N,
+        (c) =>
+          c.torch &&
+          c.shape.batch === S.RATIO_SHAPE.batch &&
+          c.shape.dim === S.RATIO_SHAPE.dim &&
+          c.shape.L === S.RATIO_SHAPE.L &&
+          c.shape.N === S.RATIO_SHAPE.N,
       );
-      if (r && r.speedup.torchFwd && r.speedup.torchFwdBwd) {
+      if (r?.speedup.torchFwd && r.speedup.torchFwdBwd) {
         const after = r.oursAfterTorch ?? {};
         const fwdMs = Math.max(r.ours.fwdMs, after.fwdMs ?? 0);
         const fwdBwdMs = Math.max(r.ours.fwdBwdMs, after.fwdBwdMs ?? 0);
@@ -920,7 +1024,8 @@ class DeviceRun {
           fwdBwd,
           target: 20,
           pass: fwd >= 20 && fwdBwd >= 20,
-          method: 'PyTorch median / ours median; ours measured before and after PyTorch in this run, the slower of the two used',
+          method:
+            'PyTorch median / ours median; ours measured before and after PyTorch in this run, the slower of the two used',
         };
       }
     }
@@ -939,20 +1044,36 @@ function plotSeries(res, extra = null) {
     return [
       { label: `ours fwd (${w}${dim})`, points: pts((p) => p.fwdMs), color: colors[0], dash: dashOurs },
       { label: `ours bwd (${w}${dim})`, points: pts((p) => p.bwdMs), color: colors[1], dash: dashOurs },
-      { label: `${t} fwd${dim ? ` (${dim.slice(2)})` : ''}`, points: pts((p) => p.torch?.fwdMs), color: colors[0], dash: 'dashed' },
-      { label: `${t} fwd+bwd${dim ? ` (${dim.slice(2)})` : ''}`, points: pts((p) => p.torch?.fwdBwdMs), color: colors[2], dash: 'dashed' },
+      {
+        label: `${t} fwd${dim ? ` (${dim.slice(2)})` : ''}`,
+        points: pts((p) => p.torch?.fwdMs),
+        color: colors[0],
+        dash: 'dashed',
+      },
+      {
+        label: `${t} fwd+bwd${dim ? ` (${dim.slice(2)})` : ''}`,
+        points: pts((p) => p.torch?.fwdBwdMs),
+        color: colors[2],
+        dash: 'dashed',
+      },
     ];
   };
   const out = series(res, where, tname, ['#1f77b4', '#d62728', '#9467bd'], 'solid', '');
   // A CPU sweep of the same invocation joins a GPU's plot (its dim is named where it differs).
   if (extra?.sweep?.points.length && extra !== res) {
-    const dim = extra.sweep.dim !== sw.dim || extra.sweep.batch !== sw.batch ? `, ${extra.sweep.batch}×${extra.sweep.dim}` : '';
-    out.push(...series(extra, 'CPU', 'PyTorch CPU', ['#2ca02c', '#ff7f0e', '#8c564b'], 'dotted', dim).map((x) => ({ ...x, dash: x.dash === 'dashed' ? 'dashed' : 'dotted' })));
+    const dim =
+      extra.sweep.dim !== sw.dim || extra.sweep.batch !== sw.batch ? `, ${extra.sweep.batch}×${extra.sweep.dim}` : '';
+    out.push(
+      ...series(extra, 'CPU', 'PyTorch CPU', ['#2ca02c', '#ff7f0e', '#8c564b'], 'dotted', dim).map((x) => ({
+        ...x,
+        dash: x.dash === 'dashed' ? 'dashed' : 'dotted',
+      })),
+    );
   }
   return out;
 }
 
-function writePlot(res, paths, extra) {
+function writePlot(res, _paths, extra) {
   const series = plotSeries(res, extra);
   if (!series) return null;
   const sw = res.sweep;
@@ -984,26 +1105,28 @@ async function main() {
     return;
   }
   const argText = process.argv.slice(2).join(' ');
-  const command = process.env.npm_lifecycle_event === 'bench' ? `npm run bench${argText ? ` -- ${argText}` : ''}` : `node bench/bench.mjs${argText ? ` ${argText}` : ''}`;
+  const command =
+    process.env.npm_lifecycle_event === 'bench'
+      ? `npm run bench${argText ? ` -- ${argText}` : ''}`
+      : `node bench/bench.mjs${argText ? ` ${argText}` : ''}`;
 
   const targets = [];
   if (o.simulate) targets.push(makeTarget('cuda', { simulated: true }));
-  {
-    for (const d of o.devices) {
-      if (d === 'all') {
-        if (cuda.isAvailable()) for (let i = 0; i < Math.min(1, cuda.deviceCount()); i++) targets.push(makeTarget(`cuda:${i}`));
-        targets.push(makeTarget('cpu'));
-      } else if (d === 'cpu') targets.push(makeTarget('cpu'));
-      else if (/^cuda(:\d+)?$/.test(d)) {
-        if (!cuda.isAvailable()) {
-          console.error(`bench: ${d} requested but CUDA is not available: ${cuda.unavailableReason}`);
-          process.exit(2);
-        }
-        targets.push(makeTarget(d));
-      } else {
-        console.error(`bench: unknown device ${d}`);
+  for (const d of o.devices) {
+    if (d === 'all') {
+      if (cuda.isAvailable())
+        for (let i = 0; i < Math.min(1, cuda.deviceCount()); i++) targets.push(makeTarget(`cuda:${i}`));
+      targets.push(makeTarget('cpu'));
+    } else if (d === 'cpu') targets.push(makeTarget('cpu'));
+    else if (/^cuda(:\d+)?$/.test(d)) {
+      if (!cuda.isAvailable()) {
+        console.error(`bench: ${d} requested but CUDA is not available: ${cuda.unavailableReason}`);
         process.exit(2);
       }
+      targets.push(makeTarget(d));
+    } else {
+      console.error(`bench: unknown device ${d}`);
+      process.exit(2);
     }
   }
 
@@ -1011,7 +1134,9 @@ async function main() {
   const baselineScript = findBaselineScript();
   const torchWanted = o.torch;
   if (o.torch && !torchPy.python) {
-    console.error(`bench: no python3 with torch found (tried ${torchPy.tried.map((t) => t.python).join(', ')}): the PyTorch columns are skipped`);
+    console.error(
+      `bench: no python3 with torch found (tried ${torchPy.tried.map((t) => t.python).join(', ')}): the PyTorch columns are skipped`,
+    );
     o.torch = false;
   }
 
@@ -1028,14 +1153,26 @@ async function main() {
       version: torchPy.torchVersion ?? null,
       pythonVersion: torchPy.pythonVersion ?? null,
       notFound: torchPy.python ? undefined : torchPy.tried,
-      cpuBaselineScript: baselineScript ? { path: path.relative(repoRoot, baselineScript), sha1: sha1(baselineScript) } : null,
+      cpuBaselineScript: baselineScript
+        ? { path: path.relative(repoRoot, baselineScript), sha1: sha1(baselineScript) }
+        : null,
     };
-    if (torchWanted && !torchPy.python) res.notes.push(`No python3 that can import torch was found (tried ${torchPy.tried.map((t) => t.python).join(', ')}): PyTorch columns skipped.`);
+    if (torchWanted && !torchPy.python)
+      res.notes.push(
+        `No python3 that can import torch was found (tried ${torchPy.tried.map((t) => t.python).join(', ')}): PyTorch columns skipped.`,
+      );
     if (target.kind === 'cpu') {
-      res.notes.push('CPU times are wall clock; the JS loop is one thread, float32 arrays, double arithmetic (bench/lib/jsref.mjs).');
-      res.notes.push('The CPU copy bandwidth is one thread (the addon\'s host copy is a memmove), which understates a many-core machine\'s bandwidth and so overstates the fraction of the memory floor there.');
+      res.notes.push(
+        'CPU times are wall clock; the JS loop is one thread, float32 arrays, double arithmetic (bench/lib/jsref.mjs).',
+      );
+      res.notes.push(
+        "The CPU copy bandwidth is one thread (the addon's host copy is a memmove), which understates a many-core machine's bandwidth and so overstates the fraction of the memory floor there.",
+      );
     }
-    if (target.simulated) res.notes.push('Simulated GPU: the GPU code path of this harness run on the CPU with tiny shapes; the numbers are CPU numbers.');
+    if (target.simulated)
+      res.notes.push(
+        'Simulated GPU: the GPU code path of this harness run on the CPU with tiny shapes; the numbers are CPU numbers.',
+      );
     failedChecks += res.checks.filter((c) => !c.pass).length;
     errors += res.errors.length;
 
@@ -1046,7 +1183,7 @@ async function main() {
     process.stdout.write(`\n${md}\n`);
     if (o.save) {
       fs.mkdirSync(path.dirname(paths.json), { recursive: true });
-      fs.writeFileSync(paths.json, JSON.stringify(res, null, 1) + '\n');
+      fs.writeFileSync(paths.json, `${JSON.stringify(res, null, 1)}\n`);
       fs.writeFileSync(paths.md, md);
       if (svg) fs.writeFileSync(paths.svg, svg);
       written.push(paths.json, paths.md, ...(svg ? [paths.svg] : []));

@@ -12,7 +12,9 @@ const field = fieldAt >= 0 ? args[fieldAt + 1] : null;
 const spec = args.find((a, i) => !a.startsWith('--') && i !== fieldAt + 1) ?? (cuda.isAvailable() ? 'cuda' : 'cpu');
 const target = makeTarget(spec);
 if (field === 'header') {
-  console.log(JSON.stringify(resultHeader(process.env.RESULT_WHAT ?? 'tests', target, process.env.RESULT_COMMAND ?? null)));
+  console.log(
+    JSON.stringify(resultHeader(process.env.RESULT_WHAT ?? 'tests', target, process.env.RESULT_COMMAND ?? null)),
+  );
 } else {
   const info = describeDevice(target);
   console.log(field ? String(info[field] ?? '') : JSON.stringify(info, null, 2));

@@ -16,7 +16,7 @@ const require = createRequire(import.meta.url);
 const { native } = require('../dist/native.js');
 
 const args = process.argv.slice(2);
-const quick = args.includes('--quick');  // float32 and bfloat16 only, two lengths
+const quick = args.includes('--quick'); // float32 and bfloat16 only, two lengths
 const device = args.find((a) => !a.startsWith('--')) ?? (cuda.isAvailable() ? 'cuda' : 'cpu');
 const index = device === 'cpu' ? -1 : Number(device.split(':')[1] ?? 0);
 const t0 = performance.now();
@@ -26,7 +26,8 @@ const rnd = () => {
   seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
   return seed / 4294967296;
 };
-const randn = (n) => Float32Array.from({ length: n }, () => Math.sqrt(-2 * Math.log(1 - rnd())) * Math.cos(6.283185307179586 * rnd()));
+const randn = (n) =>
+  Float32Array.from({ length: n }, () => Math.sqrt(-2 * Math.log(1 - rnd())) * Math.cos(6.283185307179586 * rnd()));
 const unif = (n, lo, hi) => Float32Array.from({ length: n }, () => lo + (hi - lo) * rnd());
 const T = (values, shape, dtype = 'float32') => Tensor.from(values, shape, { dtype, device });
 const numel = (shape) => shape.reduce((a, b) => a * b, 1);
@@ -66,7 +67,10 @@ try {
         const x = {
           u: T(randn(numel(row)), row, dtype),
           delta: T(unif(numel(row), -2, 0), row, dtype),
-          A: T(unif(dim * N, 0, 1).map((v) => -Math.exp(v)), [dim, N]),
+          A: T(
+            unif(dim * N, 0, 1).map((v) => -Math.exp(v)),
+            [dim, N],
+          ),
           B: T(randn(numel(proj)), proj, projDtype),
           C: T(randn(numel(proj)), proj, projDtype),
           D: T(randn(dim), [dim]),
@@ -76,10 +80,19 @@ try {
           dout: T(randn(numel(row)), row, dtype),
           dLast: T(randn(batch * dim * N), [batch, dim, N]),
         };
-        const full = { D: x.D, z: x.z, deltaBias: x.deltaBias, deltaSoftplus: true, initialState: x.initialState, returnLastState: true };
+        const full = {
+          D: x.D,
+          z: x.z,
+          deltaBias: x.deltaBias,
+          deltaSoftplus: true,
+          initialState: x.initialState,
+          returnLastState: true,
+        };
         const name = `${dtype} L=${L} ${kind}`;
         // A plain forward (softplus only: delta is negative), then the full one with a ctx, then backwards.
-        await check(`${name} fwd plain`, { out: selectiveScan(x.u, x.delta, x.A, x.B, x.C, { deltaSoftplus: true }).out });
+        await check(`${name} fwd plain`, {
+          out: selectiveScan(x.u, x.delta, x.A, x.B, x.C, { deltaSoftplus: true }).out,
+        });
         const r = selectiveScan(x.u, x.delta, x.A, x.B, x.C, { ...full, saveForBackward: true });
         calls += 2;
         for (const deterministic of [false, true]) {
@@ -87,7 +100,7 @@ try {
           calls++;
           await check(`${name} bwd det=${deterministic}`, g);
         }
-        const gPlain = selectiveScanBackward(r.ctx, x.dout);  // no dLastState
+        const gPlain = selectiveScanBackward(r.ctx, x.dout); // no dLastState
         calls++;
         await check(`${name} bwd plain`, gPlain);
         await check(`${name} fwd full`, { out: r.out, lastState: r.lastState });
@@ -103,9 +116,23 @@ try {
     const dim = 16;
     {
       const state = T(randn(batch * dim * N), [batch, dim, N]);
-      const y = selectiveStateUpdate(state, T(randn(batch * dim), [batch, dim], dtype), T(unif(batch * dim, -2, 0), [batch, dim], dtype),
-        T(unif(dim * N, 0, 1).map((v) => -Math.exp(v)), [dim, N]), T(randn(batch * 2 * N), [batch, 2, N], dtype), T(randn(batch * 2 * N), [batch, 2, N], dtype),
-        { D: T(randn(dim), [dim]), z: T(randn(batch * dim), [batch, dim], dtype), dtBias: T(randn(dim), [dim]), dtSoftplus: true });
+      const y = selectiveStateUpdate(
+        state,
+        T(randn(batch * dim), [batch, dim], dtype),
+        T(unif(batch * dim, -2, 0), [batch, dim], dtype),
+        T(
+          unif(dim * N, 0, 1).map((v) => -Math.exp(v)),
+          [dim, N],
+        ),
+        T(randn(batch * 2 * N), [batch, 2, N], dtype),
+        T(randn(batch * 2 * N), [batch, 2, N], dtype),
+        {
+          D: T(randn(dim), [dim]),
+          z: T(randn(batch * dim), [batch, dim], dtype),
+          dtBias: T(randn(dim), [dim]),
+          dtSoftplus: true,
+        },
+      );
       calls++;
       await check(`${dtype} step channels`, { y, state });
     }
@@ -113,19 +140,47 @@ try {
     const P = 4;
     {
       const state = T(randn(batch * H * P * N), [batch, H, P, N]);
-      const y = selectiveStateUpdate(state, T(randn(batch * H * P), [batch, H, P], dtype), T(unif(batch * H * P, -2, 0), [batch, H, P], dtype),
-        T(unif(H * P * N, 0, 1).map((v) => -Math.exp(v)), [H, P, N]), T(randn(batch * 2 * N), [batch, 2, N], dtype), T(randn(batch * 2 * N), [batch, 2, N], dtype),
-        { D: T(randn(H * P), [H, P]), z: T(randn(batch * H * P), [batch, H, P], dtype), dtBias: T(randn(H * P), [H, P]), dtSoftplus: true });
+      const y = selectiveStateUpdate(
+        state,
+        T(randn(batch * H * P), [batch, H, P], dtype),
+        T(unif(batch * H * P, -2, 0), [batch, H, P], dtype),
+        T(
+          unif(H * P * N, 0, 1).map((v) => -Math.exp(v)),
+          [H, P, N],
+        ),
+        T(randn(batch * 2 * N), [batch, 2, N], dtype),
+        T(randn(batch * 2 * N), [batch, 2, N], dtype),
+        {
+          D: T(randn(H * P), [H, P]),
+          z: T(randn(batch * H * P), [batch, H, P], dtype),
+          dtBias: T(randn(H * P), [H, P]),
+          dtSoftplus: true,
+        },
+      );
       calls++;
       await check(`${dtype} step heads`, { y, state });
     }
     {
       const slots = 5;
       const state = T(randn(slots * H * P * N), [slots, H, P, N]);
-      const y = selectiveStateUpdate(state, T(randn(batch * H * P), [batch, H, P], dtype), T(unif(batch * H, -2, 0), [batch, H], dtype),
-        T(unif(H, 0, 1).map((v) => -Math.exp(v)), [H]), T(randn(batch * N), [batch, 1, N], dtype), T(randn(batch * N), [batch, 1, N], dtype),
-        { D: T(randn(H), [H]), z: T(randn(batch * H * P), [batch, H, P], dtype), dtBias: T(randn(H), [H]), dtSoftplus: true,
-          stateBatchIndices: Int32Array.from([4, -1, 1]) });
+      const y = selectiveStateUpdate(
+        state,
+        T(randn(batch * H * P), [batch, H, P], dtype),
+        T(unif(batch * H, -2, 0), [batch, H], dtype),
+        T(
+          unif(H, 0, 1).map((v) => -Math.exp(v)),
+          [H],
+        ),
+        T(randn(batch * N), [batch, 1, N], dtype),
+        T(randn(batch * N), [batch, 1, N], dtype),
+        {
+          D: T(randn(H), [H]),
+          z: T(randn(batch * H * P), [batch, H, P], dtype),
+          dtBias: T(randn(H), [H]),
+          dtSoftplus: true,
+          stateBatchIndices: Int32Array.from([4, -1, 1]),
+        },
+      );
       calls++;
       await check(`${dtype} step heads scalar, indices`, { y, state });
     }
@@ -136,5 +191,15 @@ try {
   problems.push(`exception after ${calls} calls: ${error?.code ?? ''} ${error?.message ?? error}`);
 }
 const ok = problems.length === 0;
-console.log(JSON.stringify({ ok, calls, device, chunkLength: chunk, Ls, seconds: (performance.now() - t0) / 1000, problems: problems.slice(0, 20) }));
+console.log(
+  JSON.stringify({
+    ok,
+    calls,
+    device,
+    chunkLength: chunk,
+    Ls,
+    seconds: (performance.now() - t0) / 1000,
+    problems: problems.slice(0, 20),
+  }),
+);
 process.exitCode = ok ? 0 : 1;

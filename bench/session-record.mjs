@@ -24,10 +24,22 @@ const tail = (text, n = 30) => (text ?? '').split('\n').slice(-n).join('\n');
 function tests() {
   const { values: v } = parseArgs({
     args: rest,
-    options: { out: { type: 'string' }, 'vitest-json': { type: 'string' }, exit: { type: 'string' }, seconds: { type: 'string' }, log: { type: 'string' }, command: { type: 'string' } },
+    options: {
+      out: { type: 'string' },
+      'vitest-json': { type: 'string' },
+      exit: { type: 'string' },
+      seconds: { type: 'string' },
+      log: { type: 'string' },
+      command: { type: 'string' },
+    },
   });
   const exit = Number(v.exit);
-  const res = { ...resultHeader('tests', target(), v.command ?? null), exitCode: exit, timedOut: exit === 124, seconds: Number(v.seconds) };
+  const res = {
+    ...resultHeader('tests', target(), v.command ?? null),
+    exitCode: exit,
+    timedOut: exit === 124,
+    seconds: Number(v.seconds),
+  };
   const raw = v['vitest-json'] && readMaybe(v['vitest-json']);
   if (raw) {
     const j = JSON.parse(raw);
@@ -46,29 +58,54 @@ function tests() {
       message: f.message || undefined,
     }));
     res.failures = (j.testResults ?? []).flatMap((f) =>
-      (f.assertionResults ?? []).filter((a) => a.status === 'failed').map((a) => ({ name: a.fullName, message: (a.failureMessages ?? []).join('\n').slice(0, 800) })),
+      (f.assertionResults ?? [])
+        .filter((a) => a.status === 'failed')
+        .map((a) => ({ name: a.fullName, message: (a.failureMessages ?? []).join('\n').slice(0, 800) })),
     );
-    res.tests = (j.testResults ?? []).flatMap((f) => (f.assertionResults ?? []).map((a) => ({ name: a.fullName, status: a.status, ms: a.duration ?? null })));
+    res.tests = (j.testResults ?? []).flatMap((f) =>
+      (f.assertionResults ?? []).map((a) => ({ name: a.fullName, status: a.status, ms: a.duration ?? null })),
+    );
   } else {
     res.success = false;
     res.counts = null;
     res.error = exit === 124 ? 'timed out' : 'no vitest JSON report (see logTail)';
   }
   res.logTail = tail(readMaybe(v.log), res.success ? 8 : 60);
-  fs.writeFileSync(v.out, JSON.stringify(res, null, 1) + '\n');
+  fs.writeFileSync(v.out, `${JSON.stringify(res, null, 1)}\n`);
 }
 
 function sanitizer() {
-  const { values: v } = parseArgs({ args: rest, options: { out: { type: 'string' }, command: { type: 'string' }, run: { type: 'string', multiple: true } } });
+  const { values: v } = parseArgs({
+    args: rest,
+    options: { out: { type: 'string' }, command: { type: 'string' }, run: { type: 'string', multiple: true } },
+  });
   const runs = (v.run ?? []).map((spec) => {
     const [tool, exit, seconds, log, command] = spec.split(':');
     const text = readMaybe(log);
-    const r = { tool, command: command || undefined, exitCode: Number(exit), timedOut: Number(exit) === 124, seconds: Number(seconds) };
-    if (exit === 'skipped') return { ...r, exitCode: null, ran: false, pass: false, error: 'skipped: compute-sanitizer not found, or no GPU' };
+    const r = {
+      tool,
+      command: command || undefined,
+      exitCode: Number(exit),
+      timedOut: Number(exit) === 124,
+      seconds: Number(seconds),
+    };
+    if (exit === 'skipped')
+      return {
+        ...r,
+        exitCode: null,
+        ran: false,
+        pass: false,
+        error: 'skipped: compute-sanitizer not found, or no GPU',
+      };
     if (text === null) return { ...r, ran: false, pass: false, error: 'no log' };
     const err = /ERROR SUMMARY:\s*(\d+)\s+error/.exec(text);
-    const race = /RACECHECK SUMMARY:\s*(\d+)\s+hazards? displayed\s*\((\d+)\s+errors?,\s*(\d+)\s+warnings?\)/.exec(text);
-    const caseLine = text.split('\n').reverse().find((l) => l.startsWith('{"ok"'));
+    const race = /RACECHECK SUMMARY:\s*(\d+)\s+hazards? displayed\s*\((\d+)\s+errors?,\s*(\d+)\s+warnings?\)/.exec(
+      text,
+    );
+    const caseLine = text
+      .split('\n')
+      .reverse()
+      .find((l) => l.startsWith('{"ok"'));
     r.ran = true;
     r.errors = err ? Number(err[1]) : race ? Number(race[2]) : null;
     if (race) r.racecheck = { hazards: Number(race[1]), errors: Number(race[2]), warnings: Number(race[3]) };
@@ -82,13 +119,18 @@ function sanitizer() {
     if (!r.pass) r.logTail = tail(text, 40);
     return r;
   });
-  const res = { ...resultHeader('sanitizer', target(), v.command ?? null), runs, pass: runs.length > 0 && runs.every((r) => r.pass) };
-  fs.writeFileSync(v.out, JSON.stringify(res, null, 1) + '\n');
+  const res = {
+    ...resultHeader('sanitizer', target(), v.command ?? null),
+    runs,
+    pass: runs.length > 0 && runs.every((r) => r.pass),
+  };
+  fs.writeFileSync(v.out, `${JSON.stringify(res, null, 1)}\n`);
 }
 
 function summary() {
   const lines = [];
-  const ms = (x) => (x === null || x === undefined ? '–' : x >= 100 ? x.toFixed(0) : x >= 1 ? x.toFixed(2) : x.toPrecision(3));
+  const ms = (x) =>
+    x === null || x === undefined ? '–' : x >= 100 ? x.toFixed(0) : x >= 1 ? x.toFixed(2) : x.toPrecision(3);
   const pct = (x) => (x ? `${(x * 100).toFixed(0)} %` : '–');
   const gib = (b) => (b === null || b === undefined ? '–' : `${(b / 2 ** 30).toFixed(2)} GiB`);
   const files = rest.filter((f) => fs.existsSync(f));
@@ -99,14 +141,21 @@ function summary() {
       lines.push(
         c
           ? `tests: ${c.passed} passed, ${c.failed} failed, ${c.skipped} skipped (${r.seconds} s)${r.success ? '' : ' — FAILED'}` +
-              (r.failures?.length ? `\n  failed: ${r.failures.slice(0, 8).map((x) => x.name).join('; ')}` : '')
+              (r.failures?.length
+                ? `\n  failed: ${r.failures
+                    .slice(0, 8)
+                    .map((x) => x.name)
+                    .join('; ')}`
+                : '')
           : `tests: ${r.error} (exit ${r.exitCode}, ${r.seconds} s)`,
       );
     } else if (r.what === 'sanitizer') {
       for (const s of r.runs) {
         lines.push(
           `${s.tool}: ${s.ran ? `${s.errors ?? '?'} errors` : 'did not run'}` +
-            (s.racecheck ? `, ${s.racecheck.hazards} hazards (${s.racecheck.errors} errors, ${s.racecheck.warnings} warnings)` : '') +
+            (s.racecheck
+              ? `, ${s.racecheck.hazards} hazards (${s.racecheck.errors} errors, ${s.racecheck.warnings} warnings)`
+              : '') +
             (s.case ? `, case ${s.case.ok ? 'ok' : 'NOT ok'} (${s.case.calls} calls)` : '') +
             ` (${s.seconds} s${s.timedOut ? ', timed out' : ''})${s.pass ? '' : ' — FAILED'}`,
         );
@@ -115,8 +164,16 @@ function summary() {
     } else if (r.what === 'bench') {
       const d = r.device;
       const num = (x, k, scale = 1) => (typeof x === 'number' ? (x / scale).toFixed(k) : '?');
-      lines.push(`bench on ${d.name}: copy ${num(r.machine?.copyBandwidthGBps, 0)} GB/s, exp2 ${num(r.machine?.exp2Rate, 1, 1e9)} G/s`);
-      if (r.errors?.length) lines.push(`  ${r.errors.length} case(s) threw: ${r.errors.slice(0, 4).map((e) => `${e.case}: ${e.message}`).join('; ')}`);
+      lines.push(
+        `bench on ${d.name}: copy ${num(r.machine?.copyBandwidthGBps, 0)} GB/s, exp2 ${num(r.machine?.exp2Rate, 1, 1e9)} G/s`,
+      );
+      if (r.errors?.length)
+        lines.push(
+          `  ${r.errors.length} case(s) threw: ${r.errors
+            .slice(0, 4)
+            .map((e) => `${e.case}: ${e.message}`)
+            .join('; ')}`,
+        );
       const names = [...new Set(r.cases.filter((c) => c.kind === 'scan').map((c) => c.shapeName))];
       for (const name of names) {
         for (const dtype of ['bfloat16', 'float32']) {
@@ -133,7 +190,10 @@ function summary() {
         }
       }
       const steps = r.cases.filter((c) => c.kind === 'step' && c.dtype === 'bfloat16');
-      if (steps.length) lines.push(`  step bf16: ${steps.map((c) => `${c.shapeName.replace('step-', '')} ${ms(c.medianMs)} ms`).join(', ')}`);
+      if (steps.length)
+        lines.push(
+          `  step bf16: ${steps.map((c) => `${c.shapeName.replace('step-', '')} ${ms(c.medianMs)} ms`).join(', ')}`,
+        );
       for (const m of r.memory ?? []) {
         lines.push(
           `  peak memory ${m.shapeName} ${m.dtype} fwd+bwd: ${gib(m.peakAllocatedBytes)} (live before ${gib(m.allocatedBeforeBytes)}; inputs ${gib(m.inputBytes)}, out+checkpoints ${gib(m.outputBytes)}, gradients ${gib(m.gradientBytes)})`,
@@ -141,12 +201,19 @@ function summary() {
       }
       for (const c of r.comparisons ?? []) {
         if (c.speedup?.torchFwd || c.speedup?.torchFwdBwd) {
-          lines.push(`  vs ${c.torch?.kind?.split(' (')[0] ?? 'PyTorch'} at ${c.shapeName}: fwd ${c.speedup.torchFwd?.toFixed(1) ?? '–'}×, fwd+bwd ${c.speedup.torchFwdBwd?.toFixed(1) ?? '–'}×`);
+          lines.push(
+            `  vs ${c.torch?.kind?.split(' (')[0] ?? 'PyTorch'} at ${c.shapeName}: fwd ${c.speedup.torchFwd?.toFixed(1) ?? '–'}×, fwd+bwd ${c.speedup.torchFwdBwd?.toFixed(1) ?? '–'}×`,
+          );
         }
       }
-      if (r.ratio) lines.push(`  CPU ratio vs PyTorch at (2, 256, 1024, 16): fwd ${r.ratio.fwd.toFixed(1)}×, fwd+bwd ${r.ratio.fwdBwd.toFixed(1)}× (target 20×)`);
+      if (r.ratio)
+        lines.push(
+          `  CPU ratio vs PyTorch at (2, 256, 1024, 16): fwd ${r.ratio.fwd.toFixed(1)}×, fwd+bwd ${r.ratio.fwdBwd.toFixed(1)}× (target 20×)`,
+        );
       const failed = (r.checks ?? []).filter((c) => !c.pass);
-      lines.push(`  agreement checks: ${(r.checks ?? []).length - failed.length} passed${failed.length ? `, FAILED: ${failed.map((c) => `${c.name} ${c.dtype}`).join('; ')}` : ''}`);
+      lines.push(
+        `  agreement checks: ${(r.checks ?? []).length - failed.length} passed${failed.length ? `, FAILED: ${failed.map((c) => `${c.name} ${c.dtype}`).join('; ')}` : ''}`,
+      );
     }
   }
   console.log(lines.join('\n'));

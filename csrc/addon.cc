@@ -30,7 +30,8 @@ DType dtypeFrom(Napi::Env env, Napi::Value v) {
 }
 
 // Runs f, turning a gpu::Error into a JavaScript Error with its code.
-template <class F> auto guarded(Napi::Env env, F &&f) -> decltype(f()) {
+template <class F>
+auto guarded(Napi::Env env, F &&f) -> decltype(f()) {
   try {
     return f();
   } catch (const gpu::Error &e) {
@@ -107,12 +108,15 @@ Napi::Value WriteValues(const Napi::CallbackInfo &info) {
   const DType t = dtypeFrom(env, info[1]);
   auto array = info[2].As<Napi::TypedArray>();
   const bool singles = array.TypedArrayType() == napi_float32_array;
-  if (!singles && array.TypedArrayType() != napi_float64_array) internalError(env, "values must be Float32Array or Float64Array");
+  if (!singles && array.TypedArrayType() != napi_float64_array)
+    internalError(env, "values must be Float32Array or Float64Array");
   const int64_t n = int64_t(array.ElementLength());
   Storage *s = liveStorage(info, 0, size_t(n) * size_t(dtypeSize(t)));
   auto encode = [&](void *dst) {
-    if (singles) encodeFloats(info[2].As<Napi::Float32Array>().Data(), t, n, dst);
-    else encodeDoubles(info[2].As<Napi::Float64Array>().Data(), t, n, dst);
+    if (singles)
+      encodeFloats(info[2].As<Napi::Float32Array>().Data(), t, n, dst);
+    else
+      encodeDoubles(info[2].As<Napi::Float64Array>().Data(), t, n, dst);
   };
   if (s->onHost()) {
     encode(s->data());
@@ -130,8 +134,10 @@ Napi::Value WriteBits(const Napi::CallbackInfo &info) {
   auto bits = info[1].As<Napi::Uint16Array>();
   const size_t bytes = bits.ElementLength() * 2;
   Storage *s = liveStorage(info, 0, bytes);
-  if (s->onHost()) std::memcpy(s->data(), bits.Data(), bytes);
-  else guarded(env, [&] { gpu::upload(s->device(), s->data(), bits.Data(), bytes); });
+  if (s->onHost())
+    std::memcpy(s->data(), bits.Data(), bytes);
+  else
+    guarded(env, [&] { gpu::upload(s->device(), s->data(), bits.Data(), bytes); });
   return env.Undefined();
 }
 
@@ -158,8 +164,10 @@ Napi::Value ReadBits(const Napi::CallbackInfo &info) {
   const int64_t n = int64_t(info[1].As<Napi::Number>().Int64Value());
   Storage *s = liveStorage(info, 0, size_t(n) * 2);
   auto out = Napi::Uint16Array::New(env, size_t(n));
-  if (s->onHost()) std::memcpy(out.Data(), s->data(), size_t(n) * 2);
-  else guarded(env, [&] { gpu::downloadSync(s->device(), out.Data(), s->data(), size_t(n) * 2); });
+  if (s->onHost())
+    std::memcpy(out.Data(), s->data(), size_t(n) * 2);
+  else
+    guarded(env, [&] { gpu::downloadSync(s->device(), out.Data(), s->data(), size_t(n) * 2); });
   return out;
 }
 
@@ -353,8 +361,10 @@ Napi::Value ScanForward(const Napi::CallbackInfo &info) {
   p.lastState = d.floats("lastState", batch * dim * N, true);
   p.checkpoints = d.floats("checkpoints", batch * dim * chunkCount(p) * N, true);
   guarded(env, [&] {
-    if (onHost(d.device())) cpu::scanForward(p);
-    else gpu::scanForward(d.device(), p);
+    if (onHost(d.device()))
+      cpu::scanForward(p);
+    else
+      gpu::scanForward(d.device(), p);
   });
   return env.Undefined();
 }
@@ -381,8 +391,10 @@ Napi::Value ScanBackward(const Napi::CallbackInfo &info) {
   p.ddeltaBias = f.deltaBias ? d.floats("ddeltaBias", dim) : nullptr;
   p.dInitialState = d.floats("dInitialState", batch * dim * N, true);
   guarded(env, [&] {
-    if (onHost(d.device())) cpu::scanBackward(p);
-    else gpu::scanBackward(d.device(), p);
+    if (onHost(d.device()))
+      cpu::scanBackward(p);
+    else
+      gpu::scanBackward(d.device(), p);
   });
   return env.Undefined();
 }
@@ -556,9 +568,8 @@ Napi::Value ElapsedMs(const Napi::CallbackInfo &info) {
 Napi::Value MeasureExp2Rate(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   const int device = info[0].As<Napi::Number>().Int32Value();
-  return Napi::Number::New(env, guarded(env, [&] {
-    return onHost(device) ? cpu::measureExp2Rate() : gpu::measureExp2Rate(device);
-  }));
+  return Napi::Number::New(
+      env, guarded(env, [&] { return onHost(device) ? cpu::measureExp2Rate() : gpu::measureExp2Rate(device); }));
 }
 
 Napi::Value SetNumThreads(const Napi::CallbackInfo &info) {

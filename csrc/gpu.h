@@ -23,14 +23,14 @@ bool compiledWithCuda();
 // Empty when CUDA is usable; otherwise why not (no driver, no device, no code for this GPU...).
 std::string unavailableReason();
 int deviceCount();
-std::string runtimeVersion();                 // e.g. "13.0"; empty without CUDA
-std::vector<std::string> architectures();     // e.g. {"sm_90", "compute_90"}
+std::string runtimeVersion();              // e.g. "13.0"; empty without CUDA
+std::vector<std::string> architectures();  // e.g. {"sm_90", "compute_90"}
 
 // Throws ERR_CUDA_UNAVAILABLE (with the reason) unless `device` is a usable device index.
 void requireDevice(int device);
 
-void *allocate(int device, size_t bytes);     // stream-ordered; ERR_CUDA_OOM when out of memory
-void release(int device, void *ptr);          // stream-ordered; never throws
+void *allocate(int device, size_t bytes);  // stream-ordered; ERR_CUDA_OOM when out of memory
+void release(int device, void *ptr);       // stream-ordered; never throws
 void fillBytes(int device, void *ptr, size_t bytes, unsigned char value);
 
 // Host <-> device. The host side of an upload may be reused as soon as the call returns (it is
@@ -51,6 +51,7 @@ class PendingDownload {
   PendingDownload &operator=(const PendingDownload &) = delete;
   void wait();  // throws Error for a failed copy or an earlier asynchronous fault on the stream
   const void *data() const { return host_; }
+
  private:
   int device_;
   void *host_ = nullptr;

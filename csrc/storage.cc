@@ -92,8 +92,10 @@ Storage::Storage(const Napi::CallbackInfo &info) : Napi::ObjectWrap<Storage>(inf
 Storage::~Storage() {
   // Runs when the garbage collector has reclaimed the JavaScript object.
   if (owned_ && data_) {
-    if (device_ == kHostDevice) std::free(data_);
-    else gpu::release(device_, data_);
+    if (device_ == kHostDevice)
+      std::free(data_);
+    else
+      gpu::release(device_, data_);
   }
   data_ = nullptr;
   if (reportedBytes_ != 0) {
@@ -106,8 +108,10 @@ void Storage::release() {
   if (disposed_) return;
   disposed_ = true;
   if (owned_ && data_) {
-    if (device_ == kHostDevice) std::free(data_);
-    else gpu::release(device_, data_);
+    if (device_ == kHostDevice)
+      std::free(data_);
+    else
+      gpu::release(device_, data_);
     Napi::MemoryManagement::AdjustExternalMemory(Env(), -reportedBytes_);
     reportedBytes_ = 0;
   }

@@ -49,7 +49,6 @@ export const cuda = {
 
 export type { BuildInfo, CudaMemoryInfo };
 
-
 export function buildInfo(): BuildInfo {
   const b = native.buildInfo();
   return {

@@ -22,7 +22,7 @@ export class ArgumentChecker {
   /** A required tensor argument. */
   tensor(name: string, value: unknown): Tensor {
     if (!(value instanceof Tensor)) throw new TypeError(`${this.fn}: ${name} must be a Tensor, got ${describe(value)}`);
-    storageOf(value, this.fn, name);  // ERR_DISPOSED
+    storageOf(value, this.fn, name); // ERR_DISPOSED
     this.#tensors.push({ name, tensor: value });
     return value;
   }
@@ -51,7 +51,8 @@ export class ArgumentChecker {
 
   boolean(name: string, value: unknown): boolean {
     if (value === undefined) return false;
-    if (typeof value !== 'boolean') throw new TypeError(`${this.fn}: ${name} must be a boolean, got ${describe(value)}`);
+    if (typeof value !== 'boolean')
+      throw new TypeError(`${this.fn}: ${name} must be a boolean, got ${describe(value)}`);
     return value;
   }
 

@@ -2,7 +2,7 @@
 import { ALL_DTYPES, ArgumentChecker, named, storage } from './checks.js';
 import { codedError, describe } from './errors.js';
 import { native } from './native.js';
-import { type DType, type Device, Tensor, allocate, deviceIndex, dtypeCode, storageOf } from './tensor.js';
+import { type DType, type Device, type Tensor, allocate, deviceIndex, dtypeCode, storageOf } from './tensor.js';
 
 export interface ScanOptions {
   /** (dim) float32: skip connection, y += D * u. */
@@ -61,7 +61,7 @@ interface ScanInputs {
   delta: Tensor;
   A: Tensor;
   B: Tensor;
-  groupsB: number;  // 0 = fixed (dim, N)
+  groupsB: number; // 0 = fixed (dim, N)
   C: Tensor;
   groupsC: number;
   D?: Tensor;
@@ -79,8 +79,7 @@ function checkProjection(
   s: { batch: number; dim: number; seqlen: number; dstate: number; dtype: DType },
 ): number {
   const { batch, dim, seqlen: L, dstate: N } = s;
-  const expected =
-    `${named({ dim, N })} (fixed), ${named({ batch, N, L })} or [${batch}, G, ${N}, ${L}] (input-dependent)`;
+  const expected = `${named({ dim, N })} (fixed), ${named({ batch, N, L })} or [${batch}, G, ${N}, ${L}] (input-dependent)`;
   const fits = (e: number[]) => t.shape.length === e.length && t.shape.every((v, i) => e[i] === -1 || v === e[i]);
   if (fits([dim, N])) {
     check.dtype(name, t, 'float32', ` (a fixed ${name} of shape [dim, N])`);
@@ -93,7 +92,9 @@ function checkProjection(
   if (fits([batch, -1, N, L]) && t.shape[1]! > 0) {
     const G = t.shape[1]!;
     if (dim % G !== 0) {
-      throw new RangeError(`${check.fn}: ${name} has G=${G} groups, which must divide dim=${dim}; got shape ${describe(t.shape)}`);
+      throw new RangeError(
+        `${check.fn}: ${name} has G=${G} groups, which must divide dim=${dim}; got shape ${describe(t.shape)}`,
+      );
     }
     check.dtype(name, t, s.dtype, ` (the dtype of u, as ${name} is input-dependent)`);
     return G;
@@ -112,7 +113,9 @@ function checkScanInputs(
 ): ScanInputs {
   const ut = check.tensor('u', u);
   if (ut.shape.length !== 3 || ut.shape.some((s) => s === 0)) {
-    throw new RangeError(`${check.fn}: u must have shape [batch, dim, L] with positive sizes, got ${describe(ut.shape)}`);
+    throw new RangeError(
+      `${check.fn}: u must have shape [batch, dim, L] with positive sizes, got ${describe(ut.shape)}`,
+    );
   }
   check.dtype('u', ut, ALL_DTYPES);
   const [batch, dim, seqlen] = ut.shape as [number, number, number];
@@ -125,7 +128,8 @@ function checkScanInputs(
     throw new RangeError(`${check.fn}: A must have shape [dim=${dim}, N], got ${describe(At.shape)}`);
   }
   const dstate = At.shape[1]!;
-  if (dstate > MAX_DSTATE) throw new RangeError(`${check.fn}: A has N=${dstate} states; N must be at most ${MAX_DSTATE}`);
+  if (dstate > MAX_DSTATE)
+    throw new RangeError(`${check.fn}: A has N=${dstate} states; N must be at most ${MAX_DSTATE}`);
   check.dtype('A', At, 'float32');
   const sizes = { batch, dim, seqlen, dstate, dtype: ut.dtype };
   const Bt = check.tensor('B', B);
@@ -283,7 +287,9 @@ export function selectiveScan(
 export function selectiveScanBackward(ctx: ScanContext, dout: Tensor, opts?: ScanBackwardOptions): ScanGradients {
   const fn = 'selectiveScanBackward';
   if (!(ctx instanceof ScanContext)) {
-    throw new TypeError(`${fn}: ctx must be the ScanContext of selectiveScan(..., { saveForBackward: true }), got ${describe(ctx)}`);
+    throw new TypeError(
+      `${fn}: ctx must be the ScanContext of selectiveScan(..., { saveForBackward: true }), got ${describe(ctx)}`,
+    );
   }
   const { inputs: s, chunkLength, checkpoints } = ScanContext.state(ctx, fn);
   const check = new ArgumentChecker(fn);

@@ -2,7 +2,7 @@
 import { ALL_DTYPES, ArgumentChecker, named, storage } from './checks.js';
 import { describe } from './errors.js';
 import { native } from './native.js';
-import { Tensor, allocate, deviceIndex, dtypeCode, storageOf } from './tensor.js';
+import { type Tensor, allocate, deviceIndex, dtypeCode, storageOf } from './tensor.js';
 
 export interface StateUpdateOptions {
   /** (dim), (H, P) or (H) float32: y += D * x. */
@@ -74,7 +74,7 @@ export function selectiveStateUpdate(
     }
     const seen = new Set<number>();
     for (const [i, slot] of indices.entries()) {
-      if (slot < 0) continue;  // padding
+      if (slot < 0) continue; // padding
       if (slot >= slots) {
         throw new RangeError(`${fn}: stateBatchIndices[${i}]=${slot} must be below the ${slots} rows of state`);
       }
@@ -105,11 +105,17 @@ export function selectiveStateUpdate(
   else check.shape('dt', dtT, xShape, xText);
 
   let groups = 1;
-  for (const [name, value] of [['B', B], ['C', C]] as const) {
+  for (const [name, value] of [
+    ['B', B],
+    ['C', C],
+  ] as const) {
     const t = check.tensor(name, value);
     check.dtype(name, t, xT.dtype, ' (the dtype of x)');
     const G = t.shape.length === 3 ? t.shape[1]! : 1;
-    const ok = t.shape.length === 3 ? t.shape[0] === batch && t.shape[2] === N && G > 0 : !heads && t.shape.length === 2 && t.shape[0] === batch && t.shape[1] === N;
+    const ok =
+      t.shape.length === 3
+        ? t.shape[0] === batch && t.shape[2] === N && G > 0
+        : !heads && t.shape.length === 2 && t.shape[0] === batch && t.shape[1] === N;
     if (!ok) {
       const text = heads ? `[batch=${batch}, G, N=${N}]` : `${named({ batch, N })} or [${batch}, G, ${N}]`;
       throw new RangeError(`${fn}: ${name} must have shape ${text}, got ${describe(t.shape)}`);

@@ -121,7 +121,8 @@ export class Tensor {
       throw new TypeError(`${fn}: values must hold numbers, got ${describe(values)}`);
     }
     // Float32Array and Float64Array go to the addon as they are; anything else as doubles.
-    const numbers = values instanceof Float32Array || values instanceof Float64Array ? values : Float64Array.from(values);
+    const numbers =
+      values instanceof Float32Array || values instanceof Float64Array ? values : Float64Array.from(values);
     const device = parseDevice(fn, o.device);
     const t = allocate(dims, dtype, device, false);
     native.writeValues(storageField(t)!, DTYPE_CODES[dtype], numbers);
@@ -142,7 +143,8 @@ export class Tensor {
     }
     const dims = parseShape(fn, shape);
     const numel = dims.reduce((a, b) => a * b, 1);
-    if (bits.length !== numel) throw new RangeError(`${fn}: shape ${describe(dims)} holds ${numel} values, got ${bits.length}`);
+    if (bits.length !== numel)
+      throw new RangeError(`${fn}: shape ${describe(dims)} holds ${numel} values, got ${bits.length}`);
     const device = parseDevice(fn, o.device);
     const t = allocate(dims, o.dtype, device, false);
     native.writeBits(storageField(t)!, bits);
@@ -188,7 +190,8 @@ export class Tensor {
 
   /** The device address of a CUDA tensor's data. */
   get devicePointer(): bigint {
-    if (this.device === 'cpu') throw new TypeError('Tensor.devicePointer: only CUDA tensors have one; this tensor is on cpu');
+    if (this.device === 'cpu')
+      throw new TypeError('Tensor.devicePointer: only CUDA tensors have one; this tensor is on cpu');
     return storageOf(this, 'Tensor.devicePointer', 'tensor').pointer;
   }
 
@@ -208,7 +211,10 @@ export class Tensor {
 
   /** The raw bits of a float16 or bfloat16 tensor. */
   bits(): Uint16Array {
-    if (this.dtype === 'float32') throw new TypeError(`Tensor.bits: only float16 and bfloat16 tensors have 16-bit patterns; this tensor is float32`);
+    if (this.dtype === 'float32')
+      throw new TypeError(
+        `Tensor.bits: only float16 and bfloat16 tensors have 16-bit patterns; this tensor is float32`,
+      );
     return native.readBits(storageOf(this, 'Tensor.bits', 'tensor'), this.numel);
   }
 
@@ -222,7 +228,8 @@ export class Tensor {
       device = parseDevice(fn, target);
     } else {
       const o = parseOptions(fn, target, ['device', 'dtype']);
-      if (typeof target !== 'object' || target === null) throw new TypeError(`${fn}: target must be a device or { device, dtype }, got ${describe(target)}`);
+      if (typeof target !== 'object' || target === null)
+        throw new TypeError(`${fn}: target must be a device or { device, dtype }, got ${describe(target)}`);
       if (o.device !== undefined) device = parseDevice(fn, o.device);
       if (o.dtype !== undefined) dtype = parseDType(fn, o.dtype);
     }

@@ -22,9 +22,14 @@ function loadError() {
 const reason = loadError();
 if (reason !== null) {
   console.warn(`selective-scan: no prebuilt binary loads here (${reason.split('\n')[0]}); building from source.`);
-  const result = spawnSync(process.execPath, [path.join(__dirname, 'build-native.js')], { cwd: root, stdio: 'inherit' });
+  const result = spawnSync(process.execPath, [path.join(__dirname, 'build-native.js')], {
+    cwd: root,
+    stdio: 'inherit',
+  });
   if (result.status !== 0) {
-    console.warn('selective-scan: nothing was built (see above); the install goes on, and importing selective-scan will say what to do.');
+    console.warn(
+      'selective-scan: nothing was built (see above); the install goes on, and importing selective-scan will say what to do.',
+    );
   }
 }
 process.exit(0);

@@ -42,7 +42,10 @@ for (const file of fs.readdirSync(dir)) {
   const binary = path.join(dir, file);
   const probe = spawnSync(
     process.execPath,
-    ['-e', `const m = { exports: {} }; process.dlopen(m, ${JSON.stringify(binary)}); console.log(JSON.stringify(m.exports.buildInfo()))`],
+    [
+      '-e',
+      `const m = { exports: {} }; process.dlopen(m, ${JSON.stringify(binary)}); console.log(JSON.stringify(m.exports.buildInfo()))`,
+    ],
     { encoding: 'utf8' },
   );
   if (probe.status !== 0) {

@@ -55,9 +55,15 @@ describe('setNumThreads()', () => {
     setNumThreads(1);
     expect(buildInfo().cpuThreads).toBe(1);
     // and the backend still works with one thread
-    const r = selectiveScan(Tensor.from([1, 2], [1, 1, 2]), Tensor.from([0.5, 0.5], [1, 1, 2]), Tensor.from([-1], [1, 1]),
-      Tensor.from([1], [1, 1]), Tensor.from([1], [1, 1]));
-    const h0 = 0.5, h1 = Math.exp(-0.5) * h0 + 1;
+    const r = selectiveScan(
+      Tensor.from([1, 2], [1, 1, 2]),
+      Tensor.from([0.5, 0.5], [1, 1, 2]),
+      Tensor.from([-1], [1, 1]),
+      Tensor.from([1], [1, 1]),
+      Tensor.from([1], [1, 1]),
+    );
+    const h0 = 0.5,
+      h1 = Math.exp(-0.5) * h0 + 1;
     const out = r.out.dataSync();
     expect(out[0]).toBeCloseTo(h0, 6);
     expect(out[1]).toBeCloseTo(h1, 6);
@@ -67,7 +73,8 @@ describe('setNumThreads()', () => {
 
   it('rejects non-positive, fractional and non-finite counts with RangeError, non-numbers with TypeError', () => {
     for (const n of [0, -1, 1.5, NaN, Infinity]) expectThrow(() => setNumThreads(n), RangeError, /setNumThreads/);
-    for (const n of ['2', null, undefined, 2n]) expectThrow(() => setNumThreads(n as never), TypeError, /setNumThreads/);
+    for (const n of ['2', null, undefined, 2n])
+      expectThrow(() => setNumThreads(n as never), TypeError, /setNumThreads/);
     expect(buildInfo().cpuThreads).toBe(initial);
   });
 

@@ -4,22 +4,26 @@
 // Skipped, with the reason in the title, where CUDA is unavailable.
 import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import {
-  Tensor, cuda, selectiveScan, selectiveScanBackward, selectiveStateUpdate,
-} from './helpers/api.js';
+import { Tensor, cuda, selectiveScan, selectiveScanBackward, selectiveStateUpdate } from './helpers/api.js';
 import { FIXED, VARYING, grouped, makeScanCase, specName, type ScanCaseSpec } from './helpers/cases.js';
 import { expectCode } from './helpers/expect-code.js';
 import { Rng } from './helpers/random.js';
 import { halfBits, relErr, scanRef, type AnyDType } from './helpers/reference.js';
-import {
-  expectBitsEqual, expectRelClose, runAddon, tensor, tolerances, type DeviceName,
-} from './helpers/run.js';
+import { expectBitsEqual, expectRelClose, runAddon, tensor, tolerances, type DeviceName } from './helpers/run.js';
 import { makeStepCase, type StepCase, type StepCaseSpec } from './helpers/stepcase.js';
 
 const AVAILABLE = cuda.isAvailable();
 const TITLE = AVAILABLE ? 'CUDA backend' : `CUDA backend (skipped: ${cuda.unavailableReason})`;
 if (!AVAILABLE) console.warn(`GPU tests skipped: ${cuda.unavailableReason}`);
-const ALL = { D: true, z: true, deltaBias: true, softplus: true, initialState: true, lastState: true, dLastState: true };
+const ALL = {
+  D: true,
+  z: true,
+  deltaBias: true,
+  softplus: true,
+  initialState: true,
+  lastState: true,
+  dLastState: true,
+};
 
 /** Equal values bit for bit, except that any NaN equals any NaN (payloads may differ by device). */
 function expectSameValues(a: Float32Array, b: Float32Array, what: string): void {
@@ -35,7 +39,8 @@ function expectSameValues(a: Float32Array, b: Float32Array, what: string): void 
 /** 16-bit patterns equal, any NaN equal to any NaN. */
 function expectSameBits(a: Uint16Array, b: Uint16Array, dtype: 'float16' | 'bfloat16', what: string): void {
   expect(a.length, what).toBe(b.length);
-  const isNaN16 = (x: number) => (dtype === 'float16' ? (x & 0x7c00) === 0x7c00 && (x & 0x3ff) !== 0 : (x & 0x7f80) === 0x7f80 && (x & 0x7f) !== 0);
+  const isNaN16 = (x: number) =>
+    dtype === 'float16' ? (x & 0x7c00) === 0x7c00 && (x & 0x3ff) !== 0 : (x & 0x7f80) === 0x7f80 && (x & 0x7f) !== 0;
   for (let i = 0; i < a.length; i++) {
     if (a[i] === b[i] || (isNaN16(a[i]) && isNaN16(b[i]))) continue;
     expect(a[i].toString(16), `${what}: element ${i}`).toBe(b[i].toString(16));
@@ -45,8 +50,10 @@ function expectSameBits(a: Uint16Array, b: Uint16Array, dtype: 'float16' | 'bflo
 /** Device memory in use (MiB): of this process when nvidia-smi lists it, else of the whole GPU. */
 function memoryInUseMiB(): { used: number; perProcess: boolean } | null {
   try {
-    const apps = execFileSync('nvidia-smi', ['--query-compute-apps=pid,used_memory', '--format=csv,noheader,nounits'],
-      { encoding: 'utf8', timeout: 10000 });
+    const apps = execFileSync('nvidia-smi', ['--query-compute-apps=pid,used_memory', '--format=csv,noheader,nounits'], {
+      encoding: 'utf8',
+      timeout: 10000,
+    });
     for (const line of apps.trim().split('\n')) {
       const [pid, used] = line.split(',').map((x) => Number(x.trim()));
       if (pid === process.pid && Number.isFinite(used)) return { used, perProcess: true };
@@ -61,9 +68,15 @@ function memoryInUseMiB(): { used: number; perProcess: boolean } | null {
 /** Free and used memory of GPU 0 in MiB from nvidia-smi, or null when it cannot be asked. */
 function gpuMemoryMiB(): { free: number; used: number } | null {
   try {
-    const out = execFileSync('nvidia-smi', ['--query-gpu=memory.free,memory.used', '--format=csv,noheader,nounits', '-i', '0'],
-      { encoding: 'utf8', timeout: 10000 });
-    const [free, used] = out.trim().split(',').map((s) => Number(s.trim()));
+    const out = execFileSync(
+      'nvidia-smi',
+      ['--query-gpu=memory.free,memory.used', '--format=csv,noheader,nounits', '-i', '0'],
+      { encoding: 'utf8', timeout: 10000 },
+    );
+    const [free, used] = out
+      .trim()
+      .split(',')
+      .map((s) => Number(s.trim()));
     return Number.isFinite(free) && Number.isFinite(used) ? { free, used } : null;
   } catch {
     return null;
@@ -74,18 +87,55 @@ const GRID: ScanCaseSpec[] = [
   { batch: 2, dim: 4, L: 1, N: 1, seed: 701 },
   { batch: 2, dim: 8, L: 300, N: 16, B: VARYING, C: VARYING, D: true, z: true, seed: 702 },
   { batch: 2, dim: 8, L: 700, N: 16, B: grouped(2), C: FIXED, deltaBias: true, softplus: true, seed: 703 },
-  { batch: 2, dim: 4, L: 2049, N: 33, B: FIXED, C: grouped(4), initialState: true, lastState: true, dLastState: true, seed: 704 },
+  {
+    batch: 2,
+    dim: 4,
+    L: 2049,
+    N: 33,
+    B: FIXED,
+    C: grouped(4),
+    initialState: true,
+    lastState: true,
+    dLastState: true,
+    seed: 704,
+  },
   { batch: 2, dim: 4, L: 4100, N: 16, B: grouped(1), C: VARYING, ...ALL, seed: 705 },
   { batch: 1, dim: 4, L: 300, N: 256, B: VARYING, C: grouped(2), ...ALL, seed: 706 },
   { batch: 3, dim: 8, L: 1, N: 16, B: grouped(8), C: grouped(2), ...ALL, seed: 707 },
-  { batch: 2, dim: 4, L: 64, N: 16, B: VARYING, C: FIXED, D: true, z: true, initialState: true, lastState: true, dLastState: true, Apositive: true, seed: 708 },
+  {
+    batch: 2,
+    dim: 4,
+    L: 64,
+    N: 16,
+    B: VARYING,
+    C: FIXED,
+    D: true,
+    z: true,
+    initialState: true,
+    lastState: true,
+    dLastState: true,
+    Apositive: true,
+    seed: 708,
+  },
   { batch: 2, dim: 4, L: 129, N: 4, B: grouped(2), C: VARYING, D: true, softplus: true, bigDelta: true, seed: 709 },
   { batch: 4, dim: 64, L: 2048, N: 16, B: grouped(4), C: grouped(4), ...ALL, seed: 710 },
 ];
 const HALF_GRID: ScanCaseSpec[] = [
   { batch: 2, dim: 4, L: 1, N: 16, B: VARYING, C: FIXED, ...ALL, seed: 721 },
   { batch: 2, dim: 8, L: 300, N: 16, B: grouped(2), C: VARYING, D: true, z: true, softplus: true, seed: 722 },
-  { batch: 2, dim: 4, L: 2100, N: 33, B: FIXED, C: grouped(4), deltaBias: true, initialState: true, lastState: true, dLastState: true, seed: 723 },
+  {
+    batch: 2,
+    dim: 4,
+    L: 2100,
+    N: 33,
+    B: FIXED,
+    C: grouped(4),
+    deltaBias: true,
+    initialState: true,
+    lastState: true,
+    dLastState: true,
+    seed: 723,
+  },
   { batch: 1, dim: 2, L: 300, N: 256, B: VARYING, C: VARYING, ...ALL, seed: 724 },
 ];
 
@@ -125,9 +175,14 @@ function stepOn(c: StepCase, t: number, state: Tensor, device: DeviceName, idx?:
   if (s.softplus) o.dtSoftplus = true;
   if (idx) o.stateBatchIndices = idx;
   return selectiveStateUpdate(
-    state, tensor(c.xs[t], c.shapes.x, c.dtype, device), tensor(c.dts[t], c.shapes.dt, c.dtype, device),
-    tensor(c.A, c.shapes.A, 'float32', device), tensor(c.Bs[t], c.shapes.B, c.dtype, device),
-    tensor(c.Cs[t], c.shapes.B, c.dtype, device), o as never);
+    state,
+    tensor(c.xs[t], c.shapes.x, c.dtype, device),
+    tensor(c.dts[t], c.shapes.dt, c.dtype, device),
+    tensor(c.A, c.shapes.A, 'float32', device),
+    tensor(c.Bs[t], c.shapes.B, c.dtype, device),
+    tensor(c.Cs[t], c.shapes.B, c.dtype, device),
+    o as never,
+  );
 }
 
 describe.skipIf(!AVAILABLE)(TITLE, () => {
@@ -146,10 +201,49 @@ describe.skipIf(!AVAILABLE)(TITLE, () => {
 
   describe('selectiveStateUpdate, GPU vs CPU', () => {
     const forms: StepCaseSpec[] = [
-      { form: 'channels', batch: 3, H: 8, P: 1, N: 16, L: 5, G: null, D: 'channel', z: true, dtBias: true, softplus: true, seed: 731 },
+      {
+        form: 'channels',
+        batch: 3,
+        H: 8,
+        P: 1,
+        N: 16,
+        L: 5,
+        G: null,
+        D: 'channel',
+        z: true,
+        dtBias: true,
+        softplus: true,
+        seed: 731,
+      },
       { form: 'channels', batch: 2, H: 8, P: 1, N: 256, L: 3, G: 4, seed: 732 },
-      { form: 'heads', batch: 2, H: 4, P: 8, N: 16, L: 5, G: 2, D: 'channel', z: true, dtBias: true, softplus: true, seed: 733 },
-      { form: 'headsScalar', batch: 2, H: 4, P: 8, N: 64, L: 5, G: 4, D: 'head', z: true, dtBias: true, softplus: true, seed: 734 },
+      {
+        form: 'heads',
+        batch: 2,
+        H: 4,
+        P: 8,
+        N: 16,
+        L: 5,
+        G: 2,
+        D: 'channel',
+        z: true,
+        dtBias: true,
+        softplus: true,
+        seed: 733,
+      },
+      {
+        form: 'headsScalar',
+        batch: 2,
+        H: 4,
+        P: 8,
+        N: 64,
+        L: 5,
+        G: 4,
+        D: 'head',
+        z: true,
+        dtBias: true,
+        softplus: true,
+        seed: 734,
+      },
     ];
     for (const base of forms) {
       for (const dtype of ['float32', 'float16', 'bfloat16'] as AnyDType[]) {
@@ -173,7 +267,18 @@ describe.skipIf(!AVAILABLE)(TITLE, () => {
     }
 
     it('stateBatchIndices on the GPU: permuted slots, padding rows, untouched slots; bad indices leave state unchanged', () => {
-      const c = makeStepCase({ form: 'heads', batch: 3, H: 2, P: 4, N: 16, L: 1, G: 1, D: 'channel', z: true, seed: 735 });
+      const c = makeStepCase({
+        form: 'heads',
+        batch: 3,
+        H: 2,
+        P: 4,
+        N: 16,
+        L: 1,
+        G: 1,
+        D: 'channel',
+        z: true,
+        seed: 735,
+      });
       const slots = 6;
       const dimN = c.dim * c.spec.N;
       const rng = new Rng(736);
@@ -189,7 +294,11 @@ describe.skipIf(!AVAILABLE)(TITLE, () => {
       const g = sg.dataSync();
       expectRelClose(g, sc.dataSync(), 1e-5, 'state');
       for (const s of [0, 1, 3, 4]) {
-        expectBitsEqual(g.slice(s * dimN, (s + 1) * dimN), Float32Array.from(cache.subarray(s * dimN, (s + 1) * dimN)), `slot ${s}`);
+        expectBitsEqual(
+          g.slice(s * dimN, (s + 1) * dimN),
+          Float32Array.from(cache.subarray(s * dimN, (s + 1) * dimN)),
+          `slot ${s}`,
+        );
       }
       const before = sg.dataSync().slice();
       expect(() => stepOn(c, 0, sg, 'cuda', Int32Array.from([1, 1, 2]))).toThrow(RangeError);
@@ -204,14 +313,26 @@ describe.skipIf(!AVAILABLE)(TITLE, () => {
       const runs = [0, 1, 2].map(() => runAddon(c, 'cuda', { deterministic: true }));
       for (const k of [1, 2]) {
         expectBitsEqual(runs[k].out, runs[0].out, `out run ${k}`);
-        for (const g of Object.keys(runs[0].grads)) expectBitsEqual(runs[k].grads[g], runs[0].grads[g], `${g} run ${k}`);
+        for (const g of Object.keys(runs[0].grads))
+          expectBitsEqual(runs[k].grads[g], runs[0].grads[g], `${g} run ${k}`);
       }
       const cpu = runAddon(c, 'cpu');
       for (const g of Object.keys(cpu.grads)) expectRelClose(runs[0].grads[g], cpu.grads[g], 1e-4, `${g} vs CPU`);
     }, 120000);
 
     it('deterministic: true also holds for a fixed B and C (reductions over batch and time)', () => {
-      const c = makeScanCase({ batch: 8, dim: 32, L: 2500, N: 16, B: FIXED, C: FIXED, D: true, deltaBias: true, softplus: true, seed: 742 });
+      const c = makeScanCase({
+        batch: 8,
+        dim: 32,
+        L: 2500,
+        N: 16,
+        B: FIXED,
+        C: FIXED,
+        D: true,
+        deltaBias: true,
+        softplus: true,
+        seed: 742,
+      });
       const a = runAddon(c, 'cuda', { deterministic: true });
       const b = runAddon(c, 'cuda', { deterministic: true });
       for (const g of Object.keys(a.grads)) expectBitsEqual(b.grads[g], a.grads[g], g);
@@ -241,12 +362,21 @@ describe.skipIf(!AVAILABLE)(TITLE, () => {
       // dtype conversion on the device agrees with the CPU
       const g32 = Tensor.from(vals, [vals.length], { device: 'cuda' });
       for (const dtype of ['float16', 'bfloat16'] as const) {
-        expectSameBits(g32.to({ dtype }).bits(), Tensor.from(vals, [vals.length]).to({ dtype }).bits(), dtype, `float32 -> ${dtype} on the device`);
+        expectSameBits(
+          g32.to({ dtype }).bits(),
+          Tensor.from(vals, [vals.length]).to({ dtype }).bits(),
+          dtype,
+          `float32 -> ${dtype} on the device`,
+        );
       }
     });
 
     it('fromDevicePointer wraps device memory without copying; misaligned pointers are RangeErrors', () => {
-      const base = Tensor.from(Array.from({ length: 64 }, (_, i) => i), [64], { device: 'cuda' });
+      const base = Tensor.from(
+        Array.from({ length: 64 }, (_, i) => i),
+        [64],
+        { device: 'cuda' },
+      );
       const ptr = base.devicePointer;
       expect(typeof ptr).toBe('bigint');
       expect(ptr % 16n).toBe(0n);
@@ -255,7 +385,9 @@ describe.skipIf(!AVAILABLE)(TITLE, () => {
       expect(Array.from(view.dataSync())).toEqual(Array.from({ length: 64 }, (_, i) => i));
       const tail = Tensor.fromDevicePointer(ptr + 16n, [60], { dtype: 'float32', device: 'cuda', owner: base });
       expect(tail.dataSync()[0]).toBe(4);
-      expect(() => Tensor.fromDevicePointer(ptr + 4n, [4], { dtype: 'float32', device: 'cuda', owner: base })).toThrow(RangeError);
+      expect(() => Tensor.fromDevicePointer(ptr + 4n, [4], { dtype: 'float32', device: 'cuda', owner: base })).toThrow(
+        RangeError,
+      );
       view.dispose(); // never frees the wrapped memory
       expect(base.dataSync()[63]).toBe(63);
     });
@@ -293,7 +425,9 @@ describe.skipIf(!AVAILABLE)(TITLE, () => {
       expect(poolAfter.reservedBytes - poolBefore.reservedBytes).toBeLessThanOrEqual(4 << 20);
       if (before && after && before.perProcess === after.perProcess) {
         const limit = after.perProcess ? 64 : 1024;
-        expect(after.used - before.used, `device memory grew from ${before.used} to ${after.used} MiB`).toBeLessThan(limit);
+        expect(after.used - before.used, `device memory grew from ${before.used} to ${after.used} MiB`).toBeLessThan(
+          limit,
+        );
       }
       const probe = Tensor.from([1, 2, 3], [3], { device: 'cuda' });
       expect(Array.from(await probe.data())).toEqual([1, 2, 3]);
@@ -302,7 +436,18 @@ describe.skipIf(!AVAILABLE)(TITLE, () => {
 
   describe('asynchrony', () => {
     it('data() resolves to the dataSync() values without blocking the event loop while work is queued', async () => {
-      const c = makeScanCase({ batch: 8, dim: 256, L: 4096, N: 16, dtype: 'bfloat16', B: grouped(4), C: grouped(4), D: true, softplus: true, seed: 761 });
+      const c = makeScanCase({
+        batch: 8,
+        dim: 256,
+        L: 4096,
+        N: 16,
+        dtype: 'bfloat16',
+        B: grouped(4),
+        C: grouped(4),
+        D: true,
+        softplus: true,
+        seed: 761,
+      });
       // inputs once on the device
       const r = c.ref;
       const dev = 'cuda' as const;
@@ -332,19 +477,30 @@ describe.skipIf(!AVAILABLE)(TITLE, () => {
       expect(values.length).toBe(8 * 256 * 4096);
       // queuing returns at once; data() itself does not wait for the GPU on the main thread
       if (total > 100) {
-        expect(syncPart / total, `queued ${queued.toFixed(1)} ms, data() call ${syncPart.toFixed(1)} ms of ${total.toFixed(1)} ms`).toBeLessThan(0.5);
+        expect(
+          syncPart / total,
+          `queued ${queued.toFixed(1)} ms, data() call ${syncPart.toFixed(1)} ms of ${total.toFixed(1)} ms`,
+        ).toBeLessThan(0.5);
         expect(ticks).toBeGreaterThan(0);
       }
       // and the values are right (a few rows against the reference computed row by row would be slow:
       // compare against the CPU backend on the same inputs)
-      const cpu = selectiveScan(u.to('cpu'), delta.to('cpu'), A.to('cpu'), B.to('cpu'), C.to('cpu'), { D: D.to('cpu'), deltaSoftplus: true }).out;
+      const cpu = selectiveScan(u.to('cpu'), delta.to('cpu'), A.to('cpu'), B.to('cpu'), C.to('cpu'), {
+        D: D.to('cpu'),
+        deltaSoftplus: true,
+      }).out;
       expect(relErr(values, cpu.dataSync())).toBeLessThan(1e-2);
     }, 120000);
 
     it("cuda.synchronize() and synchronize('cuda:0') resolve after queued work", async () => {
       const t = Tensor.zeros([1024], { device: 'cuda' });
-      const r = selectiveScan(Tensor.zeros([1, 4, 8], { device: 'cuda' }), Tensor.zeros([1, 4, 8], { device: 'cuda' }),
-        Tensor.zeros([4, 2], { device: 'cuda' }), Tensor.zeros([4, 2], { device: 'cuda' }), Tensor.zeros([4, 2], { device: 'cuda' }));
+      const r = selectiveScan(
+        Tensor.zeros([1, 4, 8], { device: 'cuda' }),
+        Tensor.zeros([1, 4, 8], { device: 'cuda' }),
+        Tensor.zeros([4, 2], { device: 'cuda' }),
+        Tensor.zeros([4, 2], { device: 'cuda' }),
+        Tensor.zeros([4, 2], { device: 'cuda' }),
+      );
       await expect(cuda.synchronize()).resolves.toBeUndefined();
       await expect(cuda.synchronize('cuda:0')).resolves.toBeUndefined();
       expect(Array.from(r.out.dataSync())).toEqual(new Array(32).fill(0));
@@ -358,70 +514,122 @@ describe.skipIf(!AVAILABLE)(TITLE, () => {
     // GPU: scan 1 turns zeros into structured data (decay of a random initial state), scan 2 reads
     // that as u. The small outputs (lastState, dA, dD, ddeltaBias, dInitialState) of channels whose
     // offsets are past 2^31 are checked against the CPU running the same channels alone.
-    const dim = 524800, L = 4096, N = 4;
+    const dim = 524800,
+      L = 4096,
+      N = 4;
     const mem = AVAILABLE ? gpuMemoryMiB() : null;
     const needMiB = 40 * 1024;
     const enough = mem !== null && mem.free >= needMiB;
-    const why = mem === null ? 'nvidia-smi unavailable, free memory unknown' : `${mem.free} MiB free, ${needMiB} needed`;
-    it.skipIf(!enough)(`bfloat16 scan + backward with batch*dim*L = ${dim * L} (${why})`, async () => {
-      expect(dim * L).toBeGreaterThan(2 ** 31);
-      const rng = new Rng(771);
-      const A1 = Float32Array.from({ length: dim * N }, () => -rng.uniform(1e-4, 1e-3));
-      const B1 = Float32Array.from({ length: dim * N }, () => rng.normal());
-      const C1 = Float32Array.from({ length: dim * N }, () => rng.normal());
-      const bias1 = Float32Array.from({ length: dim }, () => rng.uniform(-2, 0));
-      const h0 = Float32Array.from({ length: dim * N }, () => rng.normal());
-      const A2 = Float32Array.from({ length: dim * N }, () => -Math.exp(rng.uniform(-2, 0)));
-      const B2 = Float32Array.from({ length: dim * N }, () => rng.normal());
-      const C2 = Float32Array.from({ length: dim * N }, () => rng.normal());
-      const bias2 = Float32Array.from({ length: dim }, () => rng.uniform(-7, -5)); // dt*A*L in [0.5, 27]: long memory
-      const D2 = Float32Array.from({ length: dim }, () => rng.normal());
-      const h2 = Float32Array.from({ length: dim * N }, () => rng.normal());
-      const dLast = Float32Array.from({ length: dim * N }, () => rng.normal());
+    const why =
+      mem === null ? 'nvidia-smi unavailable, free memory unknown' : `${mem.free} MiB free, ${needMiB} needed`;
+    it.skipIf(!enough)(
+      `bfloat16 scan + backward with batch*dim*L = ${dim * L} (${why})`,
+      async () => {
+        expect(dim * L).toBeGreaterThan(2 ** 31);
+        const rng = new Rng(771);
+        const A1 = Float32Array.from({ length: dim * N }, () => -rng.uniform(1e-4, 1e-3));
+        const B1 = Float32Array.from({ length: dim * N }, () => rng.normal());
+        const C1 = Float32Array.from({ length: dim * N }, () => rng.normal());
+        const bias1 = Float32Array.from({ length: dim }, () => rng.uniform(-2, 0));
+        const h0 = Float32Array.from({ length: dim * N }, () => rng.normal());
+        const A2 = Float32Array.from({ length: dim * N }, () => -Math.exp(rng.uniform(-2, 0)));
+        const B2 = Float32Array.from({ length: dim * N }, () => rng.normal());
+        const C2 = Float32Array.from({ length: dim * N }, () => rng.normal());
+        const bias2 = Float32Array.from({ length: dim }, () => rng.uniform(-7, -5)); // dt*A*L in [0.5, 27]: long memory
+        const D2 = Float32Array.from({ length: dim }, () => rng.normal());
+        const h2 = Float32Array.from({ length: dim * N }, () => rng.normal());
+        const dLast = Float32Array.from({ length: dim * N }, () => rng.normal());
 
-      const dev = 'cuda' as const;
-      const zeros = Tensor.zeros([1, dim, L], { dtype: 'bfloat16', device: dev });
-      expect(zeros.numel).toBe(dim * L);
-      const s1 = selectiveScan(zeros, zeros, tensor(A1, [dim, N], 'float32', dev), tensor(B1, [dim, N], 'float32', dev),
-        tensor(C1, [dim, N], 'float32', dev), {
-          deltaBias: tensor(bias1, [dim], 'float32', dev), deltaSoftplus: true,
-          initialState: tensor(h0, [1, dim, N], 'float32', dev), returnLastState: true,
+        const dev = 'cuda' as const;
+        const zeros = Tensor.zeros([1, dim, L], { dtype: 'bfloat16', device: dev });
+        expect(zeros.numel).toBe(dim * L);
+        const s1 = selectiveScan(
+          zeros,
+          zeros,
+          tensor(A1, [dim, N], 'float32', dev),
+          tensor(B1, [dim, N], 'float32', dev),
+          tensor(C1, [dim, N], 'float32', dev),
+          {
+            deltaBias: tensor(bias1, [dim], 'float32', dev),
+            deltaSoftplus: true,
+            initialState: tensor(h0, [1, dim, N], 'float32', dev),
+            returnLastState: true,
+          },
+        );
+        const u2 = s1.out; // structured, > 2^31 elements
+        const s2 = selectiveScan(
+          u2,
+          zeros,
+          tensor(A2, [dim, N], 'float32', dev),
+          tensor(B2, [dim, N], 'float32', dev),
+          tensor(C2, [dim, N], 'float32', dev),
+          {
+            D: tensor(D2, [dim], 'float32', dev),
+            deltaBias: tensor(bias2, [dim], 'float32', dev),
+            deltaSoftplus: true,
+            initialState: tensor(h2, [1, dim, N], 'float32', dev),
+            returnLastState: true,
+            saveForBackward: true,
+          },
+        );
+        const g = selectiveScanBackward(s2.ctx!, zeros, {
+          dLastState: tensor(dLast, [1, dim, N], 'float32', dev),
+          deterministic: true,
         });
-      const u2 = s1.out; // structured, > 2^31 elements
-      const s2 = selectiveScan(u2, zeros, tensor(A2, [dim, N], 'float32', dev), tensor(B2, [dim, N], 'float32', dev),
-        tensor(C2, [dim, N], 'float32', dev), {
-          D: tensor(D2, [dim], 'float32', dev), deltaBias: tensor(bias2, [dim], 'float32', dev), deltaSoftplus: true,
-          initialState: tensor(h2, [1, dim, N], 'float32', dev), returnLastState: true, saveForBackward: true,
-        });
-      const g = selectiveScanBackward(s2.ctx!, zeros, { dLastState: tensor(dLast, [1, dim, N], 'float32', dev), deterministic: true });
-      await cuda.synchronize();
-      const last1 = s1.lastState!.dataSync();
-      const last2 = s2.lastState!.dataSync();
-      const dA = g.dA.dataSync(), dD = g.dD!.dataSync(), dbias = g.ddeltaBias!.dataSync(), dInit = g.dInitialState!.dataSync();
-      expect([...g.du.shape]).toEqual([1, dim, L]);
-      expect(g.du.dtype).toBe('bfloat16');
+        await cuda.synchronize();
+        const last1 = s1.lastState!.dataSync();
+        const last2 = s2.lastState!.dataSync();
+        const dA = g.dA.dataSync(),
+          dD = g.dD!.dataSync(),
+          dbias = g.ddeltaBias!.dataSync(),
+          dInit = g.dInitialState!.dataSync();
+        expect([...g.du.shape]).toEqual([1, dim, L]);
+        expect(g.du.dtype).toBe('bfloat16');
 
-      const firstPast = Math.ceil(2 ** 31 / L); // first channel that starts past 2^31
-      const channels = [0, 1, firstPast - 1, firstPast, firstPast + 1, dim - 2, dim - 1, 300000];
-      for (const d of channels) {
-        const sl = (a: Float32Array, n: number) => a.subarray(d * n, (d + 1) * n);
-        const z1 = Tensor.zeros([1, 1, L], { dtype: 'bfloat16' });
-        const c1 = selectiveScan(z1, z1, tensor(sl(A1, N), [1, N]), tensor(sl(B1, N), [1, N]), tensor(sl(C1, N), [1, N]), {
-          deltaBias: tensor(sl(bias1, 1), [1]), deltaSoftplus: true, initialState: tensor(sl(h0, N), [1, 1, N]), returnLastState: true,
-        });
-        const c2 = selectiveScan(c1.out, z1, tensor(sl(A2, N), [1, N]), tensor(sl(B2, N), [1, N]), tensor(sl(C2, N), [1, N]), {
-          D: tensor(sl(D2, 1), [1]), deltaBias: tensor(sl(bias2, 1), [1]), deltaSoftplus: true,
-          initialState: tensor(sl(h2, N), [1, 1, N]), returnLastState: true, saveForBackward: true,
-        });
-        const cg = selectiveScanBackward(c2.ctx!, z1, { dLastState: tensor(sl(dLast, N), [1, 1, N]) });
-        expectRelClose(sl(last1, N), c1.lastState!.dataSync(), 1e-2, `channel ${d}: lastState of scan 1`);
-        expectRelClose(sl(last2, N), c2.lastState!.dataSync(), 1e-2, `channel ${d}: lastState of scan 2`);
-        expectRelClose(sl(dA, N), cg.dA.dataSync(), 1e-2, `channel ${d}: dA`);
-        expectRelClose(sl(dInit, N), cg.dInitialState!.dataSync(), 1e-2, `channel ${d}: dInitialState`);
-        expectRelClose(sl(dD, 1), cg.dD!.dataSync(), 1e-2, `channel ${d}: dD`);
-        expectRelClose(sl(dbias, 1), cg.ddeltaBias!.dataSync(), 1e-2, `channel ${d}: ddeltaBias`);
-      }
-      for (const t of [zeros, u2, s2.out, g.du, g.ddelta]) t.dispose();
-    }, 300000);
+        const firstPast = Math.ceil(2 ** 31 / L); // first channel that starts past 2^31
+        const channels = [0, 1, firstPast - 1, firstPast, firstPast + 1, dim - 2, dim - 1, 300000];
+        for (const d of channels) {
+          const sl = (a: Float32Array, n: number) => a.subarray(d * n, (d + 1) * n);
+          const z1 = Tensor.zeros([1, 1, L], { dtype: 'bfloat16' });
+          const c1 = selectiveScan(
+            z1,
+            z1,
+            tensor(sl(A1, N), [1, N]),
+            tensor(sl(B1, N), [1, N]),
+            tensor(sl(C1, N), [1, N]),
+            {
+              deltaBias: tensor(sl(bias1, 1), [1]),
+              deltaSoftplus: true,
+              initialState: tensor(sl(h0, N), [1, 1, N]),
+              returnLastState: true,
+            },
+          );
+          const c2 = selectiveScan(
+            c1.out,
+            z1,
+            tensor(sl(A2, N), [1, N]),
+            tensor(sl(B2, N), [1, N]),
+            tensor(sl(C2, N), [1, N]),
+            {
+              D: tensor(sl(D2, 1), [1]),
+              deltaBias: tensor(sl(bias2, 1), [1]),
+              deltaSoftplus: true,
+              initialState: tensor(sl(h2, N), [1, 1, N]),
+              returnLastState: true,
+              saveForBackward: true,
+            },
+          );
+          const cg = selectiveScanBackward(c2.ctx!, z1, { dLastState: tensor(sl(dLast, N), [1, 1, N]) });
+          expectRelClose(sl(last1, N), c1.lastState!.dataSync(), 1e-2, `channel ${d}: lastState of scan 1`);
+          expectRelClose(sl(last2, N), c2.lastState!.dataSync(), 1e-2, `channel ${d}: lastState of scan 2`);
+          expectRelClose(sl(dA, N), cg.dA.dataSync(), 1e-2, `channel ${d}: dA`);
+          expectRelClose(sl(dInit, N), cg.dInitialState!.dataSync(), 1e-2, `channel ${d}: dInitialState`);
+          expectRelClose(sl(dD, 1), cg.dD!.dataSync(), 1e-2, `channel ${d}: dD`);
+          expectRelClose(sl(dbias, 1), cg.ddeltaBias!.dataSync(), 1e-2, `channel ${d}: ddeltaBias`);
+        }
+        for (const t of [zeros, u2, s2.out, g.du, g.ddelta]) t.dispose();
+      },
+      300000,
+    );
   });
 });

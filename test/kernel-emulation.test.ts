@@ -81,8 +81,12 @@ function runShard(binary: string, shard: number, shards: number): Promise<ShardR
     });
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (d) => { stdout += d; });
-    child.stderr.on('data', (d) => { stderr += d; });
+    child.stdout.on('data', (d) => {
+      stdout += d;
+    });
+    child.stderr.on('data', (d) => {
+      stderr += d;
+    });
     child.on('error', reject);
     child.on('close', (code, signal) => resolve({ stdout, stderr, code, signal }));
   });
@@ -93,9 +97,10 @@ function describeFailure(c: CaseLine): string {
   const num = (x: number | null) => (x === null ? 'n/a' : x.toExponential(2));
   const lines = [`${c.name}:`];
   for (const k of c.checks.filter((x) => !x.pass)) {
-    const numbers = k.rel !== null || k.tol !== null
-      ? ` rel ${num(k.rel)} (tol ${num(k.tol)}), worst element ${num(k.elem)} (tol ${num(k.tolElem)});`
-      : '';
+    const numbers =
+      k.rel !== null || k.tol !== null
+        ? ` rel ${num(k.rel)} (tol ${num(k.tol)}), worst element ${num(k.elem)} (tol ${num(k.tolElem)});`
+        : '';
     lines.push(`  ${k.what}:${numbers} ${k.detail}`);
   }
   for (const f of c.faults) lines.push(`  fault: ${f}`);
@@ -122,14 +127,18 @@ describe.skipIf(SKIP !== null)(TITLE, () => {
         else cases.push(parsed);
       }
     }
-    console.info(`kernel emulation: ${cases.length} cases; build ${build.seconds.toFixed(1)} s ` +
-      `(${build.compiled} objects compiled${build.sanitizer ? ', UBSan' : ''}), run ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    console.info(
+      `kernel emulation: ${cases.length} cases; build ${build.seconds.toFixed(1)} s ` +
+        `(${build.compiled} objects compiled${build.sanitizer ? ', UBSan' : ''}), run ${((Date.now() - started) / 1000).toFixed(1)} s`,
+    );
   }, 900_000);
 
   for (const group of GROUPS) {
     it(group, () => {
       const inGroup = cases.filter((c) => c.group === group);
-      expect(inGroup.length, `no case of '${group}' ran (did the emulator crash? see the last test)`).toBeGreaterThan(0);
+      expect(inGroup.length, `no case of '${group}' ran (did the emulator crash? see the last test)`).toBeGreaterThan(
+        0,
+      );
       expect(inGroup.filter((c) => !c.pass).map(describeFailure), `failed cases of '${group}'`).toEqual([]);
     });
   }
@@ -140,7 +149,10 @@ describe.skipIf(SKIP !== null)(TITLE, () => {
       expect(run.signal, `the emulator was killed by ${run.signal}; its stderr ends with:\n${tail}`).toBeNull();
     }
     expect(summaries.length, `a shard did not finish; stderr ends with:\n${tail}`).toBe(runs.length);
-    expect(cases.filter((c) => !GROUPS.includes(c.group)).map((c) => c.group), 'groups missing from GROUPS').toEqual([]);
+    expect(
+      cases.filter((c) => !GROUPS.includes(c.group)).map((c) => c.group),
+      'groups missing from GROUPS',
+    ).toEqual([]);
     // UBSan reports (misaligned stores, out-of-bounds indices, overflow) go to stderr, after the
     // "case: ..." line of the case that made them.
     const reports: string[] = [];

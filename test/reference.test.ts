@@ -4,7 +4,14 @@
 import { describe, expect, it } from 'vitest';
 import { Rng } from './helpers/random.js';
 import {
-  halfBits, halfFromBits, relErr, roundHalf, scanRef, scanRefBackward, softplus, stateUpdateRef,
+  halfBits,
+  halfFromBits,
+  relErr,
+  roundHalf,
+  scanRef,
+  scanRefBackward,
+  softplus,
+  stateUpdateRef,
   type ScanRefInputs,
 } from './helpers/reference.js';
 import { makeStepCase, refStep } from './helpers/stepcase.js';
@@ -12,7 +19,14 @@ import { FIXED, VARYING, grouped, makeScanCase, specName, type ScanCaseSpec } fr
 
 type Key = 'u' | 'delta' | 'A' | 'B' | 'C' | 'D' | 'z' | 'deltaBias' | 'initialState';
 const GRAD_OF: Record<Key, string> = {
-  u: 'du', delta: 'ddelta', A: 'dA', B: 'dB', C: 'dC', D: 'dD', z: 'dz', deltaBias: 'ddeltaBias',
+  u: 'du',
+  delta: 'ddelta',
+  A: 'dA',
+  B: 'dB',
+  C: 'dC',
+  D: 'dD',
+  z: 'dz',
+  deltaBias: 'ddeltaBias',
   initialState: 'dInitialState',
 };
 
@@ -51,13 +65,55 @@ const GRID: ScanCaseSpec[] = [
   { ...SMALL, B: grouped(1), C: grouped(2), initialState: true, seed: 6 },
   { ...SMALL, B: VARYING, C: FIXED, lastState: true, dLastState: true, seed: 7 },
   {
-    ...SMALL, B: grouped(2), C: grouped(4), D: true, z: true, deltaBias: true, softplus: true,
-    initialState: true, lastState: true, dLastState: true, seed: 8,
+    ...SMALL,
+    B: grouped(2),
+    C: grouped(4),
+    D: true,
+    z: true,
+    deltaBias: true,
+    softplus: true,
+    initialState: true,
+    lastState: true,
+    dLastState: true,
+    seed: 8,
   },
   { ...SMALL, B: VARYING, C: grouped(2), D: true, z: true, softplus: true, bigDelta: true, seed: 9 },
-  { ...SMALL, B: FIXED, C: VARYING, D: true, initialState: true, lastState: true, dLastState: true, Apositive: true, seed: 10 },
-  { ...SMALL, L: 1, B: grouped(2), C: VARYING, D: true, z: true, deltaBias: true, initialState: true, lastState: true, dLastState: true, seed: 11 },
-  { batch: 1, dim: 6, L: 5, N: 2, B: grouped(3), C: grouped(2), z: true, deltaBias: true, initialState: true, seed: 12 },
+  {
+    ...SMALL,
+    B: FIXED,
+    C: VARYING,
+    D: true,
+    initialState: true,
+    lastState: true,
+    dLastState: true,
+    Apositive: true,
+    seed: 10,
+  },
+  {
+    ...SMALL,
+    L: 1,
+    B: grouped(2),
+    C: VARYING,
+    D: true,
+    z: true,
+    deltaBias: true,
+    initialState: true,
+    lastState: true,
+    dLastState: true,
+    seed: 11,
+  },
+  {
+    batch: 1,
+    dim: 6,
+    L: 5,
+    N: 2,
+    B: grouped(3),
+    C: grouped(2),
+    z: true,
+    deltaBias: true,
+    initialState: true,
+    seed: 12,
+  },
 ];
 
 describe('reference backward equals central finite differences of the reference forward', () => {
@@ -100,10 +156,20 @@ describe('reference backward equals central finite differences of the reference 
 describe('reference forward: hand-checked values', () => {
   it('one channel, N = 1, two steps, with D, z and initial state', () => {
     const inp: ScanRefInputs = {
-      batch: 1, dim: 1, L: 2, N: 1,
-      u: Float64Array.from([1, 2]), delta: Float64Array.from([0.5, 0.25]), A: Float64Array.from([-1]),
-      B: Float64Array.from([3]), Blayout: FIXED, C: Float64Array.from([2]), Clayout: FIXED,
-      D: Float64Array.from([0.5]), z: Float64Array.from([0, 1]), initialState: Float64Array.from([4]),
+      batch: 1,
+      dim: 1,
+      L: 2,
+      N: 1,
+      u: Float64Array.from([1, 2]),
+      delta: Float64Array.from([0.5, 0.25]),
+      A: Float64Array.from([-1]),
+      B: Float64Array.from([3]),
+      Blayout: FIXED,
+      C: Float64Array.from([2]),
+      Clayout: FIXED,
+      D: Float64Array.from([0.5]),
+      z: Float64Array.from([0, 1]),
+      initialState: Float64Array.from([4]),
     };
     const { out, lastState } = scanRef(inp);
     const h0 = Math.exp(-0.5) * 4 + 0.5 * 3 * 1;
@@ -126,8 +192,18 @@ describe('reference step update equals the reference scan, one step at a time', 
   for (const [name, form, G] of forms) {
     it(name, () => {
       const c = makeStepCase({
-        form, batch: 2, H: form === 'channels' ? 4 : 2, P: form === 'channels' ? 1 : 3, N: 3, L: 6, G,
-        D: form === 'headsScalar' ? 'head' : 'channel', z: true, dtBias: true, softplus: true, seed: 77,
+        form,
+        batch: 2,
+        H: form === 'channels' ? 4 : 2,
+        P: form === 'channels' ? 1 : 3,
+        N: 3,
+        L: 6,
+        G,
+        D: form === 'headsScalar' ? 'head' : 'channel',
+        z: true,
+        dtBias: true,
+        softplus: true,
+        seed: 77,
       });
       const scan = scanRef(c.scan);
       const state = Float64Array.from(c.init);
@@ -145,9 +221,19 @@ describe('reference step update equals the reference scan, one step at a time', 
     const state = rng.normalArray(3 * 2 * 2);
     const before = Float64Array.from(state);
     const y = stateUpdateRef({
-      form: 'channels', batch: 2, H: 2, P: 1, N: 2, G: null, state,
-      x: rng.normalArray(4), dt: rng.uniformArray(4, 0, 1), A: rng.uniformArray(4, -1, 0),
-      B: rng.normalArray(4), C: rng.normalArray(4), stateBatchIndices: Int32Array.from([-1, 2]),
+      form: 'channels',
+      batch: 2,
+      H: 2,
+      P: 1,
+      N: 2,
+      G: null,
+      state,
+      x: rng.normalArray(4),
+      dt: rng.uniformArray(4, 0, 1),
+      A: rng.uniformArray(4, -1, 0),
+      B: rng.normalArray(4),
+      C: rng.normalArray(4),
+      stateBatchIndices: Int32Array.from([-1, 2]),
     });
     expect(Array.from(y.slice(0, 2))).toEqual([0, 0]);
     expect(Array.from(state.slice(0, 8))).toEqual(Array.from(before.slice(0, 8)));
@@ -158,10 +244,24 @@ describe('reference step update equals the reference scan, one step at a time', 
 describe('reference float16 / bfloat16 rounding', () => {
   it('known float16 encodings', () => {
     const cases: [number, number][] = [
-      [1, 0x3c00], [-2, 0xc000], [65504, 0x7bff], [65519.99, 0x7bff], [65520, 0x7c00], [1e6, 0x7c00],
-      [-Infinity, 0xfc00], [2 ** -24, 0x0001], [2 ** -25, 0x0000], [2 ** -25 * 1.0001, 0x0001],
-      [-(2 ** -26), 0x8000], [2 ** -14, 0x0400], [2 ** -14 - 2 ** -24, 0x03ff], [0.1, 0x2e66],
-      [1 + 2 ** -11, 0x3c00], [1 + 3 * 2 ** -11, 0x3c02], [1 + 2 ** -11 + 2 ** -40, 0x3c01], [-0, 0x8000],
+      [1, 0x3c00],
+      [-2, 0xc000],
+      [65504, 0x7bff],
+      [65519.99, 0x7bff],
+      [65520, 0x7c00],
+      [1e6, 0x7c00],
+      [-Infinity, 0xfc00],
+      [2 ** -24, 0x0001],
+      [2 ** -25, 0x0000],
+      [2 ** -25 * 1.0001, 0x0001],
+      [-(2 ** -26), 0x8000],
+      [2 ** -14, 0x0400],
+      [2 ** -14 - 2 ** -24, 0x03ff],
+      [0.1, 0x2e66],
+      [1 + 2 ** -11, 0x3c00],
+      [1 + 3 * 2 ** -11, 0x3c02],
+      [1 + 2 ** -11 + 2 ** -40, 0x3c01],
+      [-0, 0x8000],
     ];
     for (const [x, bits] of cases) expect(halfBits(x, 'float16'), `halfBits(${x})`).toBe(bits);
     expect(halfBits(NaN, 'float16') & 0x7c00).toBe(0x7c00);
@@ -170,9 +270,18 @@ describe('reference float16 / bfloat16 rounding', () => {
 
   it('known bfloat16 encodings', () => {
     const cases: [number, number][] = [
-      [1, 0x3f80], [-1, 0xbf80], [1 + 2 ** -8, 0x3f80], [1 + 3 * 2 ** -8, 0x3f82], [1 + 2 ** -8 + 2 ** -40, 0x3f81],
-      [3.3895313892515355e38, 0x7f7f], [3.4e38, 0x7f80], [2 ** -133, 0x0001], [2 ** -134, 0x0000],
-      [2 ** -126, 0x0080], [Infinity, 0x7f80], [-0, 0x8000],
+      [1, 0x3f80],
+      [-1, 0xbf80],
+      [1 + 2 ** -8, 0x3f80],
+      [1 + 3 * 2 ** -8, 0x3f82],
+      [1 + 2 ** -8 + 2 ** -40, 0x3f81],
+      [3.3895313892515355e38, 0x7f7f],
+      [3.4e38, 0x7f80],
+      [2 ** -133, 0x0001],
+      [2 ** -134, 0x0000],
+      [2 ** -126, 0x0080],
+      [Infinity, 0x7f80],
+      [-0, 0x8000],
     ];
     for (const [x, bits] of cases) expect(halfBits(x, 'bfloat16'), `bf16Bits(${x})`).toBe(bits);
   });
@@ -221,7 +330,8 @@ describe('reference float16 / bfloat16 rounding', () => {
       const mag = bits & 0x7fff;
       const up = halfFromBits(mag + 1, 'float16');
       const down = mag > 0 ? halfFromBits(mag - 1, 'float16') : 0;
-      const a = Math.abs(x), ra = Math.abs(r);
+      const a = Math.abs(x),
+        ra = Math.abs(r);
       expect(Math.abs(a - ra)).toBeLessThanOrEqual(Math.abs(a - (Number.isFinite(up) ? up : 65536)));
       expect(Math.abs(a - ra)).toBeLessThanOrEqual(Math.abs(a - down));
     }

@@ -2,26 +2,54 @@
 // results do not depend on the thread count, deterministic mode repeats bit for bit, the context's
 // lifecycle, NaN stays in its row.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  Tensor, buildInfo, selectiveScan, selectiveScanBackward, setNumThreads,
-} from './helpers/api.js';
+import { type Tensor, buildInfo, selectiveScan, selectiveScanBackward, setNumThreads } from './helpers/api.js';
 import { FIXED, VARYING, grouped, makeScanCase, type ScanCase, type ScanCaseSpec } from './helpers/cases.js';
 import { expectCode } from './helpers/expect-code.js';
 import { bcShape, scanRef, scanRefBackward } from './helpers/reference.js';
 import {
-  caseTensors, concatLast, expectBitsEqual, expectRelClose, runAddon, scanOpts, sliceLast, tensor,
+  caseTensors,
+  concatLast,
+  expectBitsEqual,
+  expectRelClose,
+  runAddon,
+  scanOpts,
+  sliceLast,
+  tensor,
 } from './helpers/run.js';
 
-const ALL = { D: true, z: true, deltaBias: true, softplus: true, initialState: true, lastState: true, dLastState: true };
+const ALL = {
+  D: true,
+  z: true,
+  deltaBias: true,
+  softplus: true,
+  initialState: true,
+  lastState: true,
+  dLastState: true,
+};
 
 describe('a sequence split in two equals one scan', () => {
   const specs: [ScanCaseSpec, number][] = [
     [{ batch: 2, dim: 4, L: 300, N: 16, B: grouped(2), C: FIXED, ...ALL, seed: 501 }, 123],
     [{ batch: 2, dim: 4, L: 600, N: 8, B: FIXED, C: VARYING, ...ALL, seed: 502 }, 256],
-    [{ batch: 1, dim: 2, L: 40, N: 3, B: VARYING, C: grouped(2), D: true, initialState: true, lastState: true, seed: 503 }, 1],
+    [
+      {
+        batch: 1,
+        dim: 2,
+        L: 40,
+        N: 3,
+        B: VARYING,
+        C: grouped(2),
+        D: true,
+        initialState: true,
+        lastState: true,
+        seed: 503,
+      },
+      1,
+    ],
   ];
   for (const [spec, L1] of specs) {
-    const Bk = spec.B!.kind, Ck = spec.C!.kind;
+    const Bk = spec.B!.kind,
+      Ck = spec.C!.kind;
     it(`L ${spec.L} split at ${L1}, B ${Bk}, C ${Ck}: outputs, lastState and every gradient`, () => {
       const c = makeScanCase(spec);
       const { batch, dim, L, N } = c.ref;
@@ -41,7 +69,8 @@ describe('a sequence split in two equals one scan', () => {
         return {
           u: tensor(sliceLast(r.u, L, t0, t1), [batch, dim, Lh]),
           delta: tensor(sliceLast(r.delta, L, t0, t1), [batch, dim, Lh]),
-          B: bc('B'), C: bc('C'),
+          B: bc('B'),
+          C: bc('C'),
           z: r.z ? tensor(sliceLast(r.z, L, t0, t1), [batch, dim, Lh]) : undefined,
           dout: tensor(sliceLast(c.dout, L, t0, t1), [batch, dim, Lh]),
         };
@@ -51,21 +80,32 @@ describe('a sequence split in two equals one scan', () => {
       if (r.D) common.D = tensor(r.D, [dim]);
       if (r.deltaBias) common.deltaBias = tensor(r.deltaBias, [dim]);
       if (r.deltaSoftplus) common.deltaSoftplus = true;
-      const h1 = half(0, L1), h2 = half(L1, L);
+      const h1 = half(0, L1),
+        h2 = half(L1, L);
       const f1 = selectiveScan(h1.u, h1.delta, A, h1.B, h1.C, {
-        ...common, z: h1.z, initialState: r.initialState ? tensor(r.initialState, [batch, dim, N]) : undefined,
+        ...common,
+        z: h1.z,
+        initialState: r.initialState ? tensor(r.initialState, [batch, dim, N]) : undefined,
       } as never);
-      const f2 = selectiveScan(h2.u, h2.delta, A, h2.B, h2.C, { ...common, z: h2.z, initialState: f1.lastState } as never);
+      const f2 = selectiveScan(h2.u, h2.delta, A, h2.B, h2.C, {
+        ...common,
+        z: h2.z,
+        initialState: f1.lastState,
+      } as never);
       expectRelClose(concatLast(f1.out.dataSync(), L1, f2.out.dataSync(), L2), full.out, 1e-5, 'out');
       expectRelClose(f2.lastState!.dataSync(), full.lastState!, 1e-5, 'lastState');
 
-      const g2 = selectiveScanBackward(f2.ctx!, h2.dout,
-        (c.dLastState ? { dLastState: tensor(c.dLastState, [batch, dim, N]) } : {}) as never);
+      const g2 = selectiveScanBackward(
+        f2.ctx!,
+        h2.dout,
+        (c.dLastState ? { dLastState: tensor(c.dLastState, [batch, dim, N]) } : {}) as never,
+      );
       expect(g2.dInitialState, 'the second half returns dInitialState').toBeDefined();
       const g1 = selectiveScanBackward(f1.ctx!, h1.dout, { dLastState: g2.dInitialState });
       const cat = (a?: Tensor, b?: Tensor) => concatLast(a!.dataSync(), L1, b!.dataSync(), L2);
       const sum = (a?: Tensor, b?: Tensor) => {
-        const x = a!.dataSync(), y = b!.dataSync();
+        const x = a!.dataSync(),
+          y = b!.dataSync();
         return Float64Array.from(x, (v, i) => v + y[i]);
       };
       const tol = 1e-4;
@@ -105,7 +145,8 @@ describe('results do not depend on the CPU thread count', () => {
         expectBitsEqual(runs[k].out, runs[0].out, `out, ${k + 1} threads vs 1`);
         if (runs[0].lastState) expectBitsEqual(runs[k].lastState!, runs[0].lastState, `lastState, ${k + 1} threads`);
         expect(Object.keys(runs[k].grads).sort()).toEqual(Object.keys(runs[0].grads).sort());
-        for (const g of Object.keys(runs[0].grads)) expectBitsEqual(runs[k].grads[g], runs[0].grads[g], `${g}, ${k + 1} threads vs 1`);
+        for (const g of Object.keys(runs[0].grads))
+          expectBitsEqual(runs[k].grads[g], runs[0].grads[g], `${g}, ${k + 1} threads vs 1`);
       }
       // and they are right
       expectRelClose(runs[0].out, scanRef(c.ref).out, spec.dtype ? 1e-2 : 1e-5, 'out vs reference');
@@ -140,7 +181,11 @@ describe('ScanContext lifecycle', () => {
     const keys = Object.keys(a).filter((k) => (a as unknown as Record<string, unknown>)[k] !== undefined);
     expect(keys.length).toBe(9);
     for (const k of keys) {
-      expectBitsEqual((b as unknown as Record<string, Tensor>)[k].dataSync(), (a as unknown as Record<string, Tensor>)[k].dataSync(), k);
+      expectBitsEqual(
+        (b as unknown as Record<string, Tensor>)[k].dataSync(),
+        (a as unknown as Record<string, Tensor>)[k].dataSync(),
+        k,
+      );
     }
   });
 
@@ -173,32 +218,59 @@ describe('ScanContext lifecycle', () => {
 
 describe('NaN stays in its row', () => {
   it('NaN in u[1, 2, 3] makes row (1, 2) NaN from t = 3 on and leaves every other row exact', () => {
-    const c = makeScanCase({ batch: 2, dim: 4, L: 12, N: 8, B: grouped(2), C: VARYING, D: true, z: true, initialState: true, lastState: true, dLastState: true, seed: 541 });
+    const c = makeScanCase({
+      batch: 2,
+      dim: 4,
+      L: 12,
+      N: 8,
+      B: grouped(2),
+      C: VARYING,
+      D: true,
+      z: true,
+      initialState: true,
+      lastState: true,
+      dLastState: true,
+      seed: 541,
+    });
     const { dim, L, N } = c.ref;
     c.ref.u[(1 * dim + 2) * L + 3] = NaN;
     const got = runAddon(c);
     const ref = scanRef(c.ref);
     const refG = scanRefBackward(c.ref, c.dout, c.dLastState);
-    for (let b = 0; b < 2; b++) for (let d = 0; d < dim; d++) {
-      const row = (b * dim + d) * L;
-      const isNaNRow = b === 1 && d === 2;
-      for (let t = 0; t < L; t++) {
-        const v = got.out[row + t];
-        if (isNaNRow && t >= 3) expect(Number.isNaN(v), `out[${b},${d},${t}] is NaN`).toBe(true);
-        else expect(Math.abs(v - ref.out[row + t]), `out[${b},${d},${t}] = ${v}`).toBeLessThan(1e-4 * (1 + Math.abs(ref.out[row + t])));
+    for (let b = 0; b < 2; b++)
+      for (let d = 0; d < dim; d++) {
+        const row = (b * dim + d) * L;
+        const isNaNRow = b === 1 && d === 2;
+        for (let t = 0; t < L; t++) {
+          const v = got.out[row + t];
+          if (isNaNRow && t >= 3) expect(Number.isNaN(v), `out[${b},${d},${t}] is NaN`).toBe(true);
+          else
+            expect(Math.abs(v - ref.out[row + t]), `out[${b},${d},${t}] = ${v}`).toBeLessThan(
+              1e-4 * (1 + Math.abs(ref.out[row + t])),
+            );
+        }
+        const ls = got.lastState!.subarray((b * dim + d) * N, (b * dim + d + 1) * N);
+        const lsRef = ref.lastState.subarray((b * dim + d) * N, (b * dim + d + 1) * N);
+        if (isNaNRow) expect(Array.from(ls).every(Number.isNaN), 'lastState of the NaN row').toBe(true);
+        else expectRelClose(ls, lsRef, 1e-5, `lastState[${b},${d}]`);
+        if (!isNaNRow) {
+          expectRelClose(got.grads.du.subarray(row, row + L), refG.du.subarray(row, row + L), 1e-4, `du[${b},${d}]`);
+          expectRelClose(
+            got.grads.ddelta.subarray(row, row + L),
+            refG.ddelta.subarray(row, row + L),
+            1e-4,
+            `ddelta[${b},${d}]`,
+          );
+          expectRelClose(got.grads.dz.subarray(row, row + L), refG.dz!.subarray(row, row + L), 1e-4, `dz[${b},${d}]`);
+          const dis = (b * dim + d) * N;
+          expectRelClose(
+            got.grads.dInitialState.subarray(dis, dis + N),
+            refG.dInitialState!.subarray(dis, dis + N),
+            1e-4,
+            `dInitialState[${b},${d}]`,
+          );
+        }
       }
-      const ls = got.lastState!.subarray((b * dim + d) * N, (b * dim + d + 1) * N);
-      const lsRef = ref.lastState.subarray((b * dim + d) * N, (b * dim + d + 1) * N);
-      if (isNaNRow) expect(Array.from(ls).every(Number.isNaN), 'lastState of the NaN row').toBe(true);
-      else expectRelClose(ls, lsRef, 1e-5, `lastState[${b},${d}]`);
-      if (!isNaNRow) {
-        expectRelClose(got.grads.du.subarray(row, row + L), refG.du.subarray(row, row + L), 1e-4, `du[${b},${d}]`);
-        expectRelClose(got.grads.ddelta.subarray(row, row + L), refG.ddelta.subarray(row, row + L), 1e-4, `ddelta[${b},${d}]`);
-        expectRelClose(got.grads.dz.subarray(row, row + L), refG.dz!.subarray(row, row + L), 1e-4, `dz[${b},${d}]`);
-        const dis = (b * dim + d) * N;
-        expectRelClose(got.grads.dInitialState.subarray(dis, dis + N), refG.dInitialState!.subarray(dis, dis + N), 1e-4, `dInitialState[${b},${d}]`);
-      }
-    }
     // dA of the other channels stays finite and right
     for (let d = 0; d < dim; d++) {
       const s = got.grads.dA.subarray(d * N, (d + 1) * N);
@@ -214,11 +286,16 @@ describe('NaN stays in its row', () => {
     c.ref.B[((0 * 2 + 1) * N + 2) * L + 5] = NaN;
     const got = runAddon(c, 'cpu', { noBackward: true });
     const ref = scanRef(c.ref);
-    for (let b = 0; b < 2; b++) for (let d = 0; d < dim; d++) for (let t = 0; t < L; t++) {
-      const i = (b * dim + d) * L + t;
-      const hit = b === 0 && d >= 2 && t >= 5;
-      if (hit) expect(Number.isNaN(got.out[i]), `out[${b},${d},${t}] is NaN`).toBe(true);
-      else expect(Math.abs(got.out[i] - ref.out[i]), `out[${b},${d},${t}]`).toBeLessThan(1e-4 * (1 + Math.abs(ref.out[i])));
-    }
+    for (let b = 0; b < 2; b++)
+      for (let d = 0; d < dim; d++)
+        for (let t = 0; t < L; t++) {
+          const i = (b * dim + d) * L + t;
+          const hit = b === 0 && d >= 2 && t >= 5;
+          if (hit) expect(Number.isNaN(got.out[i]), `out[${b},${d},${t}] is NaN`).toBe(true);
+          else
+            expect(Math.abs(got.out[i] - ref.out[i]), `out[${b},${d},${t}]`).toBeLessThan(
+              1e-4 * (1 + Math.abs(ref.out[i])),
+            );
+        }
   });
 });

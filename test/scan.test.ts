@@ -4,21 +4,61 @@ import { describe, expect, it } from 'vitest';
 import { Tensor, ScanContext, selectiveScan, selectiveScanBackward } from './helpers/api.js';
 import { FIXED, VARYING, grouped, makeScanCase, specName, type ScanCaseSpec } from './helpers/cases.js';
 import {
-  GRAD_INPUT, caseTensors, expectBitsEqual, expectRelClose, referenceOf, runAddon, scanOpts, tensor, tolerances,
+  GRAD_INPUT,
+  caseTensors,
+  expectBitsEqual,
+  expectRelClose,
+  referenceOf,
+  runAddon,
+  scanOpts,
+  tolerances,
 } from './helpers/run.js';
 import { halfBits, type HalfDType } from './helpers/reference.js';
 
-const ALL = { D: true, z: true, deltaBias: true, softplus: true, initialState: true, lastState: true, dLastState: true };
+const ALL = {
+  D: true,
+  z: true,
+  deltaBias: true,
+  softplus: true,
+  initialState: true,
+  lastState: true,
+  dLastState: true,
+};
 
 const FLOAT32_GRID: ScanCaseSpec[] = [
   { batch: 2, dim: 3, L: 1, N: 1, seed: 101 },
   { batch: 2, dim: 4, L: 300, N: 16, B: VARYING, C: VARYING, D: true, z: true, seed: 102 },
   { batch: 2, dim: 4, L: 700, N: 16, B: grouped(2), C: FIXED, deltaBias: true, softplus: true, seed: 103 },
-  { batch: 2, dim: 4, L: 257, N: 33, B: FIXED, C: grouped(4), initialState: true, lastState: true, dLastState: true, seed: 104 },
+  {
+    batch: 2,
+    dim: 4,
+    L: 257,
+    N: 33,
+    B: FIXED,
+    C: grouped(4),
+    initialState: true,
+    lastState: true,
+    dLastState: true,
+    seed: 104,
+  },
   { batch: 2, dim: 4, L: 64, N: 16, B: grouped(1), C: VARYING, ...ALL, seed: 105 },
   { batch: 1, dim: 2, L: 300, N: 256, B: VARYING, C: grouped(2), D: true, softplus: true, lastState: true, seed: 106 },
   { batch: 2, dim: 8, L: 33, N: 8, B: grouped(8), C: grouped(2), ...ALL, seed: 107 },
-  { batch: 2, dim: 4, L: 48, N: 16, B: VARYING, C: FIXED, D: true, z: true, initialState: true, lastState: true, dLastState: true, Apositive: true, seed: 108 },
+  {
+    batch: 2,
+    dim: 4,
+    L: 48,
+    N: 16,
+    B: VARYING,
+    C: FIXED,
+    D: true,
+    z: true,
+    initialState: true,
+    lastState: true,
+    dLastState: true,
+    Apositive: true,
+    seed: 108,
+  },
   { batch: 2, dim: 4, L: 40, N: 4, B: grouped(2), C: VARYING, D: true, softplus: true, bigDelta: true, seed: 109 },
   { batch: 3, dim: 4, L: 1, N: 16, B: grouped(2), C: grouped(4), ...ALL, seed: 110 },
   { batch: 2, dim: 4, L: 100, N: 16, B: FIXED, C: FIXED, initialState: true, seed: 111 },
@@ -31,7 +71,19 @@ const FLOAT32_GRID: ScanCaseSpec[] = [
 const HALF_GRID: Omit<ScanCaseSpec, 'dtype'>[] = [
   { batch: 2, dim: 4, L: 1, N: 16, B: VARYING, C: FIXED, ...ALL, seed: 201 },
   { batch: 2, dim: 4, L: 300, N: 16, B: grouped(2), C: VARYING, D: true, z: true, softplus: true, seed: 202 },
-  { batch: 2, dim: 4, L: 700, N: 33, B: FIXED, C: grouped(4), deltaBias: true, initialState: true, lastState: true, dLastState: true, seed: 203 },
+  {
+    batch: 2,
+    dim: 4,
+    L: 700,
+    N: 33,
+    B: FIXED,
+    C: grouped(4),
+    deltaBias: true,
+    initialState: true,
+    lastState: true,
+    dLastState: true,
+    seed: 203,
+  },
   { batch: 1, dim: 2, L: 300, N: 256, B: VARYING, C: VARYING, ...ALL, seed: 204 },
   { batch: 2, dim: 4, L: 64, N: 1, B: grouped(4), C: grouped(1), D: true, z: true, seed: 205 },
 ];
@@ -60,9 +112,14 @@ function checkCase(spec: ScanCaseSpec) {
 
   // backward: a gradient for every input given, of the input's shape, with the dtype rules
   const given = ['u', 'delta', 'A', 'B', 'C', 'D', 'z', 'deltaBias', 'initialState'].filter(
-    (k) => (c.ref as unknown as Record<string, unknown>)[k] !== undefined);
+    (k) => (c.ref as unknown as Record<string, unknown>)[k] !== undefined,
+  );
   const returned = Object.keys(got.gradTensors).sort();
-  expect(returned).toEqual(Object.keys(GRAD_INPUT).filter((g) => given.includes(GRAD_INPUT[g])).sort());
+  expect(returned).toEqual(
+    Object.keys(GRAD_INPUT)
+      .filter((g) => given.includes(GRAD_INPUT[g]))
+      .sort(),
+  );
   const t = caseTensors(c);
   const refGrads = ref.grads as unknown as Record<string, Float64Array>;
   for (const [g, gt] of Object.entries(got.gradTensors)) {
@@ -97,7 +154,10 @@ describe('forward results and context', () => {
     const plain = selectiveScan(t.u, t.delta, t.A, t.B, t.C);
     expect(plain.ctx).toBeUndefined();
     expect(plain.lastState).toBeUndefined();
-    const saved = selectiveScan(t.u, t.delta, t.A, t.B, t.C, { ...scanOpts(c, t, true), returnLastState: true } as never);
+    const saved = selectiveScan(t.u, t.delta, t.A, t.B, t.C, {
+      ...scanOpts(c, t, true),
+      returnLastState: true,
+    } as never);
     expect(saved.ctx).toBeInstanceOf(ScanContext);
     expect(saved.lastState).toBeInstanceOf(Tensor);
     expect(Array.from(saved.out.dataSync())).toEqual(Array.from(plain.out.dataSync()));
@@ -118,7 +178,6 @@ describe('forward results and context', () => {
   });
 });
 
-
 describe('more forward/backward properties', () => {
   it('B, C of shape (batch, 1, N, L) give bit-identical results to (batch, N, L)', () => {
     const spec: ScanCaseSpec = { batch: 2, dim: 4, L: 77, N: 16, B: VARYING, C: VARYING, ...ALL, seed: 311 };
@@ -132,29 +191,76 @@ describe('more forward/backward properties', () => {
   });
 
   it('zero dout and no dLastState give gradients that are exactly zero', () => {
-    const c = makeScanCase({ batch: 2, dim: 4, L: 50, N: 8, B: grouped(2), C: FIXED, D: true, z: true, deltaBias: true, softplus: true, initialState: true, seed: 312 });
+    const c = makeScanCase({
+      batch: 2,
+      dim: 4,
+      L: 50,
+      N: 8,
+      B: grouped(2),
+      C: FIXED,
+      D: true,
+      z: true,
+      deltaBias: true,
+      softplus: true,
+      initialState: true,
+      seed: 312,
+    });
     c.dout.fill(0);
     const got = runAddon(c);
     expect(Object.keys(got.grads).length).toBe(9);
-    for (const [g, v] of Object.entries(got.grads)) expect(v.every((x) => x === 0), `${g} all zero`).toBe(true);
+    for (const [g, v] of Object.entries(got.grads))
+      expect(
+        v.every((x) => x === 0),
+        `${g} all zero`,
+      ).toBe(true);
   });
 
   it('forward outputs do not depend on saveForBackward or returnLastState (bit for bit)', () => {
-    const c = makeScanCase({ batch: 2, dim: 4, L: 300, N: 16, B: VARYING, C: grouped(2), D: true, z: true, softplus: true, initialState: true, seed: 313 });
+    const c = makeScanCase({
+      batch: 2,
+      dim: 4,
+      L: 300,
+      N: 16,
+      B: VARYING,
+      C: grouped(2),
+      D: true,
+      z: true,
+      softplus: true,
+      initialState: true,
+      seed: 313,
+    });
     const t = caseTensors(c);
     const base = scanOpts(c, t, false);
     const a = selectiveScan(t.u, t.delta, t.A, t.B, t.C, base as never).out.dataSync();
-    const b = selectiveScan(t.u, t.delta, t.A, t.B, t.C, { ...base, saveForBackward: true, returnLastState: true } as never).out.dataSync();
+    const b = selectiveScan(t.u, t.delta, t.A, t.B, t.C, {
+      ...base,
+      saveForBackward: true,
+      returnLastState: true,
+    } as never).out.dataSync();
     expectBitsEqual(b, a, 'out');
   });
 
   for (const dtype of ['float16', 'bfloat16'] as HalfDType[]) {
     it(`${dtype} outputs and gradients are the float32 result rounded once to nearest (not truncated)`, () => {
-      const c = makeScanCase({ batch: 2, dim: 8, L: 400, N: 16, dtype, B: VARYING, C: VARYING, D: true, z: true, softplus: true, seed: 314 });
+      const c = makeScanCase({
+        batch: 2,
+        dim: 8,
+        L: 400,
+        N: 16,
+        dtype,
+        B: VARYING,
+        C: VARYING,
+        D: true,
+        z: true,
+        softplus: true,
+        seed: 314,
+      });
       const got = runAddon(c);
       const ref = referenceOf(c);
       const pairs: [string, Tensor, ArrayLike<number>][] = [
-        ['out', got.outTensor, ref.fwd.out], ['du', got.gradTensors.du, ref.grads.du], ['dz', got.gradTensors.dz, ref.grads.dz!],
+        ['out', got.outTensor, ref.fwd.out],
+        ['du', got.gradTensors.du, ref.grads.du],
+        ['dz', got.gradTensors.dz, ref.grads.dz!],
         ['dB', got.gradTensors.dB, ref.grads.dB],
       ];
       for (const [name, t, r] of pairs) {
@@ -162,7 +268,8 @@ describe('more forward/backward properties', () => {
         let rms = 0;
         for (let i = 0; i < r.length; i++) rms += r[i] * r[i];
         rms = Math.sqrt(rms / r.length);
-        let inexact = 0, far = 0;
+        let inexact = 0,
+          far = 0;
         for (let i = 0; i < r.length; i++) {
           const want = halfBits(r[i], dtype);
           if (bits[i] === want) continue;

@@ -22,8 +22,14 @@ function runSteps(c: StepCase, state: Tensor): Float32Array[] {
   const A = tensor(c.A, c.shapes.A);
   for (let t = 0; t < c.spec.L; t++) {
     const y = selectiveStateUpdate(
-      state, tensor(c.xs[t], c.shapes.x, c.dtype), tensor(c.dts[t], c.shapes.dt, c.dtype), A,
-      tensor(c.Bs[t], c.shapes.B, c.dtype), tensor(c.Cs[t], c.shapes.B, c.dtype), stepOpts(c, t) as never);
+      state,
+      tensor(c.xs[t], c.shapes.x, c.dtype),
+      tensor(c.dts[t], c.shapes.dt, c.dtype),
+      A,
+      tensor(c.Bs[t], c.shapes.B, c.dtype),
+      tensor(c.Cs[t], c.shapes.B, c.dtype),
+      stepOpts(c, t) as never,
+    );
     expect(y).toBeInstanceOf(Tensor);
     expect([...y.shape]).toEqual(c.shapes.x);
     expect(y.dtype).toBe(c.dtype);
@@ -41,18 +47,61 @@ function gather(ys: ArrayLike<number>[], L: number): Float64Array {
 }
 
 const FORMS: StepCaseSpec[] = [
-  { form: 'channels', batch: 2, H: 6, P: 1, N: 16, L: 12, G: null, D: 'channel', z: true, dtBias: true, softplus: true, seed: 401 },
+  {
+    form: 'channels',
+    batch: 2,
+    H: 6,
+    P: 1,
+    N: 16,
+    L: 12,
+    G: null,
+    D: 'channel',
+    z: true,
+    dtBias: true,
+    softplus: true,
+    seed: 401,
+  },
   { form: 'channels', batch: 2, H: 6, P: 1, N: 5, L: 9, G: 3, seed: 402 },
-  { form: 'heads', batch: 2, H: 4, P: 3, N: 16, L: 10, G: 2, D: 'channel', z: true, dtBias: true, softplus: true, seed: 403 },
+  {
+    form: 'heads',
+    batch: 2,
+    H: 4,
+    P: 3,
+    N: 16,
+    L: 10,
+    G: 2,
+    D: 'channel',
+    z: true,
+    dtBias: true,
+    softplus: true,
+    seed: 403,
+  },
   { form: 'heads', batch: 1, H: 2, P: 4, N: 33, L: 7, G: 1, dtBias: true, seed: 404 },
-  { form: 'headsScalar', batch: 2, H: 4, P: 4, N: 16, L: 10, G: 2, D: 'head', z: true, dtBias: true, softplus: true, seed: 405 },
+  {
+    form: 'headsScalar',
+    batch: 2,
+    H: 4,
+    P: 4,
+    N: 16,
+    L: 10,
+    G: 2,
+    D: 'head',
+    z: true,
+    dtBias: true,
+    softplus: true,
+    seed: 405,
+  },
   { form: 'headsScalar', batch: 2, H: 4, P: 2, N: 8, L: 6, G: 4, D: 'channel', seed: 406 },
 ];
 
 function name(s: StepCaseSpec): string {
-  const extras = [s.D && `D(${s.D})`, s.z && 'z', s.dtBias && 'dtBias', s.softplus && 'softplus'].filter(Boolean).join(',');
-  return `${s.dtype ?? 'float32'} ${s.form} batch ${s.batch} H ${s.H} P ${s.P} N ${s.N} L ${s.L} G ${s.G ?? '(batch, N)'}` +
-    (extras ? ` +${extras}` : '');
+  const extras = [s.D && `D(${s.D})`, s.z && 'z', s.dtBias && 'dtBias', s.softplus && 'softplus']
+    .filter(Boolean)
+    .join(',');
+  return (
+    `${s.dtype ?? 'float32'} ${s.form} batch ${s.batch} H ${s.H} P ${s.P} N ${s.N} L ${s.L} G ${s.G ?? '(batch, N)'}` +
+    (extras ? ` +${extras}` : '')
+  );
 }
 
 function checkStepsVsScan(spec: StepCaseSpec) {
@@ -74,15 +123,21 @@ function checkStepsVsScan(spec: StepCaseSpec) {
   const s = c.scan;
   const layout = spec.G === null ? [batch, N, L] : [batch, spec.G, N, L];
   const opts: Record<string, unknown> = {
-    initialState: tensor(c.init, [batch, dim, N]), returnLastState: true,
+    initialState: tensor(c.init, [batch, dim, N]),
+    returnLastState: true,
   };
   if (s.D) opts.D = tensor(s.D, [dim]);
   if (s.z) opts.z = tensor(s.z, [batch, dim, L], c.dtype);
   if (s.deltaBias) opts.deltaBias = tensor(s.deltaBias, [dim]);
   if (s.deltaSoftplus) opts.deltaSoftplus = true;
   const fwd = selectiveScan(
-    tensor(s.u, [batch, dim, L], c.dtype), tensor(s.delta, [batch, dim, L], c.dtype), tensor(s.A, [dim, N]),
-    tensor(s.B, layout, c.dtype), tensor(s.C, layout, c.dtype), opts as never);
+    tensor(s.u, [batch, dim, L], c.dtype),
+    tensor(s.delta, [batch, dim, L], c.dtype),
+    tensor(s.A, [dim, N]),
+    tensor(s.B, layout, c.dtype),
+    tensor(s.C, layout, c.dtype),
+    opts as never,
+  );
   expectRelClose(stepOut, fwd.out.dataSync(), tol.fwd, 'step outputs vs addon scan');
   expectRelClose(stepState, fwd.lastState!.dataSync(), tol.fwd, 'state vs addon scan lastState');
 }
@@ -98,7 +153,20 @@ describe('selectiveStateUpdate run L times equals one scan', () => {
 });
 
 describe('selectiveStateUpdate with stateBatchIndices (continuous batching)', () => {
-  const spec: StepCaseSpec = { form: 'channels', batch: 3, H: 4, P: 1, N: 8, L: 2, G: null, D: 'channel', z: true, dtBias: true, softplus: true, seed: 420 };
+  const spec: StepCaseSpec = {
+    form: 'channels',
+    batch: 3,
+    H: 4,
+    P: 1,
+    N: 8,
+    L: 2,
+    G: null,
+    D: 'channel',
+    z: true,
+    dtBias: true,
+    softplus: true,
+    seed: 420,
+  };
   const slots = 5;
 
   function setup(specOverride: Partial<StepCaseSpec> = {}) {
@@ -113,13 +181,20 @@ describe('selectiveStateUpdate with stateBatchIndices (continuous batching)', ()
 
   function step(c: StepCase, state: Tensor, t: number, idx: Int32Array) {
     return selectiveStateUpdate(
-      state, tensor(c.xs[t], c.shapes.x, c.dtype), tensor(c.dts[t], c.shapes.dt, c.dtype), tensor(c.A, c.shapes.A),
-      tensor(c.Bs[t], c.shapes.B, c.dtype), tensor(c.Cs[t], c.shapes.B, c.dtype), stepOpts(c, t, { stateBatchIndices: idx }) as never);
+      state,
+      tensor(c.xs[t], c.shapes.x, c.dtype),
+      tensor(c.dts[t], c.shapes.dt, c.dtype),
+      tensor(c.A, c.shapes.A),
+      tensor(c.Bs[t], c.shapes.B, c.dtype),
+      tensor(c.Cs[t], c.shapes.B, c.dtype),
+      stepOpts(c, t, { stateBatchIndices: idx }) as never,
+    );
   }
 
   for (const form of ['channels', 'heads', 'headsScalar'] as const) {
     it(`${form}: permuted slots and a padding row`, () => {
-      const over: Partial<StepCaseSpec> = form === 'channels' ? {} : { form, H: 2, P: 2, G: 1, D: form === 'headsScalar' ? 'head' : 'channel' };
+      const over: Partial<StepCaseSpec> =
+        form === 'channels' ? {} : { form, H: 2, P: 2, G: 1, D: form === 'headsScalar' ? 'head' : 'channel' };
       const { c, dimN, cache, stateShape } = setup(over);
       const idx = Int32Array.from([3, -1, 0]);
       const state = tensor(cache, stateShape);
@@ -136,7 +211,11 @@ describe('selectiveStateUpdate with stateBatchIndices (continuous batching)', ()
       expectRelClose(got.subarray(0, dimN), refState.subarray(0, dimN), 1e-5, 'slot 0 (row 2)');
       // slots 1, 2, 4 are untouched, bit for bit
       for (const s of [1, 2, 4]) {
-        expectBitsEqual(got.slice(s * dimN, (s + 1) * dimN), Float32Array.from(cache.subarray(s * dimN, (s + 1) * dimN)), `slot ${s} untouched`);
+        expectBitsEqual(
+          got.slice(s * dimN, (s + 1) * dimN),
+          Float32Array.from(cache.subarray(s * dimN, (s + 1) * dimN)),
+          `slot ${s} untouched`,
+        );
       }
       // and the touched slots did change
       expect(got[3 * dimN]).not.toBe(Math.fround(cache[3 * dimN]));
@@ -148,8 +227,14 @@ describe('selectiveStateUpdate with stateBatchIndices (continuous batching)', ()
     const run = (shapeB: number[]) => {
       const s = tensor(c.init, c.shapes.state);
       const y = selectiveStateUpdate(
-        s, tensor(c.xs[0], c.shapes.x), tensor(c.dts[0], c.shapes.dt), tensor(c.A, c.shapes.A),
-        tensor(c.Bs[0], shapeB), tensor(c.Cs[0], shapeB), stepOpts(c, 0) as never).dataSync();
+        s,
+        tensor(c.xs[0], c.shapes.x),
+        tensor(c.dts[0], c.shapes.dt),
+        tensor(c.A, c.shapes.A),
+        tensor(c.Bs[0], shapeB),
+        tensor(c.Cs[0], shapeB),
+        stepOpts(c, 0) as never,
+      ).dataSync();
       return { y, s: s.dataSync() };
     };
     const a = run([3, 8]);
@@ -163,8 +248,14 @@ describe('selectiveStateUpdate with stateBatchIndices (continuous batching)', ()
     const s1 = tensor(c.init, c.shapes.state);
     const s2 = tensor(c.init, c.shapes.state);
     const y1 = selectiveStateUpdate(
-      s1, tensor(c.xs[0], c.shapes.x), tensor(c.dts[0], c.shapes.dt), tensor(c.A, c.shapes.A),
-      tensor(c.Bs[0], c.shapes.B), tensor(c.Cs[0], c.shapes.B), stepOpts(c, 0) as never).dataSync();
+      s1,
+      tensor(c.xs[0], c.shapes.x),
+      tensor(c.dts[0], c.shapes.dt),
+      tensor(c.A, c.shapes.A),
+      tensor(c.Bs[0], c.shapes.B),
+      tensor(c.Cs[0], c.shapes.B),
+      stepOpts(c, 0) as never,
+    ).dataSync();
     const y2 = step(c, s2, 0, Int32Array.from([0, 1, 2])).dataSync();
     expectBitsEqual(y1, y2, 'y');
     expectBitsEqual(s1.dataSync(), s2.dataSync(), 'state');

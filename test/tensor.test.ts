@@ -4,9 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import {
-  Tensor, selectiveScan, selectiveScanBackward, selectiveStateUpdate,
-} from './helpers/api.js';
+import { Tensor, selectiveScan, selectiveScanBackward, selectiveStateUpdate } from './helpers/api.js';
 import { expectCode, expectThrow } from './helpers/expect-code.js';
 import { Rng } from './helpers/random.js';
 import { halfBits, halfFromBits, roundHalf, type HalfDType } from './helpers/reference.js';
@@ -15,7 +13,7 @@ const HALF: HalfDType[] = ['float16', 'bfloat16'];
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
 function hex(n: number): string {
-  return '0x' + n.toString(16).padStart(4, '0');
+  return `0x${n.toString(16).padStart(4, '0')}`;
 }
 
 /** Compares tensor bits with the reference encoding of each value (NaN: any NaN pattern). */
@@ -149,15 +147,22 @@ describe('float16 / bfloat16 conversion from doubles', () => {
     ['double rounding trap: 3 + 3*2^-7 - 2^-35 must round down', 3 + 3 * 2 ** -7 - 2 ** -35, 0x4041],
   ];
 
-  for (const [dtype, edges] of [['float16', f16Edges], ['bfloat16', bf16Edges]] as const) {
+  for (const [dtype, edges] of [
+    ['float16', f16Edges],
+    ['bfloat16', bf16Edges],
+  ] as const) {
     it(`${dtype}: edge cases round to nearest even, once, from the double`, () => {
       for (const [, x, bits] of edges) expect(hex(halfBits(x, dtype)), `reference self-check for ${x}`).toBe(hex(bits));
-      const t = Tensor.from(edges.map((e) => e[1]), [edges.length], { dtype });
+      const t = Tensor.from(
+        edges.map((e) => e[1]),
+        [edges.length],
+        { dtype },
+      );
       const got = t.bits();
-      edges.forEach(([label, , bits], i) => expect(hex(got[i]), label).toBe(hex(bits)));
+      for (const [i, [label, , bits]] of edges.entries()) expect(hex(got[i]), label).toBe(hex(bits));
       // and dataSync decodes them
       const d = t.dataSync();
-      edges.forEach(([label, , bits], i) => expect(d[i], label).toBe(halfFromBits(bits, dtype)));
+      for (const [i, [label, , bits]] of edges.entries()) expect(d[i], label).toBe(halfFromBits(bits, dtype));
       expect(Object.is(d[edges.findIndex((e) => Object.is(e[1], -0))], -0), '-0 decodes to -0').toBe(true);
     });
 
@@ -191,7 +196,10 @@ describe('float16 / bfloat16 conversion from doubles', () => {
     it(`${dtype}: 20,000 random doubles over the whole range match the reference rounding`, () => {
       const rng = new Rng(dtype === 'float16' ? 21 : 22);
       const range = dtype === 'float16' ? [-27, 17] : [-136, 129];
-      const xs = Array.from({ length: 20000 }, () => (rng.next() < 0.5 ? -1 : 1) * 2 ** rng.uniform(range[0], range[1]));
+      const xs = Array.from(
+        { length: 20000 },
+        () => (rng.next() < 0.5 ? -1 : 1) * 2 ** rng.uniform(range[0], range[1]),
+      );
       expectBitsOf(Tensor.from(xs, [100, 200], { dtype }), xs, dtype, 'random');
     });
 
@@ -205,9 +213,14 @@ describe('float16 / bfloat16 conversion from doubles', () => {
       let bad = -1;
       for (let i = 0; i < 65536; i++) {
         const want = halfFromBits(i, dtype);
-        if (Number.isNaN(want) ? !Number.isNaN(d[i]) : !Object.is(d[i], want)) { bad = i; break; }
+        if (Number.isNaN(want) ? !Number.isNaN(d[i]) : !Object.is(d[i], want)) {
+          bad = i;
+          break;
+        }
       }
-      expect(bad, bad >= 0 ? `pattern ${hex(bad)} decoded to ${d[bad]}, want ${halfFromBits(bad, dtype)}` : '').toBe(-1);
+      expect(bad, bad >= 0 ? `pattern ${hex(bad)} decoded to ${d[bad]}, want ${halfFromBits(bad, dtype)}` : '').toBe(
+        -1,
+      );
       expect(Array.from(t.bits())).toEqual(Array.from(all));
     });
   }
@@ -243,12 +256,19 @@ describe('Tensor.to', () => {
     const hv = Array.from(h.bits(), (b) => halfFromBits(b, 'float16'));
     expect(Array.from(h.to({ dtype: 'float32' }).dataSync())).toEqual(hv);
     expectBitsOf(h.to({ dtype: 'bfloat16' }), hv, 'bfloat16', 'float16 -> bfloat16');
-    const b = Tensor.from(vals.map((v) => v * 1e3), [vals.length], { dtype: 'bfloat16' });
+    const b = Tensor.from(
+      vals.map((v) => v * 1e3),
+      [vals.length],
+      { dtype: 'bfloat16' },
+    );
     const bv = Array.from(b.bits(), (x) => halfFromBits(x, 'bfloat16'));
     expect(Array.from(b.to({ dtype: 'float32' }).dataSync())).toEqual(bv);
     const bh = b.to({ dtype: 'float16' });
     expectBitsOf(bh, bv, 'float16', 'bfloat16 -> float16');
-    expect(bv.some((v) => Math.abs(v) > 65520), 'some values overflow float16').toBe(true);
+    expect(
+      bv.some((v) => Math.abs(v) > 65520),
+      'some values overflow float16',
+    ).toBe(true);
     expect(Array.from(bh.dataSync()).some((v) => v === Infinity || v === -Infinity)).toBe(true);
   });
 
@@ -361,8 +381,14 @@ describe('one Tensor class', () => {
     expect(res.lastState).toBeInstanceOf(Tensor);
     const g = selectiveScanBackward(res.ctx!, Tensor.from([1, 1, 1, 1], [1, 2, 2]));
     for (const k of ['du', 'ddelta', 'dA', 'dB', 'dC'] as const) expect(g[k], k).toBeInstanceOf(Tensor);
-    const y = selectiveStateUpdate(Tensor.zeros([1, 2, 1]), Tensor.from([1, 2], [1, 2]), Tensor.from([0.1, 0.1], [1, 2]),
-      A, Tensor.from([1], [1, 1]), Tensor.from([1], [1, 1]));
+    const y = selectiveStateUpdate(
+      Tensor.zeros([1, 2, 1]),
+      Tensor.from([1, 2], [1, 2]),
+      Tensor.from([0.1, 0.1], [1, 2]),
+      A,
+      Tensor.from([1], [1, 1]),
+      Tensor.from([1], [1, 1]),
+    );
     expect(y).toBeInstanceOf(Tensor);
     expect(u.to({ dtype: 'float16' })).toBeInstanceOf(Tensor);
   });
@@ -401,7 +427,8 @@ describe('rounding helper sanity (reference vs Tensor agree on a smooth range)',
     const xs = Array.from({ length: 1000 }, () => rng.normal(0, 10));
     for (const dtype of HALF) {
       const d = Tensor.from(xs, [1000], { dtype }).dataSync();
-      for (let i = 0; i < xs.length; i++) if (d[i] !== roundHalf(xs[i], dtype)) expect(d[i]).toBe(roundHalf(xs[i], dtype));
+      for (let i = 0; i < xs.length; i++)
+        if (d[i] !== roundHalf(xs[i], dtype)) expect(d[i]).toBe(roundHalf(xs[i], dtype));
     }
   });
 });

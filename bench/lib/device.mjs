@@ -25,7 +25,8 @@ export function describeDevice(target) {
   try {
     memory = cuda.memoryInfo(target.device).totalBytes;
   } catch {}
-  const name = smi?.name ?? `CUDA device ${target.index} (${build.cudaArchitectures.join(' ') || 'architectures unknown'})`;
+  const name =
+    smi?.name ?? `CUDA device ${target.index} (${build.cudaArchitectures.join(' ') || 'architectures unknown'})`;
   return {
     id: target.id,
     kind: 'cuda',

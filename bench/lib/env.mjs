@@ -10,7 +10,12 @@ export const repoRoot = path.dirname(benchDir);
 
 function run(cmd, args, opts = {}) {
   try {
-    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 20000, ...opts }).trim();
+    return execFileSync(cmd, args, {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+      timeout: 20000,
+      ...opts,
+    }).trim();
   } catch {
     return null;
   }
@@ -18,12 +23,14 @@ function run(cmd, args, opts = {}) {
 
 /** A file-name-safe lower-case slug: 'NVIDIA H100 80GB HBM3' -> 'nvidia-h100-80gb-hbm3'. */
 export function slugify(text) {
-  return String(text)
-    .toLowerCase()
-    .replace(/\(r\)|\(tm\)|cpu @.*$|\bprocessor\b|\d+-core/g, ' ')
-    .replace(/[^a-z0-9]+/g, '-')
-    .replace(/^-+|-+$/g, '')
-    .slice(0, 48) || 'unknown';
+  return (
+    String(text)
+      .toLowerCase()
+      .replace(/\(r\)|\(tm\)|cpu @.*$|\bprocessor\b|\d+-core/g, ' ')
+      .replace(/[^a-z0-9]+/g, '-')
+      .replace(/^-+|-+$/g, '')
+      .slice(0, 48) || 'unknown'
+  );
 }
 
 export function cpuInfo() {
@@ -39,12 +46,15 @@ export function cpuInfo() {
 
 /** nvidia-smi's view of one GPU, or null where nvidia-smi is missing. */
 export function nvidiaSmi(index = 0) {
-  const query = (fields) => run('nvidia-smi', [`--id=${index}`, `--query-gpu=${fields}`, '--format=csv,noheader,nounits']);
+  const query = (fields) =>
+    run('nvidia-smi', [`--id=${index}`, `--query-gpu=${fields}`, '--format=csv,noheader,nounits']);
   const basic = query('name,driver_version,memory.total');
   if (!basic) return null;
   const [name, driver, memMiB] = basic.split(',').map((x) => x.trim());
   // Optional fields, asked separately: an unknown field makes nvidia-smi fail the whole query.
-  const [smMHz, memMHz, bus, powerW] = (query('clocks.max.sm,clocks.max.memory,pci.bus_id,power.limit') ?? '').split(',').map((x) => x.trim());
+  const [smMHz, memMHz, bus, powerW] = (query('clocks.max.sm,clocks.max.memory,pci.bus_id,power.limit') ?? '')
+    .split(',')
+    .map((x) => x.trim());
   const header = run('nvidia-smi', []) ?? '';
   const cudaDriver = /CUDA Version:\s*([\d.]+)/.exec(header)?.[1] ?? null;
   const num = (x) => (x && Number.isFinite(Number(x)) ? Number(x) : null);
@@ -97,7 +107,10 @@ export function findTorchPython(preferred) {
       const [torch, python] = r.stdout.trim().split('\n');
       return { python: py, torchVersion: torch, pythonVersion: python, tried };
     }
-    tried.push({ python: py, error: (r.error?.code ?? r.stderr?.trim().split('\n').pop() ?? `exit ${r.status}`).slice(0, 200) });
+    tried.push({
+      python: py,
+      error: (r.error?.code ?? r.stderr?.trim().split('\n').pop() ?? `exit ${r.status}`).slice(0, 200),
+    });
   }
   return { python: null, tried };
 }

@@ -50,10 +50,10 @@ export function jsForwardBackward(s, x) {
   const dB = new Float32Array(batch * N * L);
   const dC = new Float32Array(batch * N * L);
   const dD = new Float32Array(dim);
-  const H = new Float32Array(L * N);  // the row's states h_t
-  const Y = new Float32Array(L);  // y before the gate
-  const g = new Float64Array(N);  // adjoint g_{t+1}, then g_t
-  const aNext = new Float64Array(N);  // a_{t+1}
+  const H = new Float32Array(L * N); // the row's states h_t
+  const Y = new Float32Array(L); // y before the gate
+  const g = new Float64Array(N); // adjoint g_{t+1}, then g_t
+  const aNext = new Float64Array(N); // a_{t+1}
   for (let b = 0; b < batch; b++) {
     for (let d = 0; d < dim; d++) {
       const row = (b * dim + d) * L;

@@ -34,7 +34,7 @@ function timeBatch(target, fn, k) {
     for (let i = 0; i < k; i++) fn();
     const end = native.recordEvent(target.index);
     const submitted = performance.now();
-    const ms = native.elapsedMs(start, end);  // waits for `end`
+    const ms = native.elapsedMs(start, end); // waits for `end`
     return { ms: ms / k, hostMs: (submitted - t0) / k };
   }
   const t0 = performance.now();
@@ -91,13 +91,25 @@ export async function copyBandwidth(target, { bytes }) {
   const dst = Tensor.zeros([numel], { device: target.device });
   const f32 = tensorInternals.dtypeCode('float32');
   const copyInto = () =>
-    native.copy(tensorInternals.storageOf(dst, 'bench', 'dst'), f32, tensorInternals.storageOf(src, 'bench', 'src'), f32, numel);
+    native.copy(
+      tensorInternals.storageOf(dst, 'bench', 'dst'),
+      f32,
+      tensorInternals.storageOf(src, 'bench', 'src'),
+      f32,
+      numel,
+    );
   const moved = 2 * numel * 4;
-  const viaTo = await measure(target, () => src.to(target.device).dispose(), { warmup: 1, reps: 5, targetMs: 1, maxCalls: 10, maxTotalMs: 4000 });
+  const viaTo = await measure(target, () => src.to(target.device).dispose(), {
+    warmup: 1,
+    reps: 5,
+    targetMs: 1,
+    maxCalls: 10,
+    maxTotalMs: 4000,
+  });
   const into = await measure(target, copyInto, { warmup: 1, reps: 7, targetMs: 1, maxCalls: 10, maxTotalMs: 4000 });
   src.dispose();
   dst.dispose();
-  const gbps = (m) => moved / (m.minMs * 1e-3) / 1e9;  // best repetition: a ceiling
+  const gbps = (m) => moved / (m.minMs * 1e-3) / 1e9; // best repetition: a ceiling
   const result = {
     bytesPerCopy: numel * 4,
     toGBps: gbps(viaTo),

@@ -67,7 +67,7 @@ function normalPool(rng) {
 function uniformPool(rng, lo, hi) {
   const pool = new Uint16Array(POOL_SIZE);
   for (let i = 0; i < POOL_SIZE; i++) {
-    pool[i] = bf16Bits(lo + (hi - lo) * rng.uniform());  // never rounds up to hi = 0: bf16 keeps float32's exponents
+    pool[i] = bf16Bits(lo + (hi - lo) * rng.uniform()); // never rounds up to hi = 0: bf16 keeps float32's exponents
   }
   return pool;
 }

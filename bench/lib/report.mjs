@@ -1,10 +1,13 @@
 // Markdown for a run's result object (printed, and saved beside the JSON).
 import { shapeText, stepShapeText } from './shapes.mjs';
 
-const p3 = (v) => (v === null || v === undefined || !Number.isFinite(v) ? '–' : v >= 1000 ? v.toFixed(0) : +v.toPrecision(3) + '');
+const p3 = (v) =>
+  v === null || v === undefined || !Number.isFinite(v) ? '–' : v >= 1000 ? v.toFixed(0) : `${+v.toPrecision(3)}`;
 const p1 = (v) => (v === null || v === undefined || !Number.isFinite(v) ? '–' : v.toFixed(1));
-const pct = (v) => (v === null || v === undefined || !Number.isFinite(v) ? '–' : `${(v * 100).toFixed(v < 0.1 ? 1 : 0)} %`);
-const times = (v) => (v === null || v === undefined || !Number.isFinite(v) ? '–' : `${v >= 10 ? v.toFixed(0) : v.toFixed(1)}×`);
+const pct = (v) =>
+  v === null || v === undefined || !Number.isFinite(v) ? '–' : `${(v * 100).toFixed(v < 0.1 ? 1 : 0)} %`;
+const times = (v) =>
+  v === null || v === undefined || !Number.isFinite(v) ? '–' : `${v >= 10 ? v.toFixed(0) : v.toFixed(1)}×`;
 const bytes = (v) => {
   if (v === null || v === undefined) return '–';
   if (v >= 2 ** 30) return `${(v / 2 ** 30).toFixed(2)} GiB`;
@@ -62,7 +65,25 @@ export function markdownReport(res) {
     c.roofline.bound,
     pct(c.roofline.fractionOfFloor),
   ]);
-  out.push(mdTable(['shape', 'size', 'dtype', 'op', 'median ms', 'min ms', 'GB/s', 'mem floor ms', 'exp2 floor ms', 'bound', '% of floor'], rows, ['l', 'l', 'l', 'l']));
+  out.push(
+    mdTable(
+      [
+        'shape',
+        'size',
+        'dtype',
+        'op',
+        'median ms',
+        'min ms',
+        'GB/s',
+        'mem floor ms',
+        'exp2 floor ms',
+        'bound',
+        '% of floor',
+      ],
+      rows,
+      ['l', 'l', 'l', 'l'],
+    ),
+  );
 
   if (res.comparisons.length) {
     out.push('');
@@ -83,7 +104,18 @@ export function markdownReport(res) {
     const tname = res.device.kind === 'cpu' ? 'PyTorch CPU' : 'PyTorch ref (GPU)';
     out.push(
       mdTable(
-        ['shape', 'size', 'ours fwd', 'ours fwd+bwd', 'JS loop fwd', 'JS loop fwd+bwd', `${tname} fwd`, `${tname} fwd+bwd`, '× vs JS (fwd / f+b)', `× vs PyTorch (fwd / f+b)`],
+        [
+          'shape',
+          'size',
+          'ours fwd',
+          'ours fwd+bwd',
+          'JS loop fwd',
+          'JS loop fwd+bwd',
+          `${tname} fwd`,
+          `${tname} fwd+bwd`,
+          '× vs JS (fwd / f+b)',
+          `× vs PyTorch (fwd / f+b)`,
+        ],
         crow,
         ['l', 'l'],
       ),
@@ -112,7 +144,14 @@ export function markdownReport(res) {
     out.push(
       mdTable(
         ['L', 'ours fwd', 'ours bwd', 'ours fwd+bwd', `${tname} fwd`, `${tname} fwd+bwd`],
-        s.points.map((q) => [String(q.L), p3(q.fwdMs), p3(q.bwdMs), p3(q.fwdBwdMs), p3(q.torch?.fwdMs), p3(q.torch?.fwdBwdMs)]),
+        s.points.map((q) => [
+          String(q.L),
+          p3(q.fwdMs),
+          p3(q.bwdMs),
+          p3(q.fwdBwdMs),
+          p3(q.torch?.fwdMs),
+          p3(q.torch?.fwdBwdMs),
+        ]),
       ),
     );
     if (s.plot) out.push('', `Plot: ${s.plot}`);
@@ -124,7 +163,17 @@ export function markdownReport(res) {
     out.push('');
     out.push(
       mdTable(
-        ['shape', 'dtype', 'inputs (incl. dout)', 'out + checkpoints', 'gradients', 'live before', 'peak', 'peak − live before', 'scratch beyond outputs and gradients'],
+        [
+          'shape',
+          'dtype',
+          'inputs (incl. dout)',
+          'out + checkpoints',
+          'gradients',
+          'live before',
+          'peak',
+          'peak − live before',
+          'scratch beyond outputs and gradients',
+        ],
         res.memory.map((m) => [
           `${m.shapeName} ${shapeText(m.shape)}`,
           m.dtype,
@@ -149,7 +198,13 @@ export function markdownReport(res) {
     out.push(
       mdTable(
         ['check', 'dtype', ...keys, 'tolerance', 'pass'],
-        res.checks.map((c) => [c.name, c.dtype, ...keys.map((k) => (c.relErr[k] === undefined ? '–' : c.relErr[k].toExponential(1))), c.tolerance.map((x) => (typeof x === 'number' ? x.toExponential(0) : x)).join(' / '), c.pass ? 'yes' : '**NO**']),
+        res.checks.map((c) => [
+          c.name,
+          c.dtype,
+          ...keys.map((k) => (c.relErr[k] === undefined ? '–' : c.relErr[k].toExponential(1))),
+          c.tolerance.map((x) => (typeof x === 'number' ? x.toExponential(0) : x)).join(' / '),
+          c.pass ? 'yes' : '**NO**',
+        ]),
         ['l', 'l'],
       ),
     );
@@ -168,5 +223,5 @@ export function markdownReport(res) {
     out.push('');
     out.push(res.notes.map((n) => `- ${n}`).join('\n'));
   }
-  return out.join('\n') + '\n';
+  return `${out.join('\n')}\n`;
 }

@@ -13,10 +13,10 @@ export function scanTraffic(shape, dtype, op, chunk) {
   const { batch, dim, L, N } = shape;
   const G = shape.G ?? 1;
   const s = DTYPE_BYTES[dtype];
-  const rowElems = batch * dim * L;  // u, delta, z, out, dout, du, ddelta, dz
-  const projElems = batch * G * N * L;  // each of B, C, dB, dC
+  const rowElems = batch * dim * L; // u, delta, z, out, dout, du, ddelta, dz
+  const projElems = batch * G * N * L; // each of B, C, dB, dC
   const checkpoints = batch * dim * Math.ceil(L / chunk) * N * 4;
-  const params = (dim * N + dim) * 4;  // A, D (float32); likewise dA, dD
+  const params = (dim * N + dim) * 4; // A, D (float32); likewise dA, dD
   const fwd = {
     'u, delta, z, out': 4 * rowElems * s,
     'B, C': 2 * projElems * s,
@@ -40,7 +40,11 @@ export function scanTraffic(shape, dtype, op, chunk) {
     case 'bwd-det':
       return { bytes: sum(bwd), exps, parts: bwd };
     case 'fwd+bwd':
-      return { bytes: sum(fwd) + checkpoints + sum(bwd), exps: 2 * exps, parts: { forward: sum(fwd) + checkpoints, backward: sum(bwd) } };
+      return {
+        bytes: sum(fwd) + checkpoints + sum(bwd),
+        exps: 2 * exps,
+        parts: { forward: sum(fwd) + checkpoints, backward: sum(bwd) },
+      };
     default:
       throw new Error(`scanTraffic: unknown op ${op}`);
   }

@@ -31,7 +31,7 @@ export const RATIO_SHAPE = { batch: 2, dim: 256, L: 1024, N: 16 };
 export const STEP_BATCHES = [1, 64, 256];
 export const STEP_DIM = 5120;
 export const STEP_N = 16;
-export const STEP_HEADS = { H: 80, P: 64 };  // dim 5120 as 80 heads of 64 (Mamba-2's head size)
+export const STEP_HEADS = { H: 80, P: 64 }; // dim 5120 as 80 heads of 64 (Mamba-2's head size)
 
 export function stepCases(batches) {
   const out = [];

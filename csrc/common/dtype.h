@@ -58,7 +58,7 @@ SS_HD uint16_t floatToHalf(float f) {
     return uint16_t(sign | 0x7c00u | (magnitude > 0x7f800000u ? 0x200u | ((magnitude >> 13) & 0x3ffu) : 0u));
   }
   if (magnitude >= 0x477ff000u) return uint16_t(sign | 0x7c00u);  // >= 65520 rounds to Inf
-  if (magnitude < 0x38800000u) {  // below 2^-14: a half subnormal, m * 2^-24
+  if (magnitude < 0x38800000u) {                                  // below 2^-14: a half subnormal, m * 2^-24
     const uint32_t biasedExponent = magnitude >> 23;
     if (biasedExponent < 102) return uint16_t(sign);  // below 2^-25: rounds to zero
     const uint32_t significand = (magnitude & 0x7fffffu) | 0x800000u;
@@ -82,18 +82,22 @@ SS_HD uint16_t floatToBfloat16(float f) {
 }
 
 // Loads and stores of one element of a given type, widening to / rounding from float32.
-template <DType T> struct Element;
-template <> struct Element<DType::Float32> {
+template <DType T>
+struct Element;
+template <>
+struct Element<DType::Float32> {
   using Storage = float;
   static SS_HD float load(float v) { return v; }
   static SS_HD float store(float v) { return v; }
 };
-template <> struct Element<DType::Float16> {
+template <>
+struct Element<DType::Float16> {
   using Storage = uint16_t;
   static SS_HD float load(uint16_t v) { return halfToFloat(v); }
   static SS_HD uint16_t store(float v) { return floatToHalf(v); }
 };
-template <> struct Element<DType::BFloat16> {
+template <>
+struct Element<DType::BFloat16> {
   using Storage = uint16_t;
   static SS_HD float load(uint16_t v) { return bfloat16ToFloat(v); }
   static SS_HD uint16_t store(float v) { return floatToBfloat16(v); }

@@ -25,55 +25,73 @@ constexpr float kSoftplusThreshold = 20.0f;
 // The elementary functions the formulas below need, per value type: float here (the CUDA kernels
 // and scalar CPU code); the CPU backend specialises it for its SIMD vectors (cpu/simd.h), so the
 // same formulas run vectorised. select(c, a, b) is c ? a : b, lane-wise for vectors.
-template <class T> struct MathOps;
-template <> struct MathOps<float> {
+template <class T>
+struct MathOps;
+template <>
+struct MathOps<float> {
   static SS_HD float splat(float x) { return x; }
   static SS_HD float exp(float x) { return expf(x); }
   static SS_HD float log1p(float x) { return log1pf(x); }
   static SS_HD float select(bool c, float a, float b) { return c ? a : b; }
 };
 
-template <class T> SS_HD T sigmoid(T x) { return 1.0f / (1.0f + MathOps<T>::exp(-x)); }
+template <class T>
+SS_HD T sigmoid(T x) {
+  return 1.0f / (1.0f + MathOps<T>::exp(-x));
+}
 
-template <class T> SS_HD T softplus(T x) {
+template <class T>
+SS_HD T softplus(T x) {
   using M = MathOps<T>;
   return M::select(x > kSoftplusThreshold, x, M::log1p(M::exp(x)));
 }
 
 // d softplus(x) / dx, consistent with the threshold above.
-template <class T> SS_HD T softplusGrad(T x) {
+template <class T>
+SS_HD T softplusGrad(T x) {
   return MathOps<T>::select(x > kSoftplusThreshold, MathOps<T>::splat(1.0f), sigmoid(x));
 }
 
-template <class T> SS_HD T silu(T z) { return z * sigmoid(z); }
+template <class T>
+SS_HD T silu(T z) {
+  return z * sigmoid(z);
+}
 
 // d silu(z) / dz = s (1 + z (1 - s)), s = sigmoid(z).
-template <class T> SS_HD T siluGrad(T z) {
+template <class T>
+SS_HD T siluGrad(T z) {
   const T s = sigmoid(z);
   return s * (1.0f + z * (1.0f - s));
 }
 
 // dt from the raw delta: bias, then softplus when asked.
-template <class T> SS_HD T deltaToDt(T delta, T bias, bool useSoftplus) {
+template <class T>
+SS_HD T deltaToDt(T delta, T bias, bool useSoftplus) {
   const T x = delta + bias;
   return useSoftplus ? softplus(x) : x;
 }
 
 // The chain rule back through deltaToDt.
-template <class T> SS_HD T dtGradToDeltaGrad(T ddt, T delta, T bias, bool useSoftplus) {
+template <class T>
+SS_HD T dtGradToDeltaGrad(T ddt, T delta, T bias, bool useSoftplus) {
   return useSoftplus ? ddt * softplusGrad(delta + bias) : ddt;
 }
 
 // One step of the recurrence for one state: h_t = a_t h_{t-1} + (dt_t u_t) B_t.
-template <class T> SS_HD T stateStep(T a, T hPrev, T dtu, T b) { return a * hPrev + dtu * b; }
+template <class T>
+SS_HD T stateStep(T a, T hPrev, T dtu, T b) {
+  return a * hPrev + dtu * b;
+}
 
 // The scan operator on pairs (a, b) meaning h -> a h + b. Composing `earlier` then `later` gives
 // (a_later a_earlier, a_later b_earlier + b_later). Associative, so any bracketing is exact in
 // real arithmetic; the identity is (1, 0).
-template <class T> struct ScanPair {
+template <class T>
+struct ScanPair {
   T a, b;
 };
-template <class T> SS_HD ScanPair<T> scanCombine(ScanPair<T> earlier, ScanPair<T> later) {
+template <class T>
+SS_HD ScanPair<T> scanCombine(ScanPair<T> earlier, ScanPair<T> later) {
   return {later.a * earlier.a, later.a * earlier.b + later.b};
 }
 
@@ -84,7 +102,8 @@ template <class T> SS_HD ScanPair<T> scanCombine(ScanPair<T> earlier, ScanPair<T
 //   dB_t    = g dt u
 //   du_t   += g dt B
 //   dC_t    = dy h_t
-template <class T> struct StateGrads {
+template <class T>
+struct StateGrads {
   T ddt, dA, dB, du, dC;
 };
 template <class T>

@@ -35,8 +35,8 @@ const Kernels &kernels() {
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
       usable.push_back(&avx2::kernels);
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq"))
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512dq"))
       usable.push_back(&avx512::kernels);
 #endif
     if (forced) {
@@ -70,8 +70,7 @@ std::vector<ChannelRange> channelRanges(const ScanShape &shape, const Projection
     int64_t size = (c1 - c0 + kMaxTasksPerCell - 1) / kMaxTasksPerCell;
     size = (size + kTaskChannelMultiple - 1) / kTaskChannelMultiple * kTaskChannelMultiple;
     for (int64_t d = c0; d < c1; d += size) {
-      ranges.push_back({d, std::min(c1, d + size), B.varying() ? d / groupSizeB : 0,
-                        C.varying() ? d / groupSizeC : 0});
+      ranges.push_back({d, std::min(c1, d + size), B.varying() ? d / groupSizeB : 0, C.varying() ? d / groupSizeC : 0});
     }
   }
   return ranges;
@@ -109,7 +108,8 @@ class WorkerScratch {
   std::vector<std::unique_ptr<void, decltype(&std::free)>> buffers_;
 };
 
-template <class F> void withDType(DType t, F &&f) {
+template <class F>
+void withDType(DType t, F &&f) {
   switch (t) {
     case DType::Float32: return f(Element<DType::Float32>{});
     case DType::Float16: return f(Element<DType::Float16>{});
@@ -130,9 +130,8 @@ void scanForward(const ScanForwardParams &p) {
   const auto ranges = channelRanges(p.shape, p.B, p.C);
   const auto tasks = tasksFor(p.shape, ranges);
   WorkerScratch scratch(k.forwardScratchBytes(p, widestRange(ranges)));
-  ThreadPool::instance().parallelFor(int64_t(tasks.size()), [&](int64_t i, int worker) {
-    k.forward(p, tasks[size_t(i)], scratch[worker]);
-  });
+  ThreadPool::instance().parallelFor(int64_t(tasks.size()),
+                                     [&](int64_t i, int worker) { k.forward(p, tasks[size_t(i)], scratch[worker]); });
 }
 
 void scanBackward(const ScanBackwardParams &bp) {

@@ -30,7 +30,8 @@ int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 class Carver {
  public:
   explicit Carver(void *base) : base_(static_cast<char *>(base)) {}
-  template <class T> T *take(int64_t count) {
+  template <class T>
+  T *take(int64_t count) {
     used_ = (used_ + 63) & ~size_t(63);
     T *p = base_ ? reinterpret_cast<T *>(base_ + used_) : nullptr;
     used_ += size_t(count) * sizeof(T);
@@ -43,15 +44,18 @@ class Carver {
   size_t used_ = 0;
 };
 
-template <DType DT> float loadAt(const void *base, int64_t i) {
+template <DType DT>
+float loadAt(const void *base, int64_t i) {
   return Element<DT>::load(static_cast<const typename Element<DT>::Storage *>(base)[i]);
 }
-template <DType DT> void storeAt(void *base, int64_t i, float v) {
+template <DType DT>
+void storeAt(void *base, int64_t i, float v) {
   static_cast<typename Element<DT>::Storage *>(base)[i] = Element<DT>::store(v);
 }
 
 // Copies the [N][len] tile of a varying B or C (rows n, contiguous in t) into [len][N] floats.
-template <DType DT> void transposeTile(const void *src, int64_t rowStart, int64_t L, int64_t N, int64_t len, float *dst) {
+template <DType DT>
+void transposeTile(const void *src, int64_t rowStart, int64_t L, int64_t N, int64_t len, float *dst) {
   for (int64_t n = 0; n < N; ++n) {
     const int64_t row = rowStart + n * L;
     for (int64_t t = 0; t < len; ++t) dst[t * N + n] = loadAt<DT>(src, row + t);
@@ -66,7 +70,8 @@ constexpr int64_t kTransposeSteps = 64;
 // `lanes` on read zeros. Each row is read sequentially, a pass of kTransposeSteps steps at a time:
 // a whole chunk per lane would sweep more tile than L1 holds once per lane, and one step for all
 // lanes at a time would read kLanes rows L * 4 bytes apart, which share L1 sets.
-template <DType DT> void gatherRows(const void *src, int64_t rowStart, int64_t L, int lanes, int64_t len, Vec *tile) {
+template <DType DT>
+void gatherRows(const void *src, int64_t rowStart, int64_t L, int lanes, int64_t len, Vec *tile) {
   for (int64_t first = 0; first < len; first += kTransposeSteps) {
     const int64_t last = std::min(len, first + kTransposeSteps);
     for (int lane = 0; lane < kLanes; ++lane) {
@@ -81,7 +86,8 @@ template <DType DT> void gatherRows(const void *src, int64_t rowStart, int64_t L
 }
 
 // The inverse: the first `lanes` lanes of a [t][lane] tile to their rows, rounded to DT.
-template <DType DT> void scatterRows(const Vec *tile, int lanes, int64_t len, void *dst, int64_t rowStart, int64_t L) {
+template <DType DT>
+void scatterRows(const Vec *tile, int lanes, int64_t len, void *dst, int64_t rowStart, int64_t L) {
   for (int64_t first = 0; first < len; first += kTransposeSteps) {
     const int64_t last = std::min(len, first + kTransposeSteps);
     for (int lane = 0; lane < lanes; ++lane) {
@@ -96,7 +102,7 @@ template <DType DT> void scatterRows(const Vec *tile, int lanes, int64_t len, vo
 // which keep their state at zero and their gradients at zero.
 struct BlockConstants {
   Vec *A2 = nullptr, *A = nullptr, *Bfixed = nullptr, *Cfixed = nullptr;  // [blocks][N]
-  Vec *D = nullptr, *deltaBias = nullptr;                                   // [blocks]
+  Vec *D = nullptr, *deltaBias = nullptr;                                 // [blocks]
 
   void carve(Carver &c, const ScanForwardParams &p, int64_t blocks, bool needPlainA) {
     const int64_t N = p.shape.dstate;
@@ -132,8 +138,8 @@ struct BlockConstants {
 
 struct ForwardScratch {
   BlockConstants constants;
-  Vec *state = nullptr;               // [blocks][N], carried across chunks
-  float *Bt = nullptr, *Ct = nullptr;  // [chunk][N], varying only
+  Vec *state = nullptr;                                         // [blocks][N], carried across chunks
+  float *Bt = nullptr, *Ct = nullptr;                           // [chunk][N], varying only
   Vec *u = nullptr, *dt = nullptr, *z = nullptr, *y = nullptr;  // [chunk]
 
   ForwardScratch(Carver &c, const ScanForwardParams &p, int64_t blocks) {
@@ -168,7 +174,8 @@ void forwardChunk(int64_t len, int64_t N, const Vec *A2, const Vec *Bfixed, cons
   }
 }
 
-template <DType DT> void forwardTask(const ScanForwardParams &p, const Task &task, void *scratch) {
+template <DType DT>
+void forwardTask(const ScanForwardParams &p, const Task &task, void *scratch) {
   const int64_t N = p.shape.dstate, L = p.shape.seqlen, dim = p.shape.dim, b = task.b;
   const int64_t T = p.chunkLength, chunks = ceilDiv(L, T);
   const int64_t blocks = ceilDiv(task.d1 - task.d0, kLanes);
@@ -233,10 +240,10 @@ struct BackwardScratch {
   // [blocks][N], carried across chunks: K = a_{t+1} g_{t+1} at the chunk's last step, and the
   // per-channel sums over time.
   Vec *carry = nullptr, *dA = nullptr, *dBFixed = nullptr, *dCFixed = nullptr;
-  Vec *dD = nullptr, *ddeltaBias = nullptr;   // [blocks]
-  Vec *hStart = nullptr;                      // [N]
-  float *Bt = nullptr, *Ct = nullptr;         // [chunk][N], varying only
-  Vec *h = nullptr;                           // [chunk][N]: recomputed states of one block
+  Vec *dD = nullptr, *ddeltaBias = nullptr;    // [blocks]
+  Vec *hStart = nullptr;                       // [N]
+  float *Bt = nullptr, *Ct = nullptr;          // [chunk][N], varying only
+  Vec *h = nullptr;                            // [chunk][N]: recomputed states of one block
   Vec *dBLanes = nullptr, *dCLanes = nullptr;  // [chunk][N]: varying dB/dC, per lane, all blocks
   Vec *u = nullptr, *delta = nullptr, *dt = nullptr, *z = nullptr, *dy = nullptr, *y = nullptr;  // [chunk]
   Vec *ddt = nullptr, *du = nullptr;                                                             // [chunk]
@@ -305,10 +312,14 @@ void reverseChunk(int64_t len, int64_t N, const BlockConstants &k, int64_t block
       ddt += gr.ddt;
       du += gr.du;
       dA[n] += gr.dA;
-      if (kVaryingB) dBLanes[t * N + n] += gr.dB;
-      else dBFixed[n] += gr.dB;
-      if (kVaryingC) dCLanes[t * N + n] += gr.dC;
-      else dCFixed[n] += gr.dC;
+      if (kVaryingB)
+        dBLanes[t * N + n] += gr.dB;
+      else
+        dBFixed[n] += gr.dB;
+      if (kVaryingC)
+        dCLanes[t * N + n] += gr.dC;
+      else
+        dCFixed[n] += gr.dC;
       carry[n] = simd::exp2(dtv * A2[n]) * g;
     }
     ddtOut[t] = ddt;
@@ -365,7 +376,7 @@ void backwardTask(const ScanBackwardParams &bp, const Task &task, const Backward
       for (int lane = 0; lane < kLanes; ++lane) {
         const int64_t d = d0 + lane;
         const bool valid = lane < lanes;
-        const float *start = !valid ? nullptr
+        const float *start = !valid  ? nullptr
                              : c > 0 ? p.checkpoints + ((b * dim + d) * chunks + c - 1) * N
                                      : (p.initialState ? p.initialState + (b * dim + d) * N : nullptr);
         for (int64_t n = 0; n < N; ++n) s.hStart[n][lane] = start ? start[n] : 0.0f;
@@ -373,8 +384,7 @@ void backwardTask(const ScanBackwardParams &bp, const Task &task, const Backward
       const Vec bias = s.constants.deltaBias[k], D = s.constants.D[k];
       for (int64_t t = 0; t < len; ++t) s.dt[t] = deltaToDt(s.delta[t], bias, p.deltaSoftplus);
       recomputeFn(len, N, s.constants.A2 + k * N, s.constants.Bfixed ? s.constants.Bfixed + k * N : nullptr,
-                  s.constants.Cfixed ? s.constants.Cfixed + k * N : nullptr, s.Bt, s.Ct, s.u, s.dt, s.hStart, s.h,
-                  s.y);
+                  s.constants.Cfixed ? s.constants.Cfixed + k * N : nullptr, s.Bt, s.Ct, s.u, s.dt, s.hStart, s.h, s.y);
       // The output gate: dy = dout silu(z) and dz = dout y siluGrad(z), y taken before the gate
       // (dz goes to the y tile, which is not needed after this).
       if (s.z) {
@@ -385,8 +395,8 @@ void backwardTask(const ScanBackwardParams &bp, const Task &task, const Backward
         }
       }
       reverseFn(len, N, s.constants, k, s.Bt, s.Ct, s.h, s.u, s.dt, s.dy, s.carry + k * N, s.dA + k * N,
-                s.dBFixed ? s.dBFixed + k * N : nullptr, s.dCFixed ? s.dCFixed + k * N : nullptr, s.dBLanes,
-                s.dCLanes, s.ddt, s.du);
+                s.dBFixed ? s.dBFixed + k * N : nullptr, s.dCFixed ? s.dCFixed + k * N : nullptr, s.dBLanes, s.dCLanes,
+                s.ddt, s.du);
       Vec dD = s.dD[k], ddeltaBias = s.ddeltaBias[k];
       for (int64_t t = len - 1; t >= 0; --t) {
         s.du[t] += D * s.dy[t];
@@ -433,7 +443,8 @@ void backwardTask(const ScanBackwardParams &bp, const Task &task, const Backward
 // ---- Stepwise update ----------------------------------------------------------------------------
 
 // Loads up to kLanes consecutive elements as floats; lanes past `count` are zero.
-template <DType DT> Vec loadVec(const void *base, int64_t i, int64_t count) {
+template <DType DT>
+Vec loadVec(const void *base, int64_t i, int64_t count) {
   Vec v = {};
   if (DT == DType::Float32 && count == kLanes) return simd::loadu(static_cast<const float *>(base) + i);
   for (int64_t j = 0; j < count; ++j) v[j] = loadAt<DT>(base, i + j);
@@ -446,7 +457,8 @@ Vec loadFloats(const float *p, int64_t count) {
   return v;
 }
 
-template <DType DT> void stateUpdateRows(const StateUpdateParams &p, int64_t begin, int64_t end) {
+template <DType DT>
+void stateUpdateRows(const StateUpdateParams &p, int64_t begin, int64_t end) {
   const int64_t H = p.heads, P = p.headDim, N = p.dstate, headsPerGroup = H / p.groups;
   for (int64_t row = begin; row < end; ++row) {  // row = (i, h, pp) of (batch, H, P)
     const int64_t i = row / (H * P), h = (row / P) % H, pp = row % P;
@@ -470,8 +482,10 @@ template <DType DT> void stateUpdateRows(const StateUpdateParams &p, int64_t beg
       const Vec a = A ? simd::exp2(dtv * loadFloats(A + n, count) * kLog2e) : aScalar;
       const Vec hNew = stateStep(a, loadFloats(state + n, count), dtx, loadVec<DT>(p.B, bc + n, count));
       acc += loadVec<DT>(p.C, bc + n, count) * hNew;
-      if (count == kLanes) simd::storeu(state + n, hNew);
-      else for (int64_t j = 0; j < count; ++j) state[n + j] = hNew[j];
+      if (count == kLanes)
+        simd::storeu(state + n, hNew);
+      else
+        for (int64_t j = 0; j < count; ++j) state[n + j] = hNew[j];
     }
     float y = simd::horizontalSum(acc);
     if (p.D) y += p.D[h * p.dStrideHead + pp * p.dStrideP] * x;
@@ -538,7 +552,7 @@ void stateUpdate(const StateUpdateParams &p, int64_t begin, int64_t end) {
 
 #define SS_STRINGIFY2(x) #x
 #define SS_STRINGIFY(x) SS_STRINGIFY2(x)
-extern const Kernels kernels = {SS_STRINGIFY(SS_CPU_ISA), kLanes, forwardScratchBytes, forward, backwardScratchBytes,
-                                backward, stateUpdate, exp2Work};
+extern const Kernels kernels = {SS_STRINGIFY(SS_CPU_ISA), kLanes,   forwardScratchBytes, forward,
+                                backwardScratchBytes,     backward, stateUpdate,         exp2Work};
 
 }  // namespace ss::cpu::SS_CPU_ISA

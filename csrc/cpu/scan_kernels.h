@@ -25,8 +25,8 @@ struct Task {
 // Sums over channels or over batch rows that the backward leaves for the driver to finish, so
 // that their order never depends on which thread ran which task.
 struct BackwardPartials {
-  float *dB = nullptr, *dC = nullptr;  // varying: [partition][batch][N][L] (this task's channels)
-  float *dA = nullptr;                 // [batch][dim][N]
+  float *dB = nullptr, *dC = nullptr;            // varying: [partition][batch][N][L] (this task's channels)
+  float *dA = nullptr;                           // [batch][dim][N]
   float *dBFixed = nullptr, *dCFixed = nullptr;  // [batch][dim][N]
   float *dD = nullptr, *ddeltaBias = nullptr;    // [batch][dim]
 };
@@ -37,8 +37,7 @@ struct Kernels {
   size_t (*forwardScratchBytes)(const ScanForwardParams &p, int64_t maxChannels);
   void (*forward)(const ScanForwardParams &p, const Task &task, void *scratch);
   size_t (*backwardScratchBytes)(const ScanBackwardParams &p, int64_t maxChannels);
-  void (*backward)(const ScanBackwardParams &p, const Task &task, const BackwardPartials &partials,
-                   void *scratch);
+  void (*backward)(const ScanBackwardParams &p, const Task &task, const BackwardPartials &partials, void *scratch);
   // Rows [begin, end) of batch * heads * headDim.
   void (*stateUpdate)(const StateUpdateParams &p, int64_t begin, int64_t end);
   // Evaluates `count` exp2s (in independent chains, as the scan does) and returns a sum that
@@ -46,8 +45,14 @@ struct Kernels {
   float (*exp2Work)(int64_t count);
 };
 
-namespace baseline { extern const Kernels kernels; }
-namespace avx2 { extern const Kernels kernels; }
-namespace avx512 { extern const Kernels kernels; }
+namespace baseline {
+extern const Kernels kernels;
+}
+namespace avx2 {
+extern const Kernels kernels;
+}
+namespace avx512 {
+extern const Kernels kernels;
+}
 
 }  // namespace ss::cpu

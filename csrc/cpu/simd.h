@@ -147,7 +147,8 @@ inline Vec log1p(Vec x) {
 
 namespace ss {
 // The scan's formulas (common/scan_math.h) on SIMD vectors.
-template <> struct MathOps<cpu::simd::Vec> {
+template <>
+struct MathOps<cpu::simd::Vec> {
   using Vec = cpu::simd::Vec;
   static Vec splat(float x) { return cpu::simd::splat(x); }
   static Vec exp(Vec x) { return cpu::simd::exp(x); }

@@ -32,8 +32,8 @@ class ThreadPool {
   void runTasks(int worker);
 
   std::vector<std::thread> workers_;
-  std::mutex mutex_;           // guards everything below
-  std::mutex callMutex_;       // one parallelFor at a time
+  std::mutex mutex_;      // guards everything below
+  std::mutex callMutex_;  // one parallelFor at a time
   std::condition_variable wake_, done_;
   const std::function<void(int64_t, int)> *job_ = nullptr;
   int64_t jobCount_ = 0, nextTask_ = 0;

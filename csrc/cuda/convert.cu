@@ -18,8 +18,10 @@ template <DType Dst, DType Src>
 __global__ void __launch_bounds__(kConvertThreads) convertKernel(void *dst, const void *src, int64_t n) {
   using DstStorage = typename Element<Dst>::Storage;
   using SrcStorage = typename Element<Src>::Storage;
-  for (int64_t i = int64_t(blockIdx.x) * kConvertThreads + threadIdx.x; i < n; i += int64_t(gridDim.x) * kConvertThreads)
-    static_cast<DstStorage *>(dst)[i] = Element<Dst>::store(Element<Src>::load(static_cast<const SrcStorage *>(src)[i]));
+  for (int64_t i = int64_t(blockIdx.x) * kConvertThreads + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * kConvertThreads)
+    static_cast<DstStorage *>(dst)[i] =
+        Element<Dst>::store(Element<Src>::load(static_cast<const SrcStorage *>(src)[i]));
 }
 
 // Does nothing; its only use is cudaFuncGetAttributes(probeKernel()) to learn whether this binary
@@ -34,7 +36,8 @@ cudaError_t convert(void *dst, DType dstType, const void *src, DType srcType, in
   const unsigned blocks = unsigned(std::min(ceilDiv(n, kConvertThreads), kConvertMaxBlocks));
   return dispatchDType(dstType, [&](auto dstTag) {
     return dispatchDType(srcType, [&](auto srcTag) {
-      convertKernel<decltype(dstTag)::value, decltype(srcTag)::value><<<blocks, kConvertThreads, 0, stream>>>(dst, src, n);
+      convertKernel<decltype(dstTag)::value, decltype(srcTag)::value>
+          <<<blocks, kConvertThreads, 0, stream>>>(dst, src, n);
       return cudaGetLastError();
     });
   });

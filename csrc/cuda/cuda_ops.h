@@ -20,8 +20,7 @@ cudaError_t scanBackward(const ScanBackwardParams &p, cudaStream_t stream);
 cudaError_t stateUpdate(const StateUpdateParams &p, cudaStream_t stream);
 
 // Element-wise dtype conversion of n elements between two device buffers.
-cudaError_t convert(void *dst, DType dstType, const void *src, DType srcType, int64_t n,
-                    cudaStream_t stream);
+cudaError_t convert(void *dst, DType dstType, const void *src, DType srcType, int64_t n, cudaStream_t stream);
 
 // A kernel of this binary, for asking the runtime whether the current device can run our code
 // (cudaFuncGetAttributes fails with cudaErrorNoKernelImageForDevice where it cannot).

@@ -62,12 +62,13 @@ class Runtime {
 
   void requireUsable(int device) {
     if (device < 0 || device >= int(devices.size())) {
-      const std::string why = !reason.empty() ? reason
-                              : "there are only " + std::to_string(devices.size()) + " CUDA devices";
+      const std::string why =
+          !reason.empty() ? reason : "there are only " + std::to_string(devices.size()) + " CUDA devices";
       throw Error("ERR_CUDA_UNAVAILABLE", "CUDA is unavailable for cuda:" + std::to_string(device) + ": " + why);
     }
     const Device &d = devices[size_t(device)];
-    if (!d.usable) throw Error("ERR_CUDA_UNAVAILABLE", "CUDA is unavailable for cuda:" + std::to_string(device) + ": " + d.reason);
+    if (!d.usable)
+      throw Error("ERR_CUDA_UNAVAILABLE", "CUDA is unavailable for cuda:" + std::to_string(device) + ": " + d.reason);
   }
 
   // Releases the staging buffers whose copies have finished (in order of submission).
@@ -168,8 +169,8 @@ void *allocate(int device, size_t bytes) {
     cudaGetLastError();
     if (e == cudaErrorMemoryAllocation) {
       throw Error("ERR_CUDA_OOM", "out of GPU memory on cuda:" + std::to_string(device) + ": allocating " +
-                                      std::to_string(bytes) + " bytes with " + std::to_string(freeBytes) +
-                                      " free of " + std::to_string(totalBytes));
+                                      std::to_string(bytes) + " bytes with " + std::to_string(freeBytes) + " free of " +
+                                      std::to_string(totalBytes));
     }
     fail(e, "cudaMallocAsync", device);
   }
@@ -281,8 +282,8 @@ void synchronize(int device) {
   rt.requireUsable(device);
   const cudaError_t e = cudaStreamSynchronize(rt.devices[size_t(device)].stream);
   if (e != cudaSuccess) {
-    throw Error("ERR_CUDA", "cuda:" + std::to_string(device) +
-                                ": queued work failed (asynchronous fault): " + errorText(e));
+    throw Error("ERR_CUDA",
+                "cuda:" + std::to_string(device) + ": queued work failed (asynchronous fault): " + errorText(e));
   }
   rt.reapStaging(device);
 }
@@ -292,9 +293,12 @@ MemoryInfo memoryInfo(int device) {
   MemoryInfo info;
   cudaMemPool_t pool;
   check(cudaDeviceGetDefaultMemPool(&pool, device), "cudaDeviceGetDefaultMemPool", device);
-  check(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrUsedMemCurrent, &info.allocated), "cudaMemPoolGetAttribute", device);
-  check(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrUsedMemHigh, &info.peakAllocated), "cudaMemPoolGetAttribute", device);
-  check(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrReservedMemCurrent, &info.reserved), "cudaMemPoolGetAttribute", device);
+  check(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrUsedMemCurrent, &info.allocated), "cudaMemPoolGetAttribute",
+        device);
+  check(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrUsedMemHigh, &info.peakAllocated), "cudaMemPoolGetAttribute",
+        device);
+  check(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrReservedMemCurrent, &info.reserved), "cudaMemPoolGetAttribute",
+        device);
   size_t freeBytes = 0, totalBytes = 0;
   check(cudaMemGetInfo(&freeBytes, &totalBytes), "cudaMemGetInfo", device);
   info.free = freeBytes;

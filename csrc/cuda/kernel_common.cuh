@@ -28,9 +28,9 @@ constexpr int64_t kMaxGridBlocks = 0x7fffffff;
 constexpr size_t kDefaultSharedMemoryLimit = 48 * 1024;
 
 // Returns the error of a CUDA runtime call from the enclosing function when it failed.
-#define SS_CUDA_TRY(expr)                        \
-  do {                                           \
-    const cudaError_t ssError_ = (expr);         \
+#define SS_CUDA_TRY(expr)                         \
+  do {                                            \
+    const cudaError_t ssError_ = (expr);          \
     if (ssError_ != cudaSuccess) return ssError_; \
   } while (0)
 
@@ -144,14 +144,28 @@ __device__ __forceinline__ float warpChunkReverseCarry(const float (&a)[ITEMS], 
 
 // ---- Loads and stores of a lane's items -------------------------------------------------------
 
-template <int kBytes> struct VectorOfBytes;
-template <> struct VectorOfBytes<2> { using Type = unsigned short; };
-template <> struct VectorOfBytes<4> { using Type = unsigned int; };
-template <> struct VectorOfBytes<8> { using Type = uint2; };
-template <> struct VectorOfBytes<16> { using Type = uint4; };
+template <int kBytes>
+struct VectorOfBytes;
+template <>
+struct VectorOfBytes<2> {
+  using Type = unsigned short;
+};
+template <>
+struct VectorOfBytes<4> {
+  using Type = unsigned int;
+};
+template <>
+struct VectorOfBytes<8> {
+  using Type = uint2;
+};
+template <>
+struct VectorOfBytes<16> {
+  using Type = uint4;
+};
 
 // ITEMS consecutive elements of dtype DT: as whole vectors of up to 16 bytes, or one by one.
-template <DType DT, int ITEMS> struct ItemIO {
+template <DType DT, int ITEMS>
+struct ItemIO {
   using Storage = typename Element<DT>::Storage;
   static constexpr int kBytes = ITEMS * int(sizeof(Storage));
   static constexpr int kVectorBytes = kBytes < 16 ? kBytes : 16;  // the alignment the vector path needs
@@ -222,10 +236,12 @@ inline cudaError_t checkScanShape(const ScanForwardParams &p) {
 inline bool isEmptyScan(const ScanShape &s) { return s.batch == 0 || s.dim == 0 || s.seqlen == 0; }
 
 // Calls f(std::integral_constant-like tag) with the dtype as a compile-time value.
-template <DType DT> struct DTypeTag {
+template <DType DT>
+struct DTypeTag {
   static constexpr DType value = DT;
 };
-template <class F> cudaError_t dispatchDType(DType t, F &&f) {
+template <class F>
+cudaError_t dispatchDType(DType t, F &&f) {
   switch (t) {
     case DType::Float32: return f(DTypeTag<DType::Float32>{});
     case DType::Float16: return f(DTypeTag<DType::Float16>{});
@@ -236,16 +252,24 @@ template <class F> cudaError_t dispatchDType(DType t, F &&f) {
 
 // The chunk shapes the scan kernels are compiled for: ITEMS steps per lane, 32 * ITEMS per chunk.
 // kMaxItems bounds the shapes instantiated (the backward stops at 4).
-template <int ITEMS> struct ItemsTag {
+template <int ITEMS>
+struct ItemsTag {
   static constexpr int value = ITEMS;
 };
-template <int kMaxItems, class F> cudaError_t dispatchItems(int items, F &&f) {
+template <int kMaxItems, class F>
+cudaError_t dispatchItems(int items, F &&f) {
   static_assert(kMaxItems == 1 || kMaxItems == 2 || kMaxItems == 4 || kMaxItems == 8, "ITEMS is a power of two <= 8");
   switch (items) {
     case 1: return f(ItemsTag<1>{});
-    case 2: if constexpr (kMaxItems >= 2) return f(ItemsTag<2>{}); break;
-    case 4: if constexpr (kMaxItems >= 4) return f(ItemsTag<4>{}); break;
-    case 8: if constexpr (kMaxItems >= 8) return f(ItemsTag<8>{}); break;
+    case 2:
+      if constexpr (kMaxItems >= 2) return f(ItemsTag<2>{});
+      break;
+    case 4:
+      if constexpr (kMaxItems >= 4) return f(ItemsTag<4>{});
+      break;
+    case 8:
+      if constexpr (kMaxItems >= 8) return f(ItemsTag<8>{});
+      break;
   }
   return cudaErrorInvalidValue;
 }

@@ -7,7 +7,7 @@
 namespace ss::cuda {
 namespace {
 
-constexpr int kChains = 8;      // independent chains per thread, like the states of a step
+constexpr int kChains = 8;  // independent chains per thread, like the states of a step
 constexpr int kIterations = 256;
 
 __global__ void exp2Kernel(float *sink, float seed) {

@@ -125,19 +125,22 @@ enum TableSlot : int {
 // The R-warp reduction buffer of one (phase, projection): R rows of 32 lanes x kPad floats,
 // lane l's ITEMS steps at [l * kPad, l * kPad + ITEMS). The odd pad makes the lanes' stores of one
 // step land in 32 different banks.
-template <int ITEMS> struct ReductionShape {
+template <int ITEMS>
+struct ReductionShape {
   static constexpr int kPad = ITEMS == 1 ? 1 : ITEMS + 1;
   static constexpr int kWarpStride = kWarpSize * kPad;
   static constexpr int kFloats = kBackwardWarps * kWarpStride;  // one (phase, projection)
 };
 
-template <int ITEMS> size_t backwardSharedBytes(int reductions, int64_t N) {
+template <int ITEMS>
+size_t backwardSharedBytes(int reductions, int64_t N) {
   return (size_t(2) * reductions * ReductionShape<ITEMS>::kFloats + size_t(kBackwardWarps) * N * kTableStride) *
          sizeof(float);
 }
 
 // The R warps' terms of one step (src: warp 0's), summed in warp order.
-template <class Reduction> __device__ __forceinline__ float sumOverWarps(const float *src) {
+template <class Reduction>
+__device__ __forceinline__ float sumOverWarps(const float *src) {
   float sum = 0.0f;
 #pragma unroll
   for (int w = 0; w < kBackwardWarps; ++w) sum += src[w * Reduction::kWarpStride];
@@ -148,12 +151,15 @@ template <class Reduction> __device__ __forceinline__ float sumOverWarps(const f
 // default; deterministic: to the block's own partial (written by its first row set, then added to
 // in row-set order; only this block touches it).
 __device__ __forceinline__ void accumulateStep(float *dst, float sum, bool deterministic, bool firstSet) {
-  if (!deterministic) atomicAdd(dst, sum);
-  else *dst = firstSet ? sum : *dst + sum;
+  if (!deterministic)
+    atomicAdd(dst, sum);
+  else
+    *dst = firstSet ? sum : *dst + sum;
 }
 
 template <DType DT, int ITEMS>
-__global__ void __launch_bounds__(kBackwardThreads, kBackwardMinBlocksPerSM) scanBackwardKernel(const BackwardArgs args) {
+__global__ void __launch_bounds__(kBackwardThreads, kBackwardMinBlocksPerSM)
+    scanBackwardKernel(const BackwardArgs args) {
   using IO = ItemIO<DT, ITEMS>;
   using Reduction = ReductionShape<ITEMS>;
   constexpr int kChunk = kWarpSize * ITEMS;
@@ -190,10 +196,10 @@ __global__ void __launch_bounds__(kBackwardThreads, kBackwardMinBlocksPerSM) sca
     // dB / dC go (+ n * L + t).
     const int64_t startB = varyingB ? (b * p.B.groups + partitionStart / (dim / p.B.groups)) * N * L : 0;
     const int64_t startC = varyingC ? (b * p.C.groups + partitionStart / (dim / p.C.groups)) * N * L : 0;
-    float *const sumsB = !reduceB ? nullptr
+    float *const sumsB = !reduceB           ? nullptr
                          : bp.deterministic ? args.dBVarying + (partition * batch + b) * N * L
                                             : args.dBVarying + startB;
-    float *const sumsC = !reduceC ? nullptr
+    float *const sumsC = !reduceC           ? nullptr
                          : bp.deterministic ? args.dCVarying + (partition * batch + b) * N * L
                                             : args.dCVarying + startC;
 
@@ -224,7 +230,8 @@ __global__ void __launch_bounds__(kBackwardThreads, kBackwardMinBlocksPerSM) sca
         const float *start = c > 0 ? p.checkpoints + (row * args.chunks + c - 1) * N
                                    : (p.initialState ? p.initialState + row * N : nullptr);
         __syncwarp();  // the previous chunk's reads of the table are done
-        for (int n = lane; n < N; n += kWarpSize) table[n * kTableStride + kSlotHStart] = active && start ? start[n] : 0.0f;
+        for (int n = lane; n < N; n += kWarpSize)
+          table[n * kTableStride + kSlotHStart] = active && start ? start[n] : 0.0f;
         __syncwarp();
 
         const int64_t t0 = c * kChunk, laneT0 = t0 + lane * ITEMS;
@@ -304,10 +311,14 @@ __global__ void __launch_bounds__(kBackwardThreads, kBackwardMinBlocksPerSM) sca
               dBStep = grads.dB;
               dCStep = grads.dC;
             }
-            if (reduceB) stepsB[i] = dBStep;
-            else dBLane += dBStep;
-            if (reduceC) stepsC[i] = dCStep;
-            else dCLane += dCStep;
+            if (reduceB)
+              stepsB[i] = dBStep;
+            else
+              dBLane += dBStep;
+            if (reduceC)
+              stepsC[i] = dCStep;
+            else
+              dCLane += dCStep;
             K = a[i] * g;
           }
 
@@ -330,8 +341,8 @@ __global__ void __launch_bounds__(kBackwardThreads, kBackwardMinBlocksPerSM) sca
             const int step = int(threadIdx.x);
             if (step < kChunk && t0 + step < L) {
               const int64_t at = int64_t(n) * L + t0 + step;
-              const float *src = reduction + phase * reductions * Reduction::kFloats +
-                                 (step / ITEMS) * Reduction::kPad + step % ITEMS;
+              const float *src =
+                  reduction + phase * reductions * Reduction::kFloats + (step / ITEMS) * Reduction::kPad + step % ITEMS;
               if (reduceB) {
                 accumulateStep(sumsB + at, sumOverWarps<Reduction>(src), bp.deterministic, firstSet);
                 src += Reduction::kFloats;
@@ -428,7 +439,7 @@ __global__ void reducePartitionsKernel(void *out, const float *partials, int64_t
   using Storage = typename Element<DT>::Storage;
   const int64_t total = batch * groups * N * L, perPartition = batch * N * L;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t nt = i % (N * L);               // (n, t)
+    const int64_t nt = i % (N * L);  // (n, t)
     const int64_t g = (i / (N * L)) % groups;
     const int64_t b = i / (groups * N * L);
     const float *src = partials + g * partitionsPerGroup * perPartition + b * N * L + nt;
@@ -441,7 +452,9 @@ __global__ void reducePartitionsKernel(void *out, const float *partials, int64_t
 
 constexpr int kElementwiseThreads = 256;
 // Grid of the element-wise kernels: enough blocks to fill any GPU; a grid-stride loop does the rest.
-unsigned elementwiseBlocks(int64_t n) { return unsigned(std::min<int64_t>(std::max<int64_t>(ceilDiv(n, kElementwiseThreads), 1), 8192)); }
+unsigned elementwiseBlocks(int64_t n) {
+  return unsigned(std::min<int64_t>(std::max<int64_t>(ceilDiv(n, kElementwiseThreads), 1), 8192));
+}
 
 // Carves one scratch allocation into 256-byte aligned float arrays. With a null base it measures.
 class ScratchCarver {
@@ -533,7 +546,7 @@ cudaError_t queueBackward(const ScanBackwardParams &bp, const BackwardLayout &la
     *sums = nullptr;
     if (!out || !proj.varying()) return cudaSuccess;
     *sums = buffer ? buffer : static_cast<float *>(out);  // no buffer: float32 default mode
-    if (bp.deterministic) return cudaSuccess;              // every element is written, row set 0 first
+    if (bp.deterministic) return cudaSuccess;             // every element is written, row set 0 first
     return cudaMemsetAsync(*sums, 0, size_t(batch * proj.groups * N * L) * sizeof(float), stream);
   };
   SS_CUDA_TRY(varyingSums(p.B, bp.dB, scratch.dBVarying, &args.dBVarying));

@@ -48,11 +48,11 @@ int forwardItems(int64_t L) {
 
 struct ForwardArgs {
   ScanForwardParams p;
-  int64_t rows = 0;              // batch * dim
-  int64_t chunks = 0;            // ceil(L / kChunk)
-  int64_t checkpoints = 0;       // ceil(L / chunkLength): checkpoint intervals per row
+  int64_t rows = 0;         // batch * dim
+  int64_t chunks = 0;       // ceil(L / kChunk)
+  int64_t checkpoints = 0;  // ceil(L / chunkLength): checkpoint intervals per row
   int64_t sharedFloatsPerWarp = 0;
-  bool vectorized = false;       // every (batch, dim, L) and varying B/C row is vector-aligned
+  bool vectorized = false;  // every (batch, dim, L) and varying B/C row is vector-aligned
 };
 
 // Shared memory of one warp, in floats: A2 = A log2(e) [N], fixed B [N] and C [N] when given
@@ -196,7 +196,8 @@ __global__ void __launch_bounds__(kForwardThreads, kForwardMinBlocksPerSM) scanF
   }
 }
 
-template <DType DT, int ITEMS> cudaError_t launchForward(const ScanForwardParams &p, cudaStream_t stream) {
+template <DType DT, int ITEMS>
+cudaError_t launchForward(const ScanForwardParams &p, cudaStream_t stream) {
   using IO = ItemIO<DT, ITEMS>;
   const int64_t L = p.shape.seqlen;
   ForwardArgs args;

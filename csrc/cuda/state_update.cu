@@ -18,12 +18,14 @@ namespace {
 
 constexpr int kStateUpdateThreads = 256;
 
-template <DType DT> __device__ __forceinline__ float loadElement(const void *base, int64_t i) {
+template <DType DT>
+__device__ __forceinline__ float loadElement(const void *base, int64_t i) {
   return Element<DT>::load(static_cast<const typename Element<DT>::Storage *>(base)[i]);
 }
 
 template <DType DT>
-__global__ void __launch_bounds__(kStateUpdateThreads) stateUpdateKernel(const StateUpdateParams p, int lanesPerRowLog2) {
+__global__ void __launch_bounds__(kStateUpdateThreads)
+    stateUpdateKernel(const StateUpdateParams p, int lanesPerRowLog2) {
   const int lanesPerRow = 1 << lanesPerRowLog2;
   const int rowsPerWarp = kWarpSize >> lanesPerRowLog2;
   const int lane = laneIndex();

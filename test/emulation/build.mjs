@@ -16,9 +16,7 @@
 // test itself can be pointed at a deliberately broken copy of the sources).
 import { createHash } from 'node:crypto';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import {
-  existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync,
-} from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -34,7 +32,9 @@ const KERNEL_SOURCES = ['scan_forward.cu', 'scan_backward.cu', 'state_update.cu'
 export function findCompiler() {
   const cxx = process.env.CXX || 'g++';
   try {
-    const version = execFileSync(cxx, ['--version'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).split('\n')[0];
+    const version = execFileSync(cxx, ['--version'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).split(
+      '\n',
+    )[0];
     return { cxx, version };
   } catch {
     return { missing: `no C++ compiler: '${cxx} --version' failed (set CXX to a g++)` };
@@ -48,7 +48,12 @@ const sha = (...parts) => {
 };
 
 const filesIn = (dir, pattern) =>
-  existsSync(dir) ? readdirSync(dir).filter((f) => pattern.test(f)).sort().map((f) => join(dir, f)) : [];
+  existsSync(dir)
+    ? readdirSync(dir)
+        .filter((f) => pattern.test(f))
+        .sort()
+        .map((f) => join(dir, f))
+    : [];
 
 /** Writes `content` to `path` (atomically) unless it already holds it. */
 function writeIfChanged(path, content) {
@@ -62,8 +67,12 @@ function run(cmd, args) {
   return new Promise((resolvePromise, reject) => {
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
-    child.stdout.on('data', (d) => { output += d; });
-    child.stderr.on('data', (d) => { output += d; });
+    child.stdout.on('data', (d) => {
+      output += d;
+    });
+    child.stderr.on('data', (d) => {
+      output += d;
+    });
     child.on('error', reject);
     child.on('close', (code) => {
       if (code === 0) resolvePromise(output);
@@ -92,14 +101,20 @@ function sanitizerWorks(compiler, dir) {
  * Builds (or finds) the emulation binary.
  * Returns { binary, compiled: number of objects compiled, seconds, sanitizer: boolean }.
  */
-export async function buildEmulator({ csrc = process.env.SS_EMULATION_CSRC || join(root, 'csrc'), jobs, log = () => {} } = {}) {
+export async function buildEmulator({
+  csrc = process.env.SS_EMULATION_CSRC || join(root, 'csrc'),
+  jobs,
+  log = () => {},
+} = {}) {
   const started = Date.now();
   const compiler = findCompiler();
   if (compiler.missing) throw new Error(compiler.missing);
   // Another source tree (--csrc) builds in its own directory, not to evict the main build's objects.
   const defaultTree = resolve(csrc) === join(root, 'csrc');
   const out = join(root, 'build', 'emulation', ...(defaultTree ? [] : [`alt-${sha(resolve(csrc)).slice(0, 8)}`]));
-  const genDir = join(out, 'gen'), objDir = join(out, 'obj'), binDir = join(out, 'bin');
+  const genDir = join(out, 'gen'),
+    objDir = join(out, 'obj'),
+    binDir = join(out, 'bin');
   for (const d of [out, genDir, objDir, binDir]) mkdirSync(d, { recursive: true });
   jobs ??= Number(process.env.SS_EMULATION_JOBS) || Math.min(2, os.availableParallelism?.() ?? os.cpus().length);
   const sanitize = sanitizerWorks(compiler, out);
@@ -120,48 +135,85 @@ export async function buildEmulator({ csrc = process.env.SS_EMULATION_CSRC || jo
   // UBSan where it works: misaligned vector stores, out-of-bounds indices of fixed-size arrays and
   // integer overflow in index arithmetic become reports. -w: nvcc-only pragmas (#pragma unroll)
   // and g++'s false maybe-uninitialized warnings on guarded code are noise here.
-  const kernelFlags = [...base, '-w', '-fno-strict-aliasing', '-D__CUDACC__', '-D__CUDA_ARCH__=900',
-    `-I${include}`, `-I${join(csrc, 'cuda')}`, ...(sanitize ? ['-fsanitize=undefined', '-fno-sanitize=vptr'] : [])];
+  const kernelFlags = [
+    ...base,
+    '-w',
+    '-fno-strict-aliasing',
+    '-D__CUDACC__',
+    '-D__CUDA_ARCH__=900',
+    `-I${include}`,
+    `-I${join(csrc, 'cuda')}`,
+    ...(sanitize ? ['-fsanitize=undefined', '-fno-sanitize=vptr'] : []),
+  ];
   const units = [];
   for (const file of KERNEL_SOURCES) {
     const source = join(csrc, 'cuda', file);
     const gen = join(genDir, file.replace(/\.cu$/, '.cc'));
     writeIfChanged(gen, rewriteCuda(readFileSync(source, 'utf8'), source, `csrc/cuda/${file}`));
-    units.push({ name: basename(gen, '.cc'), src: gen, flags: kernelFlags, deps: [...headers.common, ...headers.cuda, ...headers.emu] });
+    units.push({
+      name: basename(gen, '.cc'),
+      src: gen,
+      flags: kernelFlags,
+      deps: [...headers.common, ...headers.cuda, ...headers.emu],
+    });
   }
   const selftest = join(genDir, 'selftest.cc');
-  writeIfChanged(selftest, rewriteCuda(readFileSync(join(here, 'selftest.cu'), 'utf8'), join(here, 'selftest.cu'), 'test/emulation/selftest.cu'));
+  writeIfChanged(
+    selftest,
+    rewriteCuda(
+      readFileSync(join(here, 'selftest.cu'), 'utf8'),
+      join(here, 'selftest.cu'),
+      'test/emulation/selftest.cu',
+    ),
+  );
   units.push({ name: 'selftest', src: selftest, flags: [...kernelFlags, `-I${here}`], deps: headers.emu });
   // The emulator switches stacks with a `ret` into another fiber, which a hardware shadow stack
   // (CET) would refuse: -fcf-protection=none keeps its object, and so the binary, unmarked, so that
   // no loader turns shadow stacks on for it (x86-64 only; elsewhere there is nothing to turn off).
   units.push({
-    name: 'emulator', src: join(here, 'emulator.cc'),
+    name: 'emulator',
+    src: join(here, 'emulator.cc'),
     flags: [...base, '-Wall', '-Wextra', ...(os.arch() === 'x64' ? ['-fcf-protection=none'] : []), `-I${include}`],
     deps: headers.emu,
   });
   units.push({
-    name: 'driver', src: join(here, 'driver.cc'), flags: [...base, '-Wall', '-Wextra', `-I${include}`, `-I${csrc}`, `-I${here}`],
+    name: 'driver',
+    src: join(here, 'driver.cc'),
+    flags: [...base, '-Wall', '-Wextra', `-I${include}`, `-I${csrc}`, `-I${here}`],
     deps: [...headers.common, ...headers.cuda, ...headers.cpu, ...headers.emu],
   });
   // The CPU backend, as CMakeLists.txt builds it: scan_kernels.cc once per instruction set.
-  const isas = os.arch() === 'x64'
-    ? { baseline: [], avx2: ['-mavx2', '-mfma', '-mf16c'], avx512: ['-mavx512f', '-mavx512vl', '-mavx512bw', '-mavx512dq', '-mavx2', '-mfma', '-mf16c'] }
-    : { baseline: [] };
+  const isas =
+    os.arch() === 'x64'
+      ? {
+          baseline: [],
+          avx2: ['-mavx2', '-mfma', '-mf16c'],
+          avx512: ['-mavx512f', '-mavx512vl', '-mavx512bw', '-mavx512dq', '-mavx2', '-mfma', '-mf16c'],
+        }
+      : { baseline: [] };
   for (const [isa, flags] of Object.entries(isas)) {
     units.push({
-      name: `scan_kernels_${isa}`, src: join(csrc, 'cpu', 'scan_kernels.cc'),
+      name: `scan_kernels_${isa}`,
+      src: join(csrc, 'cpu', 'scan_kernels.cc'),
       flags: ['-std=gnu++17', '-O3', '-fno-math-errno', '-pthread', ...flags, `-DSS_CPU_ISA=${isa}`],
       deps: [...headers.common, ...headers.cpu],
     });
   }
   for (const name of ['cpu_backend', 'thread_pool']) {
-    units.push({ name, src: join(csrc, 'cpu', `${name}.cc`), flags: [...base], deps: [...headers.common, ...headers.cpu] });
+    units.push({
+      name,
+      src: join(csrc, 'cpu', `${name}.cc`),
+      flags: [...base],
+      deps: [...headers.common, ...headers.cpu],
+    });
   }
 
   // Compile what is missing, `jobs` at a time.
   for (const u of units) {
-    u.hash = sha(compiler.version, u.flags.join(' '), read(u.src), ...u.deps.map((d) => `${d}\n${read(d)}`)).slice(0, 16);
+    u.hash = sha(compiler.version, u.flags.join(' '), read(u.src), ...u.deps.map((d) => `${d}\n${read(d)}`)).slice(
+      0,
+      16,
+    );
     u.obj = join(objDir, `${u.name}-${u.hash}.o`);
   }
   const todo = units.filter((u) => !existsSync(u.obj));
@@ -178,7 +230,10 @@ export async function buildEmulator({ csrc = process.env.SS_EMULATION_CSRC || jo
   await Promise.all(Array.from({ length: Math.max(1, jobs) }, worker));
 
   const linkFlags = ['-pthread', ...(sanitize ? ['-fsanitize=undefined'] : [])];
-  const binary = join(binDir, `emulate-${sha(compiler.version, linkFlags.join(' '), ...units.map((u) => u.hash)).slice(0, 16)}`);
+  const binary = join(
+    binDir,
+    `emulate-${sha(compiler.version, linkFlags.join(' '), ...units.map((u) => u.hash)).slice(0, 16)}`,
+  );
   if (!existsSync(binary)) {
     log('linking');
     const tmp = `${binary}.tmp-${process.pid}`;
@@ -188,7 +243,10 @@ export async function buildEmulator({ csrc = process.env.SS_EMULATION_CSRC || jo
 
   // Older objects and binaries of the same units are stale: remove them (not while being written).
   const current = new Set([...units.map((u) => basename(u.obj)), basename(binary)]);
-  for (const [dir, isOurs] of [[objDir, (f) => units.some((u) => f.startsWith(`${u.name}-`))], [binDir, (f) => f.startsWith('emulate-')]]) {
+  for (const [dir, isOurs] of [
+    [objDir, (f) => units.some((u) => f.startsWith(`${u.name}-`))],
+    [binDir, (f) => f.startsWith('emulate-')],
+  ]) {
     for (const f of readdirSync(dir)) {
       if (!current.has(f) && isOurs(f) && !f.includes('.tmp-')) rmSync(join(dir, f), { force: true });
     }
@@ -208,7 +266,9 @@ if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1]
     else throw new Error(`unknown argument ${own[i]}`);
   }
   const { binary, compiled, seconds, sanitizer } = await buildEmulator(opts);
-  process.stderr.write(`${binary} (${compiled} objects compiled in ${seconds.toFixed(1)} s${sanitizer ? ', UBSan' : ''})\n`);
+  process.stderr.write(
+    `${binary} (${compiled} objects compiled in ${seconds.toFixed(1)} s${sanitizer ? ', UBSan' : ''})\n`,
+  );
   if (dash < 0) {
     process.stdout.write(`${binary}\n`);
   } else {

@@ -183,13 +183,16 @@ struct CaseResult {
 std::string jsonString(const std::string &s) {
   std::string o = "\"";
   for (const unsigned char c : s) {
-    if (c == '"' || c == '\\') o += '\\', o += char(c);
-    else if (c == '\n') o += "\\n";
+    if (c == '"' || c == '\\')
+      o += '\\', o += char(c);
+    else if (c == '\n')
+      o += "\\n";
     else if (c < 0x20) {
       char buf[8];
       std::snprintf(buf, sizeof buf, "\\u%04x", c);
       o += buf;
-    } else o += char(c);
+    } else
+      o += char(c);
   }
   return o + "\"";
 }
@@ -206,8 +209,9 @@ void print(const CaseResult &r) {
                      ",\"pass\":" + (r.pass() ? "true" : "false") + ",\"ms\":" + jsonNumber(r.ms) + ",\"checks\":[";
   for (size_t i = 0; i < r.checks.size(); ++i) {
     const Check &c = r.checks[i];
-    line += (i ? "," : "") + std::string("{\"what\":") + jsonString(c.what) + ",\"pass\":" + (c.pass ? "true" : "false") +
-            ",\"rel\":" + jsonNumber(c.rel) + ",\"elem\":" + jsonNumber(c.elem) + ",\"tol\":" + jsonNumber(c.tol) +
+    line += (i ? "," : "") + std::string("{\"what\":") + jsonString(c.what) +
+            ",\"pass\":" + (c.pass ? "true" : "false") + ",\"rel\":" + jsonNumber(c.rel) +
+            ",\"elem\":" + jsonNumber(c.elem) + ",\"tol\":" + jsonNumber(c.tol) +
             ",\"tolElem\":" + jsonNumber(c.tolElem) + ",\"detail\":" + jsonString(c.detail) + "}";
   }
   line += "],\"faults\":[";
@@ -236,7 +240,8 @@ Tolerance gradTolerance(DType t) { return t == DType::Float32 ? Tolerance{1e-4, 
 
 std::string describeElement(int64_t i, float got, float want) {
   char buf[96];
-  std::snprintf(buf, sizeof buf, "element %lld: got %.9g, want %.9g", static_cast<long long>(i), double(got), double(want));
+  std::snprintf(buf, sizeof buf, "element %lld: got %.9g, want %.9g", static_cast<long long>(i), double(got),
+                double(want));
   return buf;
 }
 
@@ -347,11 +352,18 @@ std::string nameOf(const ScanSpec &s) {
                      " L" + std::to_string(s.L) + " N" + std::to_string(s.N) + " B=" + layoutName(s.groupsB) +
                      " C=" + layoutName(s.groupsC);
   std::string opts;
-  const std::pair<bool, const char *> flags[] = {
-      {s.D, "D"}, {s.z, "z"}, {s.deltaBias, "deltaBias"}, {s.softplus, "softplus"}, {s.initialState, "initialState"},
-      {s.lastState, "lastState"}, {s.dLastState, "dLastState"}, {s.dInitialState, "dInitialState"},
-      {s.Apositive, "Apositive"}, {s.bigDelta, "bigDelta"}, {!s.backward, "forwardOnly"},
-      {!s.checkpoints, "noCheckpoints"}};
+  const std::pair<bool, const char *> flags[] = {{s.D, "D"},
+                                                 {s.z, "z"},
+                                                 {s.deltaBias, "deltaBias"},
+                                                 {s.softplus, "softplus"},
+                                                 {s.initialState, "initialState"},
+                                                 {s.lastState, "lastState"},
+                                                 {s.dLastState, "dLastState"},
+                                                 {s.dInitialState, "dInitialState"},
+                                                 {s.Apositive, "Apositive"},
+                                                 {s.bigDelta, "bigDelta"},
+                                                 {!s.backward, "forwardOnly"},
+                                                 {!s.checkpoints, "noCheckpoints"}};
   for (const auto &[on, text] : flags)
     if (on) opts += (opts.empty() ? " +" : ",") + std::string(text);
   return name + opts;
@@ -391,7 +403,8 @@ ScanInputs makeInputs(const ScanSpec &s) {
   in.C = projection(s.groupsC);
   if (s.D) in.D = HostTensor::of(normal(s.dim), DType::Float32);
   if (s.z) in.z = HostTensor::of(normal(rows), s.dtype);
-  if (s.deltaBias) in.deltaBias = HostTensor::of(s.softplus ? uniform(s.dim, -1, 1) : uniform(s.dim, 0, 0.2), DType::Float32);
+  if (s.deltaBias)
+    in.deltaBias = HostTensor::of(s.softplus ? uniform(s.dim, -1, 1) : uniform(s.dim, 0, 0.2), DType::Float32);
   if (s.initialState) in.initialState = HostTensor::of(normal(s.batch * s.dim * s.N), DType::Float32);
   in.dout = HostTensor::of(normal(rows), s.dtype);
   if (s.dLastState) in.dLastState = HostTensor::of(normal(s.batch * s.dim * s.N), DType::Float32);
@@ -405,21 +418,29 @@ struct InputPointers {
 };
 
 InputPointers hostPointers(const ScanInputs &in) {
-  return {in.u.data(), in.delta.data(), in.z.data(), in.A.data(), in.B.data(), in.C.data(), in.D.data(),
-          in.deltaBias.data(), in.initialState.data(), in.dout.data(), in.dLastState.data()};
+  return {in.u.data(),    in.delta.data(),     in.z.data(),
+          in.A.data(),    in.B.data(),         in.C.data(),
+          in.D.data(),    in.deltaBias.data(), in.initialState.data(),
+          in.dout.data(), in.dLastState.data()};
 }
 
 struct DeviceInputs {
   DeviceBuffer u, delta, z, A, B, C, D, deltaBias, initialState, dout, dLastState;
   explicit DeviceInputs(const ScanInputs &in)
-      : u(DeviceBuffer::upload(in.u)), delta(DeviceBuffer::upload(in.delta)), z(DeviceBuffer::upload(in.z)),
-        A(DeviceBuffer::upload(in.A)), B(DeviceBuffer::upload(in.B)), C(DeviceBuffer::upload(in.C)),
-        D(DeviceBuffer::upload(in.D)), deltaBias(DeviceBuffer::upload(in.deltaBias)),
-        initialState(DeviceBuffer::upload(in.initialState)), dout(DeviceBuffer::upload(in.dout)),
+      : u(DeviceBuffer::upload(in.u)),
+        delta(DeviceBuffer::upload(in.delta)),
+        z(DeviceBuffer::upload(in.z)),
+        A(DeviceBuffer::upload(in.A)),
+        B(DeviceBuffer::upload(in.B)),
+        C(DeviceBuffer::upload(in.C)),
+        D(DeviceBuffer::upload(in.D)),
+        deltaBias(DeviceBuffer::upload(in.deltaBias)),
+        initialState(DeviceBuffer::upload(in.initialState)),
+        dout(DeviceBuffer::upload(in.dout)),
         dLastState(DeviceBuffer::upload(in.dLastState)) {}
   InputPointers pointers() const {
-    return {u.get(), delta.get(), z.get(), A.get(), B.get(), C.get(), D.get(), deltaBias.get(), initialState.get(),
-            dout.get(), dLastState.get()};
+    return {u.get(),         delta.get(),        z.get(),    A.get(),         B.get(), C.get(), D.get(),
+            deltaBias.get(), initialState.get(), dout.get(), dLastState.get()};
   }
 };
 
@@ -451,12 +472,15 @@ struct BackwardResult {
   std::vector<std::pair<std::string, HostTensor>> grads;  // name -> gradient, in a fixed order
 };
 
-int64_t projectionSize(const ScanSpec &s, int64_t groups) { return groups == 0 ? s.dim * s.N : s.batch * groups * s.N * s.L; }
+int64_t projectionSize(const ScanSpec &s, int64_t groups) {
+  return groups == 0 ? s.dim * s.N : s.batch * groups * s.N * s.L;
+}
 DType projectionType(const ScanSpec &s, int64_t groups) { return groups == 0 ? DType::Float32 : s.dtype; }
 
 // Allocates the backward's outputs (given which inputs exist) through `alloc(name, dtype, n)`,
 // which returns the pointer the op writes to.
-template <class Alloc> void bindGradients(const ScanSpec &s, ScanBackwardParams &bp, Alloc &&alloc) {
+template <class Alloc>
+void bindGradients(const ScanSpec &s, ScanBackwardParams &bp, Alloc &&alloc) {
   const int64_t rows = s.batch * s.dim * s.L;
   bp.du = alloc("du", s.dtype, rows);
   bp.ddelta = alloc("ddelta", s.dtype, rows);
@@ -466,7 +490,8 @@ template <class Alloc> void bindGradients(const ScanSpec &s, ScanBackwardParams 
   bp.dC = alloc("dC", projectionType(s, s.groupsC), projectionSize(s, s.groupsC));
   if (s.D) bp.dD = static_cast<float *>(alloc("dD", DType::Float32, s.dim));
   if (s.deltaBias) bp.ddeltaBias = static_cast<float *>(alloc("ddeltaBias", DType::Float32, s.dim));
-  if (s.dInitialState) bp.dInitialState = static_cast<float *>(alloc("dInitialState", DType::Float32, s.batch * s.dim * s.N));
+  if (s.dInitialState)
+    bp.dInitialState = static_cast<float *>(alloc("dInitialState", DType::Float32, s.batch * s.dim * s.N));
 }
 
 // ---- The CPU backend (the oracle) ---------------------------------------------------------------------
@@ -570,9 +595,11 @@ CaseResult runScanCase(const ScanSpec &s) {
   const std::string mirrored = emu::describe(kDescending) + " vs " + emu::describe(kAscending);
   r.checks.push_back(sameBits("forward out: same bits under another schedule", again.out, got.out, mirrored));
   if (s.lastState)
-    r.checks.push_back(sameBits("forward lastState: same bits under another schedule", again.lastState, got.lastState, mirrored));
+    r.checks.push_back(
+        sameBits("forward lastState: same bits under another schedule", again.lastState, got.lastState, mirrored));
   if (s.checkpoints)
-    r.checks.push_back(sameBits("forward checkpoints: same bits under another schedule", again.checkpoints, got.checkpoints, mirrored));
+    r.checks.push_back(sameBits("forward checkpoints: same bits under another schedule", again.checkpoints,
+                                got.checkpoints, mirrored));
   if (!s.backward) return r;
 
   // Backward: default mode, deterministic mode, and deterministic again under a random schedule.
@@ -581,7 +608,8 @@ CaseResult runScanCase(const ScanSpec &s) {
   emu::setSchedule(kDescending);
   const BackwardResult deterministic = gpuBackward(r, s, dev, fwd, true, "backward deterministic");
   emu::setSchedule(randomSchedule(s.seed));
-  const BackwardResult deterministicAgain = gpuBackward(r, s, dev, fwd, true, "backward deterministic (random schedule)");
+  const BackwardResult deterministicAgain =
+      gpuBackward(r, s, dev, fwd, true, "backward deterministic (random schedule)");
   emu::setSchedule(kAscending);
   for (size_t i = 0; i < ref.bwd.grads.size(); ++i) {
     const std::string &name = ref.bwd.grads[i].first;
@@ -622,7 +650,10 @@ std::string nameOf(const StepSpec &s) {
                      std::to_string(s.G);
   std::string opts;
   const std::pair<bool, std::string> flags[] = {
-      {s.D, s.dPerHead ? "D(H)" : "D"}, {s.z, "z"}, {s.dtBias, "dtBias"}, {s.softplus, "softplus"},
+      {s.D, s.dPerHead ? "D(H)" : "D"},
+      {s.z, "z"},
+      {s.dtBias, "dtBias"},
+      {s.softplus, "softplus"},
       {s.extraSlots >= 0, "stateBatchIndices(" + std::to_string(s.batch + s.extraSlots) + " slots)"}};
   for (const auto &[on, text] : flags)
     if (on) opts += (opts.empty() ? " +" : ",") + text;
@@ -670,8 +701,9 @@ CaseResult runStepCase(const StepSpec &s) {
       DType::Float32);
   HostTensor D, dtBias;
   if (s.D) D = HostTensor::of(normal(s.dPerHead ? H : H * P), DType::Float32);
-  if (s.dtBias) dtBias = HostTensor::of(s.softplus ? uniform(scalar ? H : H * P, -1, 1) : uniform(scalar ? H : H * P, 0, 0.2),
-                                        DType::Float32);
+  if (s.dtBias)
+    dtBias = HostTensor::of(s.softplus ? uniform(scalar ? H : H * P, -1, 1) : uniform(scalar ? H : H * P, 0, 0.2),
+                            DType::Float32);
   const HostTensor initial = HostTensor::of(normal(slots * H * P * N), DType::Float32);
 
   HostTensor cpuState = initial;
@@ -687,9 +719,8 @@ CaseResult runStepCase(const StepSpec &s) {
 
   for (int step = 0; step < s.steps; ++step) {
     const HostTensor x = HostTensor::of(normal(B * H * P), s.dtype);
-    const HostTensor dt = HostTensor::of(s.softplus ? uniform(scalar ? B * H : B * H * P, -3, 0)
-                                                    : uniform(scalar ? B * H : B * H * P, 0, 0.5),
-                                         s.dtype);
+    const HostTensor dt = HostTensor::of(
+        s.softplus ? uniform(scalar ? B * H : B * H * P, -3, 0) : uniform(scalar ? B * H : B * H * P, 0, 0.5), s.dtype);
     HostTensor z;
     if (s.z) z = HostTensor::of(normal(B * H * P), s.dtype);
     const HostTensor Bp = HostTensor::of(normal(B * G * N), s.dtype), Cp = HostTensor::of(normal(B * G * N), s.dtype);
@@ -730,8 +761,9 @@ CaseResult runStepCase(const StepSpec &s) {
     const DeviceBuffer gB = DeviceBuffer::upload(Bp), gC = DeviceBuffer::upload(Cp);
     auto gpuStep = [&](DeviceBuffer &state, const std::string &label) {
       DeviceBuffer y(s.dtype, B * H * P);
-      const StateUpdateParams p = params(state.floats(), gx.get(), gdt.get(), gz.get(), gB.get(), gC.get(), dA.floats(),
-                                         dD.floats(), dBias.floats(), static_cast<const int32_t *>(dIndices.get()), y.get());
+      const StateUpdateParams p =
+          params(state.floats(), gx.get(), gdt.get(), gz.get(), gB.get(), gC.get(), dA.floats(), dD.floats(),
+                 dBias.floats(), static_cast<const int32_t *>(dIndices.get()), y.get());
       runGpu(r, label, [&] { return cuda::stateUpdate(p, nullptr); });
       return y.download();
     };
@@ -743,8 +775,9 @@ CaseResult runStepCase(const StepSpec &s) {
 
     const std::string at = "step " + std::to_string(step) + " ";
     r.checks.push_back(compare(at + "y", y, yRef, yTol));
-    r.checks.push_back(sameBits(at + "y: same bits under a random schedule", yAgain, y,
-                                emu::describe(randomSchedule(s.seed + uint64_t(step))) + " vs " + emu::describe(kAscending)));
+    r.checks.push_back(
+        sameBits(at + "y: same bits under a random schedule", yAgain, y,
+                 emu::describe(randomSchedule(s.seed + uint64_t(step))) + " vs " + emu::describe(kAscending)));
     if (!indices.empty()) {  // padding rows: y is exactly zero
       Check c;
       c.what = at + "y of padding rows is 0";
@@ -819,7 +852,7 @@ std::vector<ScanSpec> scanCases() {
 
   // Kinds of B and C, independently: fixed, input-dependent, grouped; dim 12 gives cells of
   // several sizes (gcd of the group sizes) and warps past the end of a cell.
-  const std::pair<int64_t, int64_t> layouts[] = {{0, 0}, {1, 0}, {0, 1}, {1, 1}, {2, 0}, {0, 3},
+  const std::pair<int64_t, int64_t> layouts[] = {{0, 0}, {1, 0}, {0, 1},  {1, 1},  {2, 0}, {0, 3},
                                                  {2, 3}, {4, 6}, {12, 1}, {3, 12}, {6, 4}};
   for (const auto &[gB, gC] : layouts) {
     ScanSpec s;
@@ -1093,8 +1126,10 @@ int main(int argc, char **argv) {
   int shard = 0, shards = 1;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "--filter" && i + 1 < argc) filter = argv[++i];
-    else if (a == "--list") list = true;
+    if (a == "--filter" && i + 1 < argc)
+      filter = argv[++i];
+    else if (a == "--list")
+      list = true;
     else if (a == "--shard" && i + 1 < argc && std::sscanf(argv[++i], "%d/%d", &shard, &shards) == 2) {
     } else {
       std::fprintf(stderr, "usage: %s [--filter TEXT] [--list] [--shard I/N]\n", argv[0]);
@@ -1146,11 +1181,11 @@ int main(int argc, char **argv) {
   if (list) return 0;
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const emu::Stats st = emu::stats();
-  std::printf("{\"summary\":{\"cases\":%d,\"failed\":%d,\"seconds\":%.2f,\"launches\":%llu,\"blocks\":%llu,"
-              "\"threads\":%llu,\"collectives\":%llu,\"vectorLoads\":%llu,\"cpuIsa\":%s}}\n",
-              run, failed, seconds, static_cast<unsigned long long>(st.launches),
-              static_cast<unsigned long long>(st.blocks), static_cast<unsigned long long>(st.threads),
-              static_cast<unsigned long long>(st.collectives), static_cast<unsigned long long>(st.vectorLoads),
-              jsonString(cpu::isaName()).c_str());
+  std::printf(
+      "{\"summary\":{\"cases\":%d,\"failed\":%d,\"seconds\":%.2f,\"launches\":%llu,\"blocks\":%llu,"
+      "\"threads\":%llu,\"collectives\":%llu,\"vectorLoads\":%llu,\"cpuIsa\":%s}}\n",
+      run, failed, seconds, static_cast<unsigned long long>(st.launches), static_cast<unsigned long long>(st.blocks),
+      static_cast<unsigned long long>(st.threads), static_cast<unsigned long long>(st.collectives),
+      static_cast<unsigned long long>(st.vectorLoads), jsonString(cpu::isaName()).c_str());
   return failed == 0 ? 0 : 1;
 }

@@ -243,9 +243,9 @@ void prepare(Fiber &f) {
   // first instruction the stack pointer is then 8 mod 16, as after a call.
   uintptr_t top = (reinterpret_cast<uintptr_t>(f.stack) + kStackBytes) & ~uintptr_t(15);
   void **sp = reinterpret_cast<void **>(top);
-  *--sp = nullptr;                                       // emuFiberEntry's return address: none
-  *--sp = reinterpret_cast<void *>(&emuFiberEntry);      // where emuSwitch's ret goes
-  for (int r = 0; r < 6; ++r) *--sp = nullptr;           // rbp, rbx, r12 - r15
+  *--sp = nullptr;                                   // emuFiberEntry's return address: none
+  *--sp = reinterpret_cast<void *>(&emuFiberEntry);  // where emuSwitch's ret goes
+  for (int r = 0; r < 6; ++r) *--sp = nullptr;       // rbp, rbx, r12 - r15
   f.sp = sp;
 #else
   getcontext(&f.context);
@@ -273,8 +273,8 @@ std::string ranges(const std::vector<int> &xs) {
 }
 
 std::string deadlockReport() {
-  std::string report = "deadlock in " + kernelName() + ", block (" + std::to_string(gBlockIdx.x) +
-                       "): no thread can continue;";
+  std::string report =
+      "deadlock in " + kernelName() + ", block (" + std::to_string(gBlockIdx.x) + "): no thread can continue;";
   for (size_t w = 0; w < gWarps.size(); ++w) {
     std::map<std::string, std::vector<int>> groups;  // what -> lanes
     for (int l = 0; l < gWarps[w].size; ++l) {
@@ -423,9 +423,10 @@ std::string describeAddress(const void *address) {
   const auto *a = static_cast<const unsigned char *>(address);
   auto near = [&](const Region &r, const std::string &what) -> std::string {
     if (a < r.mapping || a >= r.mapping + r.mappingBytes) return "";
-    if (a < r.user) return std::to_string(r.user - a) + " bytes before " + what + " of " + std::to_string(r.bytes) + " bytes";
-    return std::to_string(a - (r.user + r.bytes)) + " bytes past the end of " + what + " of " + std::to_string(r.bytes) +
-           " bytes";
+    if (a < r.user)
+      return std::to_string(r.user - a) + " bytes before " + what + " of " + std::to_string(r.bytes) + " bytes";
+    return std::to_string(a - (r.user + r.bytes)) + " bytes past the end of " + what + " of " +
+           std::to_string(r.bytes) + " bytes";
   };
   for (const auto &[user, r] : gAllocations) {
     const std::string d = near(r, "an allocation");
@@ -459,7 +460,7 @@ void installSignalHandlers() {
   ss.ss_sp = altStack.data();
   ss.ss_size = altStack.size();
   sigaltstack(&ss, nullptr);
-  struct sigaction sa {};
+  struct sigaction sa{};
   sa.sa_sigaction = onSignal;
   sa.sa_flags = SA_SIGINFO | SA_NODEFER | SA_ONSTACK;
   sigemptyset(&sa.sa_mask);
@@ -486,7 +487,9 @@ void setSchedule(const Schedule &schedule) {
 }
 
 std::string describe(const Schedule &s) {
-  auto name = [](Order o) { return o == Order::Ascending ? "ascending" : o == Order::Descending ? "descending" : "random"; };
+  auto name = [](Order o) {
+    return o == Order::Ascending ? "ascending" : o == Order::Descending ? "descending" : "random";
+  };
   return std::string("threads ") + name(s.threads) + (s.oneWarpAtATime ? " one warp at a time" : " in lockstep") +
          ", blocks " + name(s.blocks) +
          (s.threads == Order::Random || s.blocks == Order::Random ? ", seed " + std::to_string(s.seed) : "");
@@ -543,7 +546,8 @@ void release(void *p) {
     return;
   }
   if (!guardsIntact(it->second))
-    fault("an allocation of " + std::to_string(it->second.bytes) + " bytes was written out of bounds (found at its free)");
+    fault("an allocation of " + std::to_string(it->second.bytes) +
+          " bytes was written out of bounds (found at its free)");
   unmapRegion(it->second);
   gAllocations.erase(it);
 }
@@ -570,19 +574,22 @@ void runGrid(const void *kernel, const LaunchConfig &config, void (*body)(void *
   };
   const uint64_t threads = uint64_t(b.x) * b.y * b.z;
   if (b.x == 0 || b.y == 0 || b.z == 0 || threads > kMaxThreadsPerBlock || b.z > 64)
-    return reject(cudaErrorInvalidConfiguration, "block (" + std::to_string(b.x) + "," + std::to_string(b.y) + "," +
-                                                     std::to_string(b.z) + ")");
+    return reject(cudaErrorInvalidConfiguration,
+                  "block (" + std::to_string(b.x) + "," + std::to_string(b.y) + "," + std::to_string(b.z) + ")");
   if (g.x == 0 || g.y == 0 || g.z == 0 || g.x > kMaxGridX || g.y > kMaxGridYZ || g.z > kMaxGridYZ)
-    return reject(cudaErrorInvalidConfiguration, "grid (" + std::to_string(g.x) + "," + std::to_string(g.y) + "," +
-                                                     std::to_string(g.z) + ")");
+    return reject(cudaErrorInvalidConfiguration,
+                  "grid (" + std::to_string(g.x) + "," + std::to_string(g.y) + "," + std::to_string(g.z) + ")");
   if (config.maxThreads > 0 && threads > uint64_t(config.maxThreads))
-    return reject(cudaErrorLaunchOutOfResources, std::to_string(threads) + " threads per block, but __launch_bounds__ allows " +
+    return reject(cudaErrorLaunchOutOfResources, std::to_string(threads) +
+                                                     " threads per block, but __launch_bounds__ allows " +
                                                      std::to_string(config.maxThreads));
   const auto attribute = gMaxDynamicShared.find(kernel);
-  const size_t sharedLimit = attribute != gMaxDynamicShared.end() ? size_t(attribute->second) : kDefaultDynamicSharedBytes;
+  const size_t sharedLimit =
+      attribute != gMaxDynamicShared.end() ? size_t(attribute->second) : kDefaultDynamicSharedBytes;
   if (config.sharedBytes > sharedLimit)
-    return reject(cudaErrorInvalidValue, std::to_string(config.sharedBytes) + " bytes of dynamic shared memory, limit " +
-                                             std::to_string(sharedLimit) + " (cudaFuncSetAttribute raises it)");
+    return reject(cudaErrorInvalidValue, std::to_string(config.sharedBytes) +
+                                             " bytes of dynamic shared memory, limit " + std::to_string(sharedLimit) +
+                                             " (cudaFuncSetAttribute raises it)");
 
   installSignalHandlers();
   ++gStats.launches;
@@ -765,12 +772,15 @@ cudaError_t cudaMemset(void *devPtr, int value, size_t count) {
   std::memset(devPtr, value, count);
   return cudaSuccess;
 }
-cudaError_t cudaMemsetAsync(void *devPtr, int value, size_t count, cudaStream_t) { return cudaMemset(devPtr, value, count); }
+cudaError_t cudaMemsetAsync(void *devPtr, int value, size_t count, cudaStream_t) {
+  return cudaMemset(devPtr, value, count);
+}
 
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t count, cudaMemcpyKind kind) {
   const bool dstDevice = kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice;
   const bool srcDevice = kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice;
-  if (count > 0 && ((dstDevice && !emu::findAllocation(dst, count)) || (srcDevice && !emu::findAllocation(src, count)))) {
+  if (count > 0 &&
+      ((dstDevice && !emu::findAllocation(dst, count)) || (srcDevice && !emu::findAllocation(src, count)))) {
     emu::fault("cudaMemcpy of " + std::to_string(count) + " bytes outside an allocation");
     return cudaErrorInvalidValue;
   }

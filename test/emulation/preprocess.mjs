@@ -24,7 +24,10 @@ function mask(source) {
     const c = source[i];
     const next = source[i + 1];
     if (c === '/' && next === '/') {
-      while (i < n && source[i] !== '\n') { out += ' '; i++; }
+      while (i < n && source[i] !== '\n') {
+        out += ' ';
+        i++;
+      }
     } else if (c === '/' && next === '*') {
       const end = source.indexOf('*/', i + 2);
       const stop = end < 0 ? n : end + 2;
@@ -34,7 +37,10 @@ function mask(source) {
       out += c;
       i++;
       while (i < n && source[i] !== c) {
-        if (source[i] === '\\') { out += ' '; i++; }
+        if (source[i] === '\\') {
+          out += ' ';
+          i++;
+        }
         out += source[i] === '\n' ? '\n' : ' ';
         i++;
       }
@@ -134,7 +140,8 @@ export function rewriteCuda(source, file, displayPath = file) {
         const c = masked[i];
         if (c === '>') depth++;
         else if (c === '<' && --depth === 0) break;
-        else if (c === ')') { // skip a parenthesised group, e.g. decltype(tag)
+        else if (c === ')') {
+          // skip a parenthesised group, e.g. decltype(tag)
           let parens = 0;
           for (; i >= 0; i--) {
             if (masked[i] === ')') parens++;
@@ -149,7 +156,10 @@ export function rewriteCuda(source, file, displayPath = file) {
     while (start > 0 && /[\w:]/.test(masked[start - 1])) start--;
     const kernelStart = start;
     const kernel = masked.slice(start, open).trim();
-    if (!/^(?:::)?[A-Za-z_]\w*(?:::[A-Za-z_]\w*)*(?:\s*<[\s\S]*>)?$/.test(kernel) || /^(?:return|else|do)$/.test(kernel)) {
+    if (
+      !/^(?:::)?[A-Za-z_]\w*(?:::[A-Za-z_]\w*)*(?:\s*<[\s\S]*>)?$/.test(kernel) ||
+      /^(?:return|else|do)$/.test(kernel)
+    ) {
       throw new Error(`${where}: unrecognised kernel expression before <<<: '${kernel}'`);
     }
     // The configuration, up to the >>> outside brackets.
@@ -159,13 +169,18 @@ export function rewriteCuda(source, file, displayPath = file) {
       const c = masked[i];
       if (OPEN[c]) depth++;
       else if (c === ')' || c === ']' || c === '}') depth--;
-      else if (depth === 0 && masked.startsWith('>>>', i)) { close = i; break; }
+      else if (depth === 0 && masked.startsWith('>>>', i)) {
+        close = i;
+        break;
+      }
       if (depth < 0 || c === ';') break;
     }
     if (close < 0) throw new Error(`${where}: no >>> closing the launch configuration`);
     const config = splitTopLevel(source.slice(open + 3, close));
     if (config.length < 2 || config.length > 4 || config.some((p) => p === '')) {
-      throw new Error(`${where}: a launch configuration has 2 to 4 parts, got ${config.length}: '${config.join(' | ')}'`);
+      throw new Error(
+        `${where}: a launch configuration has 2 to 4 parts, got ${config.length}: '${config.join(' | ')}'`,
+      );
     }
     const [grid, block, shared = '0', stream = 'nullptr'] = config;
     // The arguments.
@@ -180,9 +195,14 @@ export function rewriteCuda(source, file, displayPath = file) {
     const maxThreads = bounds.get(baseName);
     const name = JSON.stringify(kernel.replace(/\s+/g, ' '));
     const kernelText = source.slice(kernelStart, open).trim();
-    const text = `::emu::launch(${kernelText}, ::emu::LaunchConfig{dim3(${grid}), dim3(${block}), size_t(${shared}), ` +
+    const text =
+      `::emu::launch(${kernelText}, ::emu::LaunchConfig{dim3(${grid}), dim3(${block}), size_t(${shared}), ` +
       `(cudaStream_t)(${stream}), int(${maxThreads}), ${name}, __FILE__, __LINE__}${args ? `, ${args}` : ''})`;
-    edits.push({ start: kernelStart, end: argsEnd, text: text.replace(/\n/g, ' ') + newlines(source.slice(kernelStart, argsEnd)) });
+    edits.push({
+      start: kernelStart,
+      end: argsEnd,
+      text: text.replace(/\n/g, ' ') + newlines(source.slice(kernelStart, argsEnd)),
+    });
   }
 
   // 2. Shared memory declarations.

@@ -26,22 +26,24 @@ __global__ void __launch_bounds__(64) shuffleKernel(int *out) {
     const int earlier = __shfl_up_sync(kFull, scan, offset);
     if (lane >= offset) scan += earlier;
   }
-  out[0 * 64 + t] = scan;                                     // (lane + 1)(lane + 2) / 2
-  out[1 * 64 + t] = __shfl_down_sync(kFull, lane * 10, 3);    // lane + 3 < 32 ? (lane + 3) * 10 : lane * 10
-  out[2 * 64 + t] = __shfl_xor_sync(kFull, lane, 5);          // lane ^ 5
-  out[3 * 64 + t] = __shfl_sync(kFull, lane * 7, 31 - lane);  // (31 - lane) * 7
-  out[4 * 64 + t] = int(__ballot_sync(kFull, lane % 3 == 0)); // 0x49249249
+  out[0 * 64 + t] = scan;                                      // (lane + 1)(lane + 2) / 2
+  out[1 * 64 + t] = __shfl_down_sync(kFull, lane * 10, 3);     // lane + 3 < 32 ? (lane + 3) * 10 : lane * 10
+  out[2 * 64 + t] = __shfl_xor_sync(kFull, lane, 5);           // lane ^ 5
+  out[3 * 64 + t] = __shfl_sync(kFull, lane * 7, 31 - lane);   // (31 - lane) * 7
+  out[4 * 64 + t] = int(__ballot_sync(kFull, lane % 3 == 0));  // 0x49249249
   float sum = float(lane);
   for (int offset = 16; offset > 0; offset /= 2) sum += __shfl_xor_sync(kFull, sum, offset);
-  out[5 * 64 + t] = int(sum);                                 // 496
+  out[5 * 64 + t] = int(sum);  // 496
 }
 
 // Lanes 0-15 and 16-31 meet at different shuffles: undefined on the hardware.
 __global__ void divergentShuffleKernel(int *out) {
   const int lane = int(threadIdx.x) % 32;
   int v = lane;
-  if (lane < 16) v = __shfl_xor_sync(kFull, v, 1);
-  else v = __shfl_xor_sync(kFull, v, 2);
+  if (lane < 16)
+    v = __shfl_xor_sync(kFull, v, 1);
+  else
+    v = __shfl_xor_sync(kFull, v, 2);
   out[threadIdx.x] = v;
 }
 
@@ -160,8 +162,12 @@ void runSelfTests(std::vector<SelfTestResult> &results) {
     std::vector<std::string> wrong;
     for (int t = 0; t < 64; ++t) {
       const int lane = t % 32;
-      const int expected[6] = {(lane + 1) * (lane + 2) / 2, lane + 3 < 32 ? (lane + 3) * 10 : lane * 10, lane ^ 5,
-                               (31 - lane) * 7, int(0x49249249u), 496};
+      const int expected[6] = {(lane + 1) * (lane + 2) / 2,
+                               lane + 3 < 32 ? (lane + 3) * 10 : lane * 10,
+                               lane ^ 5,
+                               (31 - lane) * 7,
+                               int(0x49249249u),
+                               496};
       for (int k = 0; k < 6; ++k)
         if (ints[k * 64 + t] != expected[k])
           wrong.push_back("kind " + std::to_string(k) + " thread " + std::to_string(t) + ": " +
@@ -195,8 +201,10 @@ void runSelfTests(std::vector<SelfTestResult> &results) {
         schedule.threads = s == 0 ? emu::Order::Ascending : emu::Order::Descending;
         emu::setSchedule(schedule);
         floats[0] = -1.0f;
-        if (withBarrier) withBarrierKernel<<<1, 64, 4>>>(floats);
-        else missingBarrierKernel<<<1, 64, 4>>>(floats);
+        if (withBarrier)
+          withBarrierKernel<<<1, 64, 4>>>(floats);
+        else
+          missingBarrierKernel<<<1, 64, 4>>>(floats);
         seen[withBarrier][s] = floats[0];
       }
     }
@@ -223,8 +231,8 @@ void runSelfTests(std::vector<SelfTestResult> &results) {
     const auto faults = emu::takeFaults();
     r.add("a missing __syncthreads between warps is exposed by running one warp at a time",
           !nanSeen[0] && nanSeen[1] && faults.empty(),
-          std::string("lockstep: ") + (nanSeen[0] ? "NaN read" : "no NaN") + "; one warp at a time: " +
-              (nanSeen[1] ? "NaN read" : "no NaN") + "; " + join(faults));
+          std::string("lockstep: ") + (nanSeen[0] ? "NaN read" : "no NaN") +
+              "; one warp at a time: " + (nanSeen[1] ? "NaN read" : "no NaN") + "; " + join(faults));
   }
   {
     float *small = nullptr;
@@ -265,8 +273,9 @@ void runSelfTests(std::vector<SelfTestResult> &results) {
     staticSharedKernel<<<3, 64>>>(ints);
     const auto faults = emu::takeFaults();
     const bool ok = ints[0] == 64 && ints[1] == 64 && ints[2] == 64;
-    r.add("static __shared__ is one object per block", ok && faults.empty(),
-          std::to_string(ints[0]) + "," + std::to_string(ints[1]) + "," + std::to_string(ints[2]) + "; " + join(faults));
+    r.add(
+        "static __shared__ is one object per block", ok && faults.empty(),
+        std::to_string(ints[0]) + "," + std::to_string(ints[1]) + "," + std::to_string(ints[2]) + "; " + join(faults));
   }
   {
     boundedKernel<<<1, 256>>>(ints);

@@ -1,10 +1,7 @@
 // Random test cases of the scan, built once in float64 and rounded to the dtype each argument is
 // stored in, so that the reference and the addon see exactly the same numbers.
 import { Rng } from './random.js';
-import {
-  bcShape, bcSize, roundArray,
-  type AnyDType, type BCLayout, type ScanRefInputs,
-} from './reference.js';
+import { bcShape, bcSize, roundArray, type AnyDType, type BCLayout, type ScanRefInputs } from './reference.js';
 
 export interface ScanCaseSpec {
   batch: number;
@@ -45,10 +42,13 @@ export function layoutName(l: BCLayout): string {
 }
 
 export function specName(s: ScanCaseSpec): string {
-  const opts = (['D', 'z', 'deltaBias', 'softplus', 'initialState', 'lastState', 'dLastState', 'Apositive', 'bigDelta'] as const)
-    .filter((k) => s[k]);
-  return `${s.dtype ?? 'float32'} b${s.batch} d${s.dim} L${s.L} N${s.N} B=${layoutName(s.B ?? FIXED)} ` +
-    `C=${layoutName(s.C ?? FIXED)}${opts.length ? ' +' + opts.join(',') : ''}`;
+  const opts = (
+    ['D', 'z', 'deltaBias', 'softplus', 'initialState', 'lastState', 'dLastState', 'Apositive', 'bigDelta'] as const
+  ).filter((k) => s[k]);
+  return (
+    `${s.dtype ?? 'float32'} b${s.batch} d${s.dim} L${s.L} N${s.N} B=${layoutName(s.B ?? FIXED)} ` +
+    `C=${layoutName(s.C ?? FIXED)}${opts.length ? ` +${opts.join(',')}` : ''}`
+  );
 }
 
 export function makeScanCase(spec: ScanCaseSpec): ScanCase {
@@ -65,7 +65,8 @@ export function makeScanCase(spec: ScanCaseSpec): ScanCase {
   if (spec.bigDelta) for (let i = 0; i < rowSize; i += 3) deltaRaw[i] = rng.uniform(21, 24);
   const delta = roundArray(deltaRaw, dtype);
   const Araw = new Float64Array(dim * N);
-  for (let i = 0; i < Araw.length; i++) Araw[i] = spec.Apositive ? rng.uniform(-0.6, 0.15) : -Math.exp(rng.uniform(-1, 1));
+  for (let i = 0; i < Araw.length; i++)
+    Araw[i] = spec.Apositive ? rng.uniform(-0.6, 0.15) : -Math.exp(rng.uniform(-1, 1));
   const A = roundArray(Araw, 'float32');
   const B = roundArray(rng.normalArray(bcSize(Blayout, batch, dim, L, N)), bcDtype(Blayout));
   const C = roundArray(rng.normalArray(bcSize(Clayout, batch, dim, L, N)), bcDtype(Clayout));

@@ -46,8 +46,15 @@ export function bcSize(layout: BCLayout, batch: number, dim: number, L: number, 
 
 /** Flat index of B[b, d, n, t] (the value channel d of batch b sees for state n at time t). */
 export function bcIndex(
-  layout: BCLayout, batch: number, dim: number, L: number, N: number,
-  b: number, d: number, n: number, t: number,
+  layout: BCLayout,
+  batch: number,
+  dim: number,
+  L: number,
+  N: number,
+  b: number,
+  d: number,
+  n: number,
+  t: number,
 ): number {
   void batch;
   switch (layout.kind) {

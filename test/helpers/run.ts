@@ -1,10 +1,15 @@
 // Runs the addon on a ScanCase (public API only) and compares with the reference.
 import { expect } from 'vitest';
-import {
-  Tensor, selectiveScan, selectiveScanBackward,
-} from './api.js';
+import { Tensor, selectiveScan, selectiveScanBackward } from './api.js';
 import { bcShapeOf, type ScanCase } from './cases.js';
-import { relErr, scanRef, scanRefBackward, type AnyDType, type ScanRefGrads, type ScanRefOutputs } from './reference.js';
+import {
+  relErr,
+  scanRef,
+  scanRefBackward,
+  type AnyDType,
+  type ScanRefGrads,
+  type ScanRefOutputs,
+} from './reference.js';
 
 export type DeviceName = 'cpu' | 'cuda';
 
@@ -22,7 +27,12 @@ export interface CaseTensors {
   dLastState?: Tensor;
 }
 
-export function tensor(values: ArrayLike<number>, shape: number[], dtype: AnyDType = 'float32', device: DeviceName = 'cpu'): Tensor {
+export function tensor(
+  values: ArrayLike<number>,
+  shape: number[],
+  dtype: AnyDType = 'float32',
+  device: DeviceName = 'cpu',
+): Tensor {
   return Tensor.from(values, shape, { dtype, device });
 }
 
@@ -67,11 +77,18 @@ export interface AddonResult {
 }
 
 /** Forward (and backward unless noBackward) on the addon; everything read back with dataSync. */
-export function runAddon(c: ScanCase, device: DeviceName = 'cpu', opts: { deterministic?: boolean; noBackward?: boolean } = {}): AddonResult {
+export function runAddon(
+  c: ScanCase,
+  device: DeviceName = 'cpu',
+  opts: { deterministic?: boolean; noBackward?: boolean } = {},
+): AddonResult {
   const t = caseTensors(c, device);
   const res = selectiveScan(t.u, t.delta, t.A, t.B, t.C, scanOpts(c, t, !opts.noBackward) as never);
   const r: AddonResult = {
-    out: res.out.dataSync(), outTensor: res.out, grads: {}, gradTensors: {},
+    out: res.out.dataSync(),
+    outTensor: res.out,
+    grads: {},
+    gradTensors: {},
   };
   if (res.lastState) {
     r.lastState = res.lastState.dataSync();
@@ -107,12 +124,23 @@ export function expectBitsEqual(a: Float32Array, b: Float32Array, what: string):
   const ua = new Uint32Array(a.buffer, a.byteOffset, a.length);
   const ub = new Uint32Array(b.buffer, b.byteOffset, b.length);
   let diff = -1;
-  for (let i = 0; i < ua.length; i++) if (ua[i] !== ub[i]) { diff = i; break; }
+  for (let i = 0; i < ua.length; i++)
+    if (ua[i] !== ub[i]) {
+      diff = i;
+      break;
+    }
   expect(diff, `${what}: first differing element (${diff >= 0 ? `${a[diff]} vs ${b[diff]}` : ''})`).toBe(-1);
 }
 
 export const GRAD_INPUT: Record<string, string> = {
-  du: 'u', ddelta: 'delta', dA: 'A', dB: 'B', dC: 'C', dD: 'D', dz: 'z', ddeltaBias: 'deltaBias',
+  du: 'u',
+  ddelta: 'delta',
+  dA: 'A',
+  dB: 'B',
+  dC: 'C',
+  dD: 'D',
+  dz: 'z',
+  ddeltaBias: 'deltaBias',
   dInitialState: 'initialState',
 };
 

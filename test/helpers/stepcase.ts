@@ -2,7 +2,12 @@
 // equivalent inputs of one scan (channel d = h * P + p).
 import { Rng } from './random.js';
 import {
-  roundArray, stateUpdateRef, type AnyDType, type ScanRefInputs, type StepForm, type StepRefInputs,
+  roundArray,
+  stateUpdateRef,
+  type AnyDType,
+  type ScanRefInputs,
+  type StepForm,
+  type StepRefInputs,
 } from './reference.js';
 import { VARYING, grouped } from './cases.js';
 
@@ -47,8 +52,11 @@ export function makeStepCase(spec: StepCaseSpec): StepCase {
   const Gs = spec.G ?? 1;
   const scalar = form === 'headsScalar';
   const dtLen = batch * (scalar ? H : dim);
-  const xs: Float64Array[] = [], dts: Float64Array[] = [], zs: Float64Array[] = [];
-  const Bs: Float64Array[] = [], Cs: Float64Array[] = [];
+  const xs: Float64Array[] = [],
+    dts: Float64Array[] = [],
+    zs: Float64Array[] = [];
+  const Bs: Float64Array[] = [],
+    Cs: Float64Array[] = [];
   for (let t = 0; t < L; t++) {
     xs.push(roundArray(rng.normalArray(batch * dim), dtype));
     dts.push(roundArray(spec.softplus ? rng.uniformArray(dtLen, -3, 0) : rng.uniformArray(dtLen, 0, 0.5), dtype));
@@ -57,16 +65,40 @@ export function makeStepCase(spec: StepCaseSpec): StepCase {
     Cs.push(roundArray(rng.normalArray(batch * Gs * N), dtype));
   }
   const A = roundArray(
-    Float64Array.from({ length: scalar ? H : dim * N }, () => -Math.exp(rng.uniform(-1, 1))), 'float32');
+    Float64Array.from({ length: scalar ? H : dim * N }, () => -Math.exp(rng.uniform(-1, 1))),
+    'float32',
+  );
   const c: StepCase = {
-    spec, dtype, dim, xs, dts, zs, Bs, Cs, A,
+    spec,
+    dtype,
+    dim,
+    xs,
+    dts,
+    zs,
+    Bs,
+    Cs,
+    A,
     init: roundArray(rng.normalArray(batch * dim * N), 'float32'),
-    shapes: form === 'channels'
-      ? { state: [batch, dim, N], x: [batch, dim], dt: [batch, dim], A: [dim, N], B: spec.G === null ? [batch, N] : [batch, Gs, N], D: [dim], dtBias: [dim] }
-      : {
-          state: [batch, H, P, N], x: [batch, H, P], dt: scalar ? [batch, H] : [batch, H, P], A: scalar ? [H] : [H, P, N],
-          B: [batch, Gs, N], D: scalar && spec.D === 'head' ? [H] : [H, P], dtBias: scalar ? [H] : [H, P],
-        },
+    shapes:
+      form === 'channels'
+        ? {
+            state: [batch, dim, N],
+            x: [batch, dim],
+            dt: [batch, dim],
+            A: [dim, N],
+            B: spec.G === null ? [batch, N] : [batch, Gs, N],
+            D: [dim],
+            dtBias: [dim],
+          }
+        : {
+            state: [batch, H, P, N],
+            x: [batch, H, P],
+            dt: scalar ? [batch, H] : [batch, H, P],
+            A: scalar ? [H] : [H, P, N],
+            B: [batch, Gs, N],
+            D: scalar && spec.D === 'head' ? [H] : [H, P],
+            dtBias: scalar ? [H] : [H, P],
+          },
     scan: undefined as unknown as ScanRefInputs,
   };
   if (spec.D) c.D = roundArray(rng.normalArray(scalar && spec.D === 'head' ? H : dim), 'float32');
@@ -76,20 +108,29 @@ export function makeStepCase(spec: StepCaseSpec): StepCase {
   }
 
   // The equivalent scan.
-  const u = new Float64Array(batch * dim * L), delta = new Float64Array(batch * dim * L), z = new Float64Array(batch * dim * L);
-  for (let b = 0; b < batch; b++) for (let d = 0; d < dim; d++) for (let t = 0; t < L; t++) {
-    const h = Math.floor(d / P);
-    u[(b * dim + d) * L + t] = xs[t][b * dim + d];
-    z[(b * dim + d) * L + t] = zs[t][b * dim + d];
-    delta[(b * dim + d) * L + t] = scalar ? dts[t][b * H + h] : dts[t][b * dim + d];
-  }
-  const Bscan = new Float64Array(batch * Gs * N * L), Cscan = new Float64Array(batch * Gs * N * L);
-  for (let b = 0; b < batch; b++) for (let g = 0; g < Gs; g++) for (let n = 0; n < N; n++) for (let t = 0; t < L; t++) {
-    Bscan[((b * Gs + g) * N + n) * L + t] = Bs[t][(b * Gs + g) * N + n];
-    Cscan[((b * Gs + g) * N + n) * L + t] = Cs[t][(b * Gs + g) * N + n];
-  }
+  const u = new Float64Array(batch * dim * L),
+    delta = new Float64Array(batch * dim * L),
+    z = new Float64Array(batch * dim * L);
+  for (let b = 0; b < batch; b++)
+    for (let d = 0; d < dim; d++)
+      for (let t = 0; t < L; t++) {
+        const h = Math.floor(d / P);
+        u[(b * dim + d) * L + t] = xs[t][b * dim + d];
+        z[(b * dim + d) * L + t] = zs[t][b * dim + d];
+        delta[(b * dim + d) * L + t] = scalar ? dts[t][b * H + h] : dts[t][b * dim + d];
+      }
+  const Bscan = new Float64Array(batch * Gs * N * L),
+    Cscan = new Float64Array(batch * Gs * N * L);
+  for (let b = 0; b < batch; b++)
+    for (let g = 0; g < Gs; g++)
+      for (let n = 0; n < N; n++)
+        for (let t = 0; t < L; t++) {
+          Bscan[((b * Gs + g) * N + n) * L + t] = Bs[t][(b * Gs + g) * N + n];
+          Cscan[((b * Gs + g) * N + n) * L + t] = Cs[t][(b * Gs + g) * N + n];
+        }
   const Ascan = new Float64Array(dim * N);
-  const Dscan = new Float64Array(dim), bias = new Float64Array(dim);
+  const Dscan = new Float64Array(dim),
+    bias = new Float64Array(dim);
   for (let d = 0; d < dim; d++) {
     const h = Math.floor(d / P);
     if (c.D) Dscan[d] = c.D.length === dim ? c.D[d] : c.D[h];
@@ -98,7 +139,17 @@ export function makeStepCase(spec: StepCaseSpec): StepCase {
   }
   const layout = spec.G === null ? VARYING : grouped(spec.G);
   c.scan = {
-    batch, dim, L, N, u, delta, A: Ascan, B: Bscan, Blayout: layout, C: Cscan, Clayout: layout,
+    batch,
+    dim,
+    L,
+    N,
+    u,
+    delta,
+    A: Ascan,
+    B: Bscan,
+    Blayout: layout,
+    C: Cscan,
+    Clayout: layout,
     initialState: c.init,
   };
   if (c.D) c.scan.D = Dscan;
@@ -112,8 +163,18 @@ export function makeStepCase(spec: StepCaseSpec): StepCase {
 export function refStep(c: StepCase, t: number, state: Float64Array, stateBatchIndices?: Int32Array): Float64Array {
   const s = c.spec;
   const inp: StepRefInputs = {
-    form: s.form, batch: s.batch, H: s.H, P: s.P, N: s.N, G: s.G, state,
-    x: c.xs[t], dt: c.dts[t], A: c.A, B: c.Bs[t], C: c.Cs[t],
+    form: s.form,
+    batch: s.batch,
+    H: s.H,
+    P: s.P,
+    N: s.N,
+    G: s.G,
+    state,
+    x: c.xs[t],
+    dt: c.dts[t],
+    A: c.A,
+    B: c.Bs[t],
+    C: c.Cs[t],
   };
   if (c.D) inp.D = c.D;
   if (s.z) inp.z = c.zs[t];

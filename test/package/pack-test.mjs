@@ -71,12 +71,26 @@ const [pack] = JSON.parse(packJson);
 const tarball = path.join(work, pack.filename);
 const files = pack.files.map((f) => f.path);
 const mib = (bytes) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
-console.log(`pack-test: ${pack.filename}: ${mib(pack.size)} packed, ${mib(pack.unpackedSize)} unpacked, ${files.length} files`);
-for (const required of ['dist/index.js', 'dist/index.mjs', 'dist/index.d.ts', 'dist/index.d.mts', 'CMakeLists.txt',
-  'binding.gyp', 'README.md', 'scripts/install.js', 'scripts/build-native.js', 'csrc/common/scan_math.h']) {
+console.log(
+  `pack-test: ${pack.filename}: ${mib(pack.size)} packed, ${mib(pack.unpackedSize)} unpacked, ${files.length} files`,
+);
+for (const required of [
+  'dist/index.js',
+  'dist/index.mjs',
+  'dist/index.d.ts',
+  'dist/index.d.mts',
+  'CMakeLists.txt',
+  'binding.gyp',
+  'README.md',
+  'scripts/install.js',
+  'scripts/build-native.js',
+  'csrc/common/scan_math.h',
+]) {
   if (!files.includes(required)) fail(`the tarball lacks ${required}`);
 }
-const binaries = files.filter((f) => f.startsWith(`prebuilds/${process.platform}-${process.arch}/`) && f.endsWith('.node'));
+const binaries = files.filter(
+  (f) => f.startsWith(`prebuilds/${process.platform}-${process.arch}/`) && f.endsWith('.node'),
+);
 if (binaries.length !== 1) fail(`expected one prebuilt binary in the tarball, found ${JSON.stringify(binaries)}`);
 const stray = files.filter((f) => /^(build|test|bench|node_modules|lib|\.ci|\.github)\//.test(f));
 if (stray.length) fail(`the tarball carries files users do not need: ${stray.slice(0, 5).join(', ')}`);
@@ -115,7 +129,10 @@ console.log(JSON.stringify({ worst, buildInfo: buildInfo(), cudaAvailable: cuda.
 function tryProject(label, installArgs) {
   const dir = path.join(work, label);
   fs.mkdirSync(dir);
-  fs.writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ name: `try-${label}`, version: '1.0.0', private: true }));
+  fs.writeFileSync(
+    path.join(dir, 'package.json'),
+    JSON.stringify({ name: `try-${label}`, version: '1.0.0', private: true }),
+  );
   const install = spawnSync('npm', ['install', '--no-audit', '--no-fund', ...installArgs, tarball], {
     cwd: dir,
     env,
@@ -125,10 +142,17 @@ function tryProject(label, installArgs) {
   process.stderr.write(install.stderr);
   if (install.status !== 0) fail(`${label}: npm install failed (${install.status})`);
   const installed = path.join(dir, 'node_modules', 'selective-scan');
-  if (fs.existsSync(path.join(installed, 'build'))) fail(`${label}: the install compiled a binary instead of using the prebuilt one`);
+  if (fs.existsSync(path.join(installed, 'build')))
+    fail(`${label}: the install compiled a binary instead of using the prebuilt one`);
 
-  fs.writeFileSync(path.join(dir, 'esm.mjs'), program("import { Tensor, selectiveScan, buildInfo, cuda } from 'selective-scan';"));
-  fs.writeFileSync(path.join(dir, 'cjs.cjs'), program("const { Tensor, selectiveScan, buildInfo, cuda } = require('selective-scan');"));
+  fs.writeFileSync(
+    path.join(dir, 'esm.mjs'),
+    program("import { Tensor, selectiveScan, buildInfo, cuda } from 'selective-scan';"),
+  );
+  fs.writeFileSync(
+    path.join(dir, 'cjs.cjs'),
+    program("const { Tensor, selectiveScan, buildInfo, cuda } = require('selective-scan');"),
+  );
   for (const script of ['esm.mjs', 'cjs.cjs']) {
     const run = spawnSync(process.execPath, [script], { cwd: dir, env, encoding: 'utf8' });
     if (run.status !== 0) fail(`${label}/${script}: ${run.stderr || run.stdout}`);
@@ -153,7 +177,10 @@ function tryWithoutPrebuild() {
   fs.rmSync(path.join(dir, 'unpacked', 'package', 'prebuilds'), { recursive: true });
   const stripped = path.join(dir, 'selective-scan-no-prebuild.tgz');
   execFileSync('tar', ['-czf', stripped, '-C', path.join(dir, 'unpacked'), 'package']);
-  fs.writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ name: 'try-no-prebuild', version: '1.0.0', private: true }));
+  fs.writeFileSync(
+    path.join(dir, 'package.json'),
+    JSON.stringify({ name: 'try-no-prebuild', version: '1.0.0', private: true }),
+  );
   const install = spawnSync('npm', ['install', '--no-audit', '--no-fund', '--foreground-scripts', stripped], {
     cwd: dir,
     env,
@@ -164,7 +191,10 @@ function tryWithoutPrebuild() {
   const ranScript = output.includes('selective-scan: no prebuilt binary loads here');
   const run = spawnSync(process.execPath, ['-e', "require('selective-scan')"], { cwd: dir, env, encoding: 'utf8' });
   if (run.status === 0) fail('no-prebuild: the import succeeded without a binary');
-  for (const advice of ['npm install --save-dev cmake-js node-addon-api node-api-headers', 'npm install-scripts approve selective-scan']) {
+  for (const advice of [
+    'npm install --save-dev cmake-js node-addon-api node-api-headers',
+    'npm install-scripts approve selective-scan',
+  ]) {
     if (!run.stderr.includes(advice)) fail(`no-prebuild: the import error does not say "${advice}":\n${run.stderr}`);
   }
   console.log(

@@ -44,13 +44,27 @@ constexpr int warpSize = emu::kWarpSize;
 // ---- Vector types -----------------------------------------------------------------------------------
 // With CUDA's sizes and alignments: a misaligned access through one is caught by the emulator
 // (__ldg) or by -fsanitize=alignment (plain loads and stores).
-struct __attribute__((aligned(8))) float2 { float x, y; };
-struct __attribute__((aligned(16))) float4 { float x, y, z, w; };
-struct __attribute__((aligned(8))) int2 { int x, y; };
-struct __attribute__((aligned(16))) int4 { int x, y, z, w; };
-struct __attribute__((aligned(8))) uint2 { unsigned x, y; };
-struct __attribute__((aligned(16))) uint4 { unsigned x, y, z, w; };
-struct __attribute__((aligned(16))) double2 { double x, y; };
+struct __attribute__((aligned(8))) float2 {
+  float x, y;
+};
+struct __attribute__((aligned(16))) float4 {
+  float x, y, z, w;
+};
+struct __attribute__((aligned(8))) int2 {
+  int x, y;
+};
+struct __attribute__((aligned(16))) int4 {
+  int x, y, z, w;
+};
+struct __attribute__((aligned(8))) uint2 {
+  unsigned x, y;
+};
+struct __attribute__((aligned(16))) uint4 {
+  unsigned x, y, z, w;
+};
+struct __attribute__((aligned(16))) double2 {
+  double x, y;
+};
 
 // ---- Synchronisation and warp collectives ---------------------------------------------------------
 // The default arguments record the caller's source position: the lanes of a warp must meet at the
@@ -64,7 +78,8 @@ inline void __syncwarp(unsigned mask = 0xffffffffu, const char *file = __builtin
 template <class T>
 inline T __shfl_sync(unsigned mask, T var, int srcLane, int width = emu::kWarpSize, const char *file = __builtin_FILE(),
                      int line = __builtin_LINE()) {
-  return emu::fromBits<T>(emu::warpCollective(emu::Collective::ShflIdx, mask, emu::toBits(var), srcLane, width, file, line));
+  return emu::fromBits<T>(
+      emu::warpCollective(emu::Collective::ShflIdx, mask, emu::toBits(var), srcLane, width, file, line));
 }
 template <class T>
 inline T __shfl_up_sync(unsigned mask, T var, unsigned delta, int width = emu::kWarpSize,
@@ -81,9 +96,11 @@ inline T __shfl_down_sync(unsigned mask, T var, unsigned delta, int width = emu:
 template <class T>
 inline T __shfl_xor_sync(unsigned mask, T var, int laneMask, int width = emu::kWarpSize,
                          const char *file = __builtin_FILE(), int line = __builtin_LINE()) {
-  return emu::fromBits<T>(emu::warpCollective(emu::Collective::ShflXor, mask, emu::toBits(var), laneMask, width, file, line));
+  return emu::fromBits<T>(
+      emu::warpCollective(emu::Collective::ShflXor, mask, emu::toBits(var), laneMask, width, file, line));
 }
-inline unsigned __ballot_sync(unsigned mask, int predicate, const char *file = __builtin_FILE(), int line = __builtin_LINE()) {
+inline unsigned __ballot_sync(unsigned mask, int predicate, const char *file = __builtin_FILE(),
+                              int line = __builtin_LINE()) {
   return unsigned(emu::warpCollective(emu::Collective::Ballot, mask, 0, predicate != 0, emu::kWarpSize, file, line));
 }
 inline int __any_sync(unsigned mask, int predicate, const char *file = __builtin_FILE(), int line = __builtin_LINE()) {
@@ -100,7 +117,8 @@ inline void __trap() { emu::fault("__trap() called"); }
 // ---- Memory access ----------------------------------------------------------------------------------
 // The read-only cache load. The hardware faults (cudaErrorMisalignedAddress) on an access that is
 // not aligned to its size; so does the emulator, which matters for the kernels' 16-byte vector loads.
-template <class T> inline T __ldg(const T *p) {
+template <class T>
+inline T __ldg(const T *p) {
   if (reinterpret_cast<uintptr_t>(p) % alignof(T) != 0) {
     emu::fault("misaligned __ldg of " + std::to_string(sizeof(T)) + " bytes (alignment " + std::to_string(alignof(T)) +
                ") at address " + std::to_string(reinterpret_cast<uintptr_t>(p)));
@@ -111,7 +129,8 @@ template <class T> inline T __ldg(const T *p) {
 }
 
 // Atomics: plain read-modify-writes, returning the old value (see the file comment).
-template <class T> inline T emuAtomicAdd(T *address, T value) {
+template <class T>
+inline T emuAtomicAdd(T *address, T value) {
   const T old = *address;
   *address = old + value;
   return old;
@@ -155,23 +174,27 @@ cudaError_t cudaPeekAtLastError();
 const char *cudaGetErrorName(cudaError_t error);
 const char *cudaGetErrorString(cudaError_t error);
 cudaError_t cudaFuncSetAttribute(const void *func, cudaFuncAttribute attribute, int value);
-template <class T> cudaError_t cudaFuncSetAttribute(T *entry, cudaFuncAttribute attribute, int value) {
+template <class T>
+cudaError_t cudaFuncSetAttribute(T *entry, cudaFuncAttribute attribute, int value) {
   return cudaFuncSetAttribute(reinterpret_cast<const void *>(entry), attribute, value);
 }
 cudaError_t cudaMalloc(void **devPtr, size_t size);
 cudaError_t cudaFree(void *devPtr);
 cudaError_t cudaMallocAsync(void **devPtr, size_t size, cudaStream_t stream);
 cudaError_t cudaFreeAsync(void *devPtr, cudaStream_t stream);
-template <class T> cudaError_t cudaMalloc(T **devPtr, size_t size) {
+template <class T>
+cudaError_t cudaMalloc(T **devPtr, size_t size) {
   return cudaMalloc(reinterpret_cast<void **>(devPtr), size);
 }
-template <class T> cudaError_t cudaMallocAsync(T **devPtr, size_t size, cudaStream_t stream) {
+template <class T>
+cudaError_t cudaMallocAsync(T **devPtr, size_t size, cudaStream_t stream) {
   return cudaMallocAsync(reinterpret_cast<void **>(devPtr), size, stream);
 }
 cudaError_t cudaMemset(void *devPtr, int value, size_t count);
 cudaError_t cudaMemsetAsync(void *devPtr, int value, size_t count, cudaStream_t stream = nullptr);
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t count, cudaMemcpyKind kind);
-cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t count, cudaMemcpyKind kind, cudaStream_t stream = nullptr);
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t count, cudaMemcpyKind kind,
+                            cudaStream_t stream = nullptr);
 // Everything runs at the launch, so a stream is always idle.
 inline cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
 inline cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }

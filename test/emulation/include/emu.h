@@ -68,8 +68,8 @@ namespace emu {
 // The limits of the GPU the emulator pretends to be: an H100 / H200 (sm_90).
 constexpr int kWarpSize = 32;
 constexpr unsigned kMaxThreadsPerBlock = 1024;
-constexpr size_t kDefaultDynamicSharedBytes = 48 * 1024;   // without cudaFuncSetAttribute
-constexpr size_t kMaxDynamicSharedBytes = 227 * 1024;      // sharedMemPerBlockOptin of sm_90
+constexpr size_t kDefaultDynamicSharedBytes = 48 * 1024;  // without cudaFuncSetAttribute
+constexpr size_t kMaxDynamicSharedBytes = 227 * 1024;     // sharedMemPerBlockOptin of sm_90
 constexpr unsigned kMaxGridX = 0x7fffffffu;
 constexpr unsigned kMaxGridYZ = 65535u;
 
@@ -109,8 +109,8 @@ Stats stats();
 // out-of-bounds read as NaN in the results.
 constexpr uint32_t kPoisonWord = 0x7fff7fffu;  // NaN as float32, and as float16 / bfloat16 halves
 void *allocate(size_t bytes);
-void release(void *p);   // faults on an unknown pointer or damaged guards
-void checkGuards();      // faults for every live allocation whose guards were overwritten
+void release(void *p);  // faults on an unknown pointer or damaged guards
+void checkGuards();     // faults for every live allocation whose guards were overwritten
 size_t liveAllocations();
 
 // ---- Kernel launches ------------------------------------------------------------------------------
@@ -138,8 +138,8 @@ void launch(void (*kernel)(Params...), const LaunchConfig &config, Args &&...arg
   static_assert(sizeof...(Params) == sizeof...(Args), "kernel launched with the wrong number of arguments");
   std::tuple<std::decay_t<Params>...> params(std::forward<Args>(args)...);
   auto call = [&] { std::apply(kernel, params); };
-  runGrid(reinterpret_cast<const void *>(kernel), config, [](void *c) { (*static_cast<decltype(call) *>(c))(); },
-          &call);
+  runGrid(
+      reinterpret_cast<const void *>(kernel), config, [](void *c) { (*static_cast<decltype(call) *>(c))(); }, &call);
 }
 
 // The current block's dynamic shared memory (`extern __shared__ T name[];` is rewritten to a
@@ -163,13 +163,15 @@ void syncThreads(const char *file, int line);
 // Whether the caller is a kernel thread (intrinsics called on the host are a fault).
 bool inKernel();
 
-template <class T> uint64_t toBits(T v) {
+template <class T>
+uint64_t toBits(T v) {
   static_assert(sizeof(T) <= 8 && std::is_trivially_copyable<T>::value, "shuffles move up to 8 bytes");
   uint64_t bits = 0;
   std::memcpy(&bits, &v, sizeof(T));
   return bits;
 }
-template <class T> T fromBits(uint64_t bits) {
+template <class T>
+T fromBits(uint64_t bits) {
   T v;
   std::memcpy(&v, &bits, sizeof(T));
   return v;
