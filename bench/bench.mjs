@@ -21,7 +21,8 @@ import {
 import { resultHeader } from './lib/device.mjs';
 import { benchDir, findBaselineScript, findTorchPython, repoRoot } from './lib/env.mjs';
 import { jsForward, jsForwardBackward } from './lib/jsref.mjs';
-import { copyBandwidth, exp2Rate, makeTarget, measure, native, sync } from './lib/measure.mjs';
+import { scanChunkLength } from 'selective-scan/internal';
+import { copyBandwidth, exp2Rate, makeTarget, measure, sync } from './lib/measure.mjs';
 import { InputFactory, bitsToFloat32 } from './lib/random.mjs';
 import { markdownReport } from './lib/report.mjs';
 import { DTYPE_BYTES, roofline, scanTraffic, stepTraffic } from './lib/roofline.mjs';
@@ -487,7 +488,7 @@ class DeviceRun {
       ops: o.ops,
       seed: o.seed,
       timing: gpu
-        ? 'CUDA events around a batch of calls (native.recordEvent/elapsedMs), median over repetitions'
+        ? 'CUDA events around a batch of calls (recordEvent/elapsedMs), median over repetitions'
         : 'wall clock (performance.now) around a batch of calls, median over repetitions',
       defaults: this.timing(null),
       inputs:
@@ -524,7 +525,7 @@ class DeviceRun {
       copyMethod: copy.method,
       copy,
       exp2Rate: rate,
-      exp2Method: `native.measureExp2Rate(${target.index}): exp2 evaluations per second (${this.cpu || target.simulated ? 'all CPU threads' : 'the whole GPU'}), best of 3`,
+      exp2Method: `measureExp2Rate(${target.device}): exp2 evaluations per second (${this.cpu || target.simulated ? 'all CPU threads' : 'the whole GPU'}), best of 3`,
     };
 
     if (o.checks) await this.guarded('agreement checks', () => this.checks());
@@ -638,7 +639,7 @@ class DeviceRun {
     if (this.late(`${s.name} (all of it)`)) return;
     progress.status(`${s.name}: making inputs`);
     const bits = scanBits(this.factory, s);
-    const chunk = native.chunkLength(target.index, s.batch, s.dim, s.L, s.N);
+    const chunk = scanChunkLength(target.device, { batch: s.batch, dim: s.dim, seqlen: s.L, dstate: s.N });
     const cmp = { shapeName: s.name, shape, ours: {}, notes: [] };
     if (s.torchSkip) cmp.notes.push(s.torchSkip);
     let torchCase = null;
@@ -817,7 +818,7 @@ class DeviceRun {
       const s = { name: `sweep-L${L}`, batch: sw.batch, dim: sw.dim, L, N: sw.N, G: 1 };
       progress.status(`sweep L=${L}: inputs`);
       const bits = scanBits(this.factory, s);
-      const chunk = native.chunkLength(target.index, s.batch, s.dim, L, s.N);
+      const chunk = scanChunkLength(target.device, { batch: s.batch, dim: s.dim, seqlen: L, dstate: s.N });
       const t = scanTensors(bits, s, 'float32', target.device);
       const ops = scanOps(t);
       const timing = {

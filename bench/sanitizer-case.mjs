@@ -9,16 +9,12 @@
 //   compute-sanitizer --tool racecheck node bench/sanitizer-case.mjs
 //   node bench/sanitizer-case.mjs cpu          (the same calls on the CPU backend)
 //   node bench/sanitizer-case.mjs --quick      (float32 and bfloat16, two lengths: for racecheck)
-import { createRequire } from 'node:module';
 import { Tensor, cuda, selectiveScan, selectiveScanBackward, selectiveStateUpdate } from 'selective-scan';
-
-const require = createRequire(import.meta.url);
-const { native } = require('../dist/native.js');
+import { scanChunkLength } from 'selective-scan/internal';
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick'); // float32 and bfloat16 only, two lengths
 const device = args.find((a) => !a.startsWith('--')) ?? (cuda.isAvailable() ? 'cuda' : 'cpu');
-const index = device === 'cpu' ? -1 : Number(device.split(':')[1] ?? 0);
 const t0 = performance.now();
 
 let seed = 7;
@@ -49,7 +45,7 @@ async function check(name, tensors) {
 }
 
 // The chunk length of a long row, to place L just past a chunk boundary.
-const chunk = native.chunkLength(index, 1, 4, 1 << 16, 16);
+const chunk = scanChunkLength(device, { batch: 1, dim: 4, seqlen: 1 << 16, dstate: 16 });
 const Ls = quick ? [37, 2 * chunk + 37] : [1, 37, chunk + 5, 2 * chunk + 37];
 const N = 16;
 

@@ -6,13 +6,21 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
-#include "common/scan_params.h"
+#include "common/dtype.h"
+
+struct CUstream_st;  // what cudaStream_t points to (declared here at global scope, as CUDA does)
 
 namespace ss::gpu {
+
+// What the CUDA code of an op sees, without the CUDA headers: the stream it queues its work on
+// (cudaStream_t) and the status it returns (a cudaError_t; 0 is success).
+using Stream = ::CUstream_st *;
+using Status = int;
 
 struct Error : std::runtime_error {
   std::string code;  // ERR_CUDA, ERR_CUDA_OOM, ERR_CUDA_UNAVAILABLE
@@ -75,10 +83,8 @@ float elapsedMs(void *start, void *end);  // waits for `end`
 void destroyEvent(void *event);
 double measureExp2Rate(int device);  // exp2 evaluations per second (roofline of the benchmarks)
 
-// The scan ops, queued on the device's stream.
-int64_t forwardChunkLength(const ScanShape &shape);
-void scanForward(int device, const ScanForwardParams &p);
-void scanBackward(int device, const ScanBackwardParams &p);
-void stateUpdate(int device, const StateUpdateParams &p);
+// Queues an op on the device's stream: makes the device current, calls enqueue(stream), and turns a
+// failed status into an Error naming `what` (the op's public name). The op layer's one way to the GPU.
+void launch(int device, const char *what, const std::function<Status(Stream)> &enqueue);
 
 }  // namespace ss::gpu

@@ -30,9 +30,6 @@ void *recordEvent(int) { unavailable(); }
 float elapsedMs(void *, void *) { unavailable(); }
 void destroyEvent(void *) {}
 double measureExp2Rate(int) { unavailable(); }
-int64_t forwardChunkLength(const ScanShape &) { unavailable(); }
-void scanForward(int, const ScanForwardParams &) { unavailable(); }
-void scanBackward(int, const ScanBackwardParams &) { unavailable(); }
-void stateUpdate(int, const StateUpdateParams &) { unavailable(); }
+void launch(int, const char *, const std::function<Status(Stream)> &) { unavailable(); }
 
 }  // namespace ss::gpu

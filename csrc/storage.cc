@@ -5,6 +5,7 @@
 #include <string>
 
 #include "gpu.h"
+#include "napi_errors.h"
 
 namespace ss {
 
@@ -27,12 +28,6 @@ bool poisonAllocations() {
   return poison;
 }
 }  // namespace
-
-void throwCoded(Napi::Env env, const char *code, const std::string &message) {
-  Napi::Error error = Napi::Error::New(env, message);
-  error.Set("code", Napi::String::New(env, code));
-  throw error;
-}
 
 Napi::Function Storage::Init(Napi::Env env) {
   Napi::Function ctor = DefineClass(env, "Storage",
@@ -65,6 +60,7 @@ Storage::Storage(const Napi::CallbackInfo &info) : Napi::ObjectWrap<Storage>(inf
   if (info[2].IsBigInt()) {  // wrap a user's device pointer
     bool lossless = true;
     const uint64_t ptr = info[2].As<Napi::BigInt>().Uint64Value(&lossless);
+    if (!lossless) throw Napi::RangeError::New(env, "a device pointer must fit in 64 bits");
     data_ = reinterpret_cast<void *>(uintptr_t(ptr));
     owned_ = false;
     return;
@@ -73,7 +69,8 @@ Storage::Storage(const Napi::CallbackInfo &info) : Napi::ObjectWrap<Storage>(inf
   const size_t allocBytes = roundUp(bytes_ == 0 ? 1 : bytes_, kHostAlignment);
   if (device_ == kHostDevice) {
     data_ = std::aligned_alloc(kHostAlignment, allocBytes);
-    if (!data_) throw Napi::RangeError::New(env, "out of host memory allocating " + std::to_string(bytes_) + " bytes");
+    if (!data_)
+      throwCoded(env, "ERR_OUT_OF_MEMORY", "out of host memory allocating " + std::to_string(bytes_) + " bytes");
     if (zeroFill || poisonAllocations()) std::memset(data_, zeroFill ? 0 : 0xff, allocBytes);
   } else {
     try {

@@ -44,7 +44,4 @@ class Storage : public Napi::ObjectWrap<Storage> {
   int64_t reportedBytes_ = 0;  // external memory reported to V8
 };
 
-// Throws an Error with a stable `code` property (ERR_DISPOSED, ERR_CUDA, ...).
-[[noreturn]] void throwCoded(Napi::Env env, const char *code, const std::string &message);
-
 }  // namespace ss

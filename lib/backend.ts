@@ -50,15 +50,7 @@ export const cuda = {
 export type { BuildInfo, CudaMemoryInfo };
 
 export function buildInfo(): BuildInfo {
-  const b = native.buildInfo();
-  return {
-    version: b.version,
-    cuda: b.cuda,
-    cudaRuntime: b.cudaRuntime,
-    cudaArchitectures: b.cudaArchitectures,
-    cpuThreads: b.cpuThreads,
-    cpuIsa: b.cpuIsa,
-  };
+  return native.buildInfo();
 }
 
 /** Threads of the CPU backend (default: the machine's cores, or SELECTIVE_SCAN_NUM_THREADS). */

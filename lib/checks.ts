@@ -1,11 +1,12 @@
 // Argument checking for the ops, in one place. Every check runs before any work is queued or any
 // output allocated, so a call that throws leaves every input as it was. Messages name the function
 // and the argument, what was expected and what was given.
+import type { DType } from './dtype.js';
 import { codedError, describe } from './errors.js';
-import { type DType, type Device, Tensor, parseOptions, storageOf } from './tensor.js';
 import type { Storage } from './native.js';
+import { type Device, Tensor, parseOptions, storageOf } from './tensor.js';
 
-export const ALL_DTYPES: readonly DType[] = ['float32', 'float16', 'bfloat16'];
+export { ALL_DTYPES } from './dtype.js';
 
 /** Positional shape text with names on first mention, e.g. [batch=2, N=16, L=100]. */
 export function named(dims: Record<string, number>): string {

@@ -1,7 +1,14 @@
 // The errors selective-scan throws. Wrong types and dtypes are TypeErrors, wrong shapes and values
 // RangeErrors; everything else is an Error with a stable `code`.
 
-export type ErrorCode = 'ERR_DISPOSED' | 'ERR_DEVICE_MISMATCH' | 'ERR_CUDA_UNAVAILABLE' | 'ERR_CUDA_OOM' | 'ERR_CUDA';
+export type ErrorCode =
+  | 'ERR_DISPOSED'
+  | 'ERR_DEVICE_MISMATCH'
+  | 'ERR_CUDA_UNAVAILABLE'
+  | 'ERR_CUDA_OOM'
+  | 'ERR_CUDA'
+  /** Host memory could not be allocated (a tensor on the CPU, or an op's scratch). */
+  | 'ERR_OUT_OF_MEMORY';
 
 export interface CodedError extends Error {
   code: ErrorCode;

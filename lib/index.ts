@@ -1,11 +1,10 @@
-// selective-scan: the selective scan of Mamba-style state space models, on CUDA GPUs and CPUs.
-// The public API is ../shared/design/API.md's; everything is exported from here.
+// selective-scan: the custom operators of Mamba-style state space models, on CUDA GPUs and CPUs.
+// The public API (docs/API.md) is everything exported here; each op is one line.
 export { Tensor } from './tensor.js';
 export type { DType, DeviceSpec, Device } from './tensor.js';
-export { selectiveScan, selectiveScanBackward, ScanContext } from './scan.js';
-export type { ScanOptions, ScanResult, ScanBackwardOptions, ScanGradients } from './scan.js';
-export { selectiveStateUpdate } from './step.js';
-export type { StateUpdateOptions } from './step.js';
 export { cuda, buildInfo, setNumThreads } from './backend.js';
 export type { BuildInfo, CudaMemoryInfo } from './backend.js';
 export type { CodedError, ErrorCode } from './errors.js';
+
+export * from './ops/selective-scan.js';
+export * from './ops/state-update.js';

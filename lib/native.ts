@@ -1,7 +1,10 @@
-// The compiled addon (csrc/), loaded once. Its functions take the internal Storage objects and
-// plain descriptors; the rest of lib/ is what users call.
+// The compiled addon (csrc/), loaded once, and the types of everything it exports. Its functions
+// take the internal Storage objects and plain descriptor objects; lib/ops/*.ts build the
+// descriptors after checking every user argument, and csrc/ops/<op>/<op>_binding.cc reads them.
 import path from 'node:path';
+import type { DTypeCode } from './dtype.js';
 
+/** The bytes behind a tensor (csrc/storage.h). */
 export interface Storage {
   readonly pointer: bigint;
   readonly bytes: number;
@@ -9,33 +12,93 @@ export interface Storage {
   dispose(): void;
 }
 
-export interface Native {
-  Storage: new (device: number, bytes: number, zeroFillOrPointer: boolean | bigint) => Storage;
-  writeValues(storage: Storage, dtype: number, values: Float32Array | Float64Array): void;
-  writeBits(storage: Storage, bits: Uint16Array): void;
-  readValues(storage: Storage, dtype: number, numel: number): Float32Array;
-  readValuesAsync(storage: Storage, dtype: number, numel: number): Promise<Float32Array>;
-  readBits(storage: Storage, numel: number): Uint16Array;
-  copy(dst: Storage, dstDtype: number, src: Storage, srcDtype: number, numel: number): void;
-  chunkLength(device: number, batch: number, dim: number, seqlen: number, dstate: number): number;
-  scanForward(descriptor: object): void;
-  scanBackward(descriptor: object): void;
-  stateUpdate(descriptor: object): void;
-  synchronize(device: number): Promise<void>;
-  requireDevice(device: number): void;
-  cudaInfo(): { compiled: boolean; available: boolean; reason: string | null; deviceCount: number };
-  /** What backend.ts's buildInfo() returns, and the CPU kernels compiled in (benchmarks). */
-  buildInfo(): BuildInfo & { cpuIsasCompiled: string[] };
-  setNumThreads(n: number): void;
-  memoryInfo(device: number): CudaMemoryInfo;
-  resetPeakMemory(device: number): void;
-  /** A timing event queued on the device's stream (benchmarks). */
-  recordEvent(device: number): object;
-  /** Milliseconds between two events; waits for `end`. */
-  elapsedMs(start: object, end: object): number;
-  /** exp2 evaluations per second on the CPU (device -1, all threads) or a GPU (benchmarks). */
-  measureExp2Rate(device: number): number;
+/** -1 for the host, i for cuda:i. */
+export type DeviceIndex = number;
+
+// ---- Op descriptors ---------------------------------------------------------------------------
+
+/** What every op descriptor has: where it runs and the dtype of its inputs. */
+export interface OpDescriptor {
+  device: DeviceIndex;
+  dtype: DTypeCode;
 }
+
+/** B or C of a scan: fixed (dim, N) float32, or input-dependent (batch, groups, N, L) in the input dtype. */
+export type ProjectionDescriptor =
+  | { kind: 'fixed'; data: Storage }
+  | { kind: 'varying'; groups: number; data: Storage };
+
+export interface ScanShapeDescriptor {
+  device: DeviceIndex;
+  batch: number;
+  dim: number;
+  seqlen: number;
+  dstate: number;
+}
+
+/** The inputs of a selective scan: shared by the forward and the backward (csrc/ops/selective_scan/scan.h). */
+export interface ScanInputsDescriptor extends OpDescriptor, ScanShapeDescriptor {
+  u: Storage;
+  delta: Storage;
+  A: Storage;
+  B: ProjectionDescriptor;
+  C: ProjectionDescriptor;
+  D?: Storage;
+  z?: Storage;
+  deltaBias?: Storage;
+  initialState?: Storage;
+  deltaSoftplus: boolean;
+  /** The backend's scanChunkLength for this shape: steps per checkpoint. */
+  chunkLength: number;
+}
+
+export interface ScanForwardDescriptor extends ScanInputsDescriptor {
+  out: Storage;
+  lastState?: Storage;
+  checkpoints?: Storage;
+}
+
+export interface ScanBackwardDescriptor extends ScanInputsDescriptor {
+  checkpoints: Storage;
+  dout: Storage;
+  dLastState?: Storage;
+  deterministic: boolean;
+  du: Storage;
+  ddelta: Storage;
+  dA: Storage;
+  dB: Storage;
+  dC: Storage;
+  dz?: Storage;
+  dD?: Storage;
+  ddeltaBias?: Storage;
+  dInitialState?: Storage;
+}
+
+/** selectiveStateUpdate in its heads form (csrc/ops/state_update/state_update.h). */
+export interface StateUpdateDescriptor extends OpDescriptor {
+  batch: number;
+  heads: number;
+  headDim: number;
+  dstate: number;
+  groups: number;
+  stateSlots: number;
+  scalarPerHead: boolean;
+  dtSoftplus: boolean;
+  dPerHead: boolean;
+  state: Storage;
+  x: Storage;
+  dt: Storage;
+  A: Storage;
+  B: Storage;
+  C: Storage;
+  D?: Storage;
+  z?: Storage;
+  dtBias?: Storage;
+  stateBatchIndices?: Int32Array;
+  y: Storage;
+}
+
+// ---- The addon ----------------------------------------------------------------------------------
 
 export interface BuildInfo {
   version: string;
@@ -56,6 +119,45 @@ export interface CudaMemoryInfo {
   reservedBytes: number;
   freeBytes: number;
   totalBytes: number;
+}
+
+/** A timing event on a device's stream (benchmarks). */
+export interface DeviceEvent {
+  readonly __deviceEvent: unique symbol;
+}
+
+export interface Native {
+  // Tensors (csrc/storage.cc, csrc/tensor_data.cc)
+  Storage: new (
+    device: DeviceIndex,
+    bytes: number,
+    zeroFillOrPointer: boolean | bigint,
+  ) => Storage;
+  writeValues(storage: Storage, dtype: DTypeCode, values: Float32Array | Float64Array): void;
+  writeBits(storage: Storage, bits: Uint16Array): void;
+  readValues(storage: Storage, dtype: DTypeCode, numel: number): Float32Array;
+  readValuesAsync(storage: Storage, dtype: DTypeCode, numel: number): Promise<Float32Array>;
+  readBits(storage: Storage, numel: number): Uint16Array;
+  copy(dst: Storage, dstDtype: DTypeCode, src: Storage, srcDtype: DTypeCode, numel: number): void;
+
+  // Ops (csrc/ops/<op>/<op>_binding.cc)
+  scanChunkLength(shape: ScanShapeDescriptor): number;
+  scanForward(descriptor: ScanForwardDescriptor): void;
+  scanBackward(descriptor: ScanBackwardDescriptor): void;
+  stateUpdate(descriptor: StateUpdateDescriptor): void;
+
+  // Backends (csrc/backend_binding.cc)
+  synchronize(device: DeviceIndex): Promise<void>;
+  requireDevice(device: DeviceIndex): void;
+  cudaInfo(): { compiled: boolean; available: boolean; reason: string | null; deviceCount: number };
+  buildInfo(): BuildInfo;
+  setNumThreads(n: number): void;
+  memoryInfo(device: DeviceIndex): CudaMemoryInfo;
+  resetPeakMemory(device: DeviceIndex): void;
+  // Benchmark support, reached through lib/internal.ts only.
+  recordEvent(device: DeviceIndex): DeviceEvent;
+  elapsedMs(start: DeviceEvent, end: DeviceEvent): number;
+  measureExp2Rate(device: DeviceIndex): number;
 }
 
 const packageRoot = path.join(__dirname, '..');

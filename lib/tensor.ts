@@ -1,22 +1,15 @@
 // Tensors: row-major, contiguous arrays of float32, float16 or bfloat16 on the CPU or one GPU.
+import { type DType, dtypeBytes, dtypeCode, isDType } from './dtype.js';
 import { codedError, describe } from './errors.js';
-import { native, type Storage } from './native.js';
+import { type DeviceIndex, native, type Storage } from './native.js';
 
-export type DType = 'float32' | 'float16' | 'bfloat16';
+export type { DType };
 export type DeviceSpec = 'cpu' | 'cuda' | `cuda:${number}`;
 export type Device = 'cpu' | `cuda:${number}`;
 
-const DTYPES: readonly DType[] = ['float32', 'float16', 'bfloat16'];
-const DTYPE_CODES: Record<DType, number> = { float32: 0, float16: 1, bfloat16: 2 };
-const DTYPE_BYTES: Record<DType, number> = { float32: 4, float16: 2, bfloat16: 2 };
-
 /** The addon's device index: -1 for the host, i for cuda:i. */
-export function deviceIndex(device: Device): number {
+export function deviceIndex(device: Device): DeviceIndex {
   return device === 'cpu' ? -1 : Number(device.slice(5));
-}
-
-export function dtypeCode(dtype: DType): number {
-  return DTYPE_CODES[dtype];
 }
 
 /** Parses a device string; CUDA devices must be usable (ERR_CUDA_UNAVAILABLE with the reason). */
@@ -34,10 +27,10 @@ export function parseDevice(fn: string, spec: unknown): Device {
 
 export function parseDType(fn: string, dtype: unknown, name = 'dtype'): DType {
   if (dtype === undefined) return 'float32';
-  if (typeof dtype !== 'string' || !DTYPES.includes(dtype as DType)) {
+  if (!isDType(dtype)) {
     throw new TypeError(`${fn}: ${name} must be 'float32', 'float16' or 'bfloat16', got ${describe(dtype)}`);
   }
-  return dtype as DType;
+  return dtype;
 }
 
 function parseShape(fn: string, shape: unknown): number[] {
@@ -64,8 +57,13 @@ function parseOptions(fn: string, opts: unknown, allowed: readonly string[]): Re
 }
 
 const INTERNAL = Symbol('selective-scan internal');
+// What a wrapped device pointer belongs to (Tensor.fromDevicePointer's owner): held as long as the
+// tensor is.
+const owners = new WeakMap<Tensor, unknown>();
 // Set in Tensor's static block: reads a tensor's private storage for the rest of lib/.
 let storageField: (t: Tensor) => Storage | null;
+// Set there too: makes a tensor around a storage (the constructor is private to the class).
+let wrapStorage: (storage: Storage, shape: number[], dtype: DType, device: Device) => Tensor;
 
 export class Tensor {
   readonly shape: readonly number[];
@@ -73,20 +71,14 @@ export class Tensor {
   readonly device: Device;
   readonly numel: number;
   #storage: Storage | null;
-  // What a wrapped device pointer belongs to: referenced here so that it lives as long as we do.
-  readonly #owner: unknown;
 
   static {
     storageField = (t) => t.#storage;
+    wrapStorage = (storage, shape, dtype, device) => new Tensor(INTERNAL, storage, shape, dtype, device);
   }
 
-  /** @internal The object that owns the memory of a wrapped device pointer, if any. */
-  static ownerOf(t: Tensor): unknown {
-    return t.#owner;
-  }
-
-  /** @internal Tensors are made by Tensor.from, fromBits, zeros, fromDevicePointer and the ops. */
-  constructor(key: symbol, storage: Storage, shape: number[], dtype: DType, device: Device, owner?: unknown) {
+  /** Tensors are made by Tensor.from, fromBits, zeros, fromDevicePointer and the ops. */
+  private constructor(key: symbol, storage: Storage, shape: number[], dtype: DType, device: Device) {
     if (key !== INTERNAL) {
       throw new TypeError('Tensor: use Tensor.from, Tensor.fromBits, Tensor.zeros or Tensor.fromDevicePointer');
     }
@@ -95,7 +87,6 @@ export class Tensor {
     this.dtype = dtype;
     this.device = device;
     this.numel = shape.reduce((a, b) => a * b, 1);
-    this.#owner = owner;
   }
 
   /** A tensor holding `values` rounded to `dtype` (round to nearest even). */
@@ -125,7 +116,7 @@ export class Tensor {
       values instanceof Float32Array || values instanceof Float64Array ? values : Float64Array.from(values);
     const device = parseDevice(fn, o.device);
     const t = allocate(dims, dtype, device, false);
-    native.writeValues(storageField(t)!, DTYPE_CODES[dtype], numbers);
+    native.writeValues(storageField(t)!, dtypeCode(dtype), numbers);
     return t;
   }
 
@@ -180,8 +171,10 @@ export class Tensor {
     const device = parseDevice(fn, o.device ?? 'cuda');
     if (device === 'cpu') throw new RangeError(`${fn}: device must be a CUDA device, got 'cpu'`);
     const numel = dims.reduce((a, b) => a * b, 1);
-    const storage = new native.Storage(deviceIndex(device), numel * DTYPE_BYTES[dtype], ptr);
-    return new Tensor(INTERNAL, storage, dims, dtype, device, o.owner);
+    const storage = new native.Storage(deviceIndex(device), numel * dtypeBytes(dtype), ptr);
+    const t = new Tensor(INTERNAL, storage, dims, dtype, device);
+    if (o.owner !== undefined) owners.set(t, o.owner);
+    return t;
   }
 
   get isDisposed(): boolean {
@@ -197,13 +190,13 @@ export class Tensor {
 
   /** The values as float32 (16-bit types decoded); waits for pending device work. */
   dataSync(): Float32Array {
-    return native.readValues(storageOf(this, 'Tensor.dataSync', 'tensor'), DTYPE_CODES[this.dtype], this.numel);
+    return native.readValues(storageOf(this, 'Tensor.dataSync', 'tensor'), dtypeCode(this.dtype), this.numel);
   }
 
   /** The values as float32, without blocking the event loop. */
   data(): Promise<Float32Array> {
     try {
-      return native.readValuesAsync(storageOf(this, 'Tensor.data', 'tensor'), DTYPE_CODES[this.dtype], this.numel);
+      return native.readValuesAsync(storageOf(this, 'Tensor.data', 'tensor'), dtypeCode(this.dtype), this.numel);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -234,7 +227,7 @@ export class Tensor {
       if (o.dtype !== undefined) dtype = parseDType(fn, o.dtype);
     }
     const t = allocate([...this.shape], dtype, device, false);
-    native.copy(storageField(t)!, DTYPE_CODES[dtype], source, DTYPE_CODES[this.dtype], this.numel);
+    native.copy(storageField(t)!, dtypeCode(dtype), source, dtypeCode(this.dtype), this.numel);
     return t;
   }
 
@@ -257,8 +250,8 @@ export class Tensor {
 /** @internal A new tensor, zeroed or not (ops write every element of their outputs). */
 export function allocate(shape: number[], dtype: DType, device: Device, zero: boolean): Tensor {
   const numel = shape.reduce((a, b) => a * b, 1);
-  const storage = new native.Storage(deviceIndex(device), numel * DTYPE_BYTES[dtype], zero);
-  return new Tensor(INTERNAL, storage, shape, dtype, device);
+  const storage = new native.Storage(deviceIndex(device), numel * dtypeBytes(dtype), zero);
+  return wrapStorage(storage, shape, dtype, device);
 }
 
 /** @internal The storage of a live tensor, or ERR_DISPOSED naming where it was used. */

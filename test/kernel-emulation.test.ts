@@ -9,30 +9,10 @@
 //
 // Needs only g++; skipped, with the reason, where there is none. The binary is cached in
 // build/emulation by a hash of its sources: a rerun compiles nothing.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import os from 'node:os';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { buildEmulator, findCompiler } from './emulation/build.mjs';
-
-// The driver's groups of cases (test/emulation/driver.cc); one `it` each.
-const GROUPS = [
-  'emulator self-test',
-  'scan float32: sequence lengths and chunk shapes',
-  'scan float32: kinds of B and C',
-  'scan float32: options',
-  'scan float32: state sizes',
-  'scan float16',
-  'scan bfloat16',
-  'scan: random combinations',
-  'scan: many rows (several row sets per partition)',
-  'scan: forward without checkpoints',
-  ...['float32', 'float16', 'bfloat16'].flatMap((t) => [
-    `step ${t}: channels form`,
-    `step ${t}: heads form`,
-    `step ${t}: heads form, one scalar per head`,
-    `step ${t}: stateBatchIndices and padding rows`,
-  ]),
-];
 
 interface CheckLine {
   what: string;
@@ -65,6 +45,20 @@ const compiler = findCompiler();
 const SKIP = compiler.missing ?? null;
 if (SKIP) console.warn(`kernel emulation tests skipped: ${SKIP}`);
 const TITLE = SKIP ? `CUDA kernels on the CPU emulator (skipped: ${SKIP})` : 'CUDA kernels on the CPU emulator';
+
+// The binary is built while the tests are collected (a rerun compiles nothing), so that the groups
+// of cases come from the binary itself (`--groups`: one test each) rather than a hand-kept list.
+// The first build compiles every kernel, the CPU backend three times and the cases: about a minute
+// on two cores; each compiled file is reported as it starts.
+const build = SKIP
+  ? null
+  : await buildEmulator({ log: (message: string) => console.info(`kernel emulation: ${message}`) }).catch(
+      (error: unknown) => (error instanceof Error ? error : new Error(String(error))),
+    );
+const built = build instanceof Error ? null : build;
+const GROUPS: string[] = built
+  ? execFileSync(built.binary, ['--groups'], { encoding: 'utf8' }).split('\n').filter(Boolean)
+  : [];
 
 interface ShardRun {
   stdout: string;
@@ -113,12 +107,19 @@ describe.skipIf(SKIP !== null)(TITLE, () => {
   const summaries: Summary[] = [];
   const runs: ShardRun[] = [];
 
+  if (build instanceof Error) {
+    it('builds', () => {
+      throw build;
+    });
+    return;
+  }
+
   beforeAll(async () => {
-    const build = await buildEmulator();
+    if (!built) return;
     // The cases are independent: two processes use both cores of a CI machine.
     const shards = Math.max(1, Math.min(2, os.availableParallelism?.() ?? os.cpus().length));
     const started = Date.now();
-    runs.push(...(await Promise.all(Array.from({ length: shards }, (_, i) => runShard(build.binary, i, shards)))));
+    runs.push(...(await Promise.all(Array.from({ length: shards }, (_, i) => runShard(built.binary, i, shards)))));
     for (const run of runs) {
       for (const line of run.stdout.split('\n')) {
         if (!line.startsWith('{')) continue;
@@ -128,8 +129,8 @@ describe.skipIf(SKIP !== null)(TITLE, () => {
       }
     }
     console.info(
-      `kernel emulation: ${cases.length} cases; build ${build.seconds.toFixed(1)} s ` +
-        `(${build.compiled} objects compiled${build.sanitizer ? ', UBSan' : ''}), run ${((Date.now() - started) / 1000).toFixed(1)} s`,
+      `kernel emulation: ${cases.length} cases; build ${built.seconds.toFixed(1)} s ` +
+        `(${built.compiled} objects compiled${built.sanitizer ? ', UBSan' : ''}), run ${((Date.now() - started) / 1000).toFixed(1)} s`,
     );
   }, 900_000);
 
@@ -143,16 +144,13 @@ describe.skipIf(SKIP !== null)(TITLE, () => {
     });
   }
 
-  it('ran to the end: every case in a known group, no crash, no sanitizer report', () => {
+  it('ran to the end: no crash, no sanitizer report', () => {
     const tail = runs.map((r) => r.stderr.slice(-4000)).join('\n---\n');
     for (const run of runs) {
       expect(run.signal, `the emulator was killed by ${run.signal}; its stderr ends with:\n${tail}`).toBeNull();
     }
     expect(summaries.length, `a shard did not finish; stderr ends with:\n${tail}`).toBe(runs.length);
-    expect(
-      cases.filter((c) => !GROUPS.includes(c.group)).map((c) => c.group),
-      'groups missing from GROUPS',
-    ).toEqual([]);
+    expect(GROUPS.length, 'the emulator lists no groups of cases').toBeGreaterThan(0);
     // UBSan reports (misaligned stores, out-of-bounds indices, overflow) go to stderr, after the
     // "case: ..." line of the case that made them.
     const reports: string[] = [];

@@ -1,12 +1,8 @@
-// Timing: device events on a GPU (native.recordEvent before and after a batch of calls,
-// native.elapsedMs), the wall clock on the CPU; warm-up, a batch size chosen so that one batch takes
+// Timing: device events on a GPU (recordEvent before and after a batch of calls, elapsedMs, from
+// the package's internal entry), the wall clock on the CPU; warm-up, a batch size chosen so that one batch takes
 // targetMs, medians over repetitions. And the machine's two ceilings: copy bandwidth and exp2 rate.
-import { createRequire } from 'node:module';
 import { Tensor, cuda } from 'selective-scan';
-
-const require = createRequire(import.meta.url);
-export const { native } = require('../../dist/native.js');
-const tensorInternals = require('../../dist/tensor.js');
+import { copyInto, elapsedMs, measureExp2Rate, recordEvent } from 'selective-scan/internal';
 
 /**
  * Where a benchmark runs. kind: 'cpu' | 'cuda'; device: the tensors' device; index: the native
@@ -30,11 +26,11 @@ export async function sync(target) {
 function timeBatch(target, fn, k) {
   if (usesEvents(target)) {
     const t0 = performance.now();
-    const start = native.recordEvent(target.index);
+    const start = recordEvent(target.device);
     for (let i = 0; i < k; i++) fn();
-    const end = native.recordEvent(target.index);
+    const end = recordEvent(target.device);
     const submitted = performance.now();
-    const ms = native.elapsedMs(start, end); // waits for `end`
+    const ms = elapsedMs(start, end); // waits for `end`
     return { ms: ms / k, hostMs: (submitted - t0) / k };
   }
   const t0 = performance.now();
@@ -89,15 +85,7 @@ export async function copyBandwidth(target, { bytes }) {
   const numel = Math.floor(bytes / 4);
   const src = Tensor.zeros([numel], { device: target.device });
   const dst = Tensor.zeros([numel], { device: target.device });
-  const f32 = tensorInternals.dtypeCode('float32');
-  const copyInto = () =>
-    native.copy(
-      tensorInternals.storageOf(dst, 'bench', 'dst'),
-      f32,
-      tensorInternals.storageOf(src, 'bench', 'src'),
-      f32,
-      numel,
-    );
+  const copyIntoDst = () => copyInto(dst, src);
   const moved = 2 * numel * 4;
   const viaTo = await measure(target, () => src.to(target.device).dispose(), {
     warmup: 1,
@@ -106,7 +94,7 @@ export async function copyBandwidth(target, { bytes }) {
     maxCalls: 10,
     maxTotalMs: 4000,
   });
-  const into = await measure(target, copyInto, { warmup: 1, reps: 7, targetMs: 1, maxCalls: 10, maxTotalMs: 4000 });
+  const into = await measure(target, copyIntoDst, { warmup: 1, reps: 7, targetMs: 1, maxCalls: 10, maxTotalMs: 4000 });
   src.dispose();
   dst.dispose();
   const gbps = (m) => moved / (m.minMs * 1e-3) / 1e9; // best repetition: a ceiling
@@ -129,6 +117,6 @@ export async function copyBandwidth(target, { bytes }) {
 /** exp2 evaluations per second (all CPU threads, or the GPU), best of a few calls. */
 export function exp2Rate(target) {
   let best = 0;
-  for (let i = 0; i < 3; i++) best = Math.max(best, native.measureExp2Rate(target.index));
+  for (let i = 0; i < 3; i++) best = Math.max(best, measureExp2Rate(target.device));
   return best;
 }

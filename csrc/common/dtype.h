@@ -14,9 +14,8 @@
 
 namespace ss {
 
+// The codes are lib/dtype.ts's: the TypeScript layer passes them in every descriptor.
 enum class DType : int { Float32 = 0, Float16 = 1, BFloat16 = 2 };
-
-SS_HD int dtypeSize(DType t) { return t == DType::Float32 ? 4 : 2; }
 
 SS_HD uint32_t floatToBits(float f) {
 #if defined(__CUDA_ARCH__)
@@ -103,6 +102,42 @@ struct Element<DType::BFloat16> {
   static SS_HD uint16_t store(float v) { return floatToBfloat16(v); }
 };
 
+// Element i of an array of dtype T, widened to float32; and the store that rounds to T.
+template <DType T>
+SS_HD float loadElement(const void *base, int64_t i) {
+  return Element<T>::load(static_cast<const typename Element<T>::Storage *>(base)[i]);
+}
+template <DType T>
+SS_HD void storeElement(void *base, int64_t i, float v) {
+  static_cast<typename Element<T>::Storage *>(base)[i] = Element<T>::store(v);
+}
+
+// A dtype as a compile-time value: the type that dispatchDType hands its callback.
+template <DType T>
+struct DTypeTag {
+  static constexpr DType value = T;
+  using E = Element<T>;  // load / store / Storage of the element type
+};
+
+// The one switch over dtypes (host code: kernel launchers, the CPU backend, the addon): calls f(DTypeTag<T>{}) with the
+// dtype t as a compile-time value, so that kernels are instantiated per element type and every caller agrees on the
+// list. Every branch must return the same type. A DType only ever holds one of the three values (the addon checks the
+// codes it is given), so there is no fallthrough.
+template <class F>
+decltype(auto) dispatchDType(DType t, F &&f) {
+  switch (t) {
+    case DType::Float16: return f(DTypeTag<DType::Float16>{});
+    case DType::BFloat16: return f(DTypeTag<DType::BFloat16>{});
+    case DType::Float32: break;
+  }
+  return f(DTypeTag<DType::Float32>{});
+}
+
+// Bytes of one element, from the element type.
+inline int dtypeSize(DType t) {
+  return dispatchDType(t, [](auto tag) { return int(sizeof(typename decltype(tag)::E::Storage)); });
+}
+
 #if !defined(__CUDA_ARCH__)
 // Host only: double -> float32 rounding to odd (see the comment at the top of this file).
 inline float roundToOddFloat(double x) {
@@ -116,8 +151,15 @@ inline float roundToOddFloat(double x) {
   }
   return f;
 }
-inline uint16_t doubleToHalf(double x) { return floatToHalf(roundToOddFloat(x)); }
-inline uint16_t doubleToBfloat16(double x) { return floatToBfloat16(roundToOddFloat(x)); }
+// A double rounded once to the element type T (float32: to nearest; 16-bit: round to odd, then to
+// nearest even, which equals one correctly rounded step).
+template <DType T>
+typename Element<T>::Storage storeDouble(double x) {
+  if constexpr (T == DType::Float32)
+    return float(x);
+  else
+    return Element<T>::store(roundToOddFloat(x));
+}
 #endif
 
 }  // namespace ss

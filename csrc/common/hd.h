@@ -2,6 +2,7 @@
 #pragma once
 
 #if defined(__CUDACC__)
+#include <cuda_runtime.h>  // the qualifiers (nvcc has them anyway; the emulator's header defines them)
 #define SS_HD __host__ __device__ __forceinline__
 #else
 #define SS_HD inline

@@ -1,24 +1,23 @@
-// The CPU backend: the same ops as the CUDA backend, synchronous, multithreaded over
-// (batch row, channel range) tasks. It is the fallback where there is no GPU and the oracle the
-// GPU code is tested against.
+// The CPU backend as a whole: the ops are synchronous and multithreaded (thread_pool.h), picked
+// per instruction set at run time (isa.h); each op's entry points are declared in its own header
+// (csrc/ops/<op>/<op>.h). This is the backend's state and its benchmark support.
 #pragma once
 #include <cstdint>
-#include <string>
 
-#include "../common/scan_params.h"
+#include "isa.h"
 
 namespace ss::cpu {
 
-std::string isaName();  // the instruction set whose kernels run: baseline, avx2 or avx512
+const char *activeIsaName();  // baseline, avx2 or avx512
 int threadCount();
 void setThreadCount(int n);
 
-int64_t forwardChunkLength(const ScanShape &shape);
-void scanForward(const ScanForwardParams &p);
-void scanBackward(const ScanBackwardParams &p);
-void stateUpdate(const StateUpdateParams &p);
-
-// exp2 evaluations per second on all threads (the compute floor of the roofline).
+// exp2 evaluations per second on all threads (the compute floor of the benchmarks' roofline).
 double measureExp2Rate();
+
+// Evaluates `count` exp2s in independent chains, as the scan does, and returns a sum that depends
+// on all of them (exp2_rate_cpu.cc).
+SS_PER_CPU_ISA(float exp2Work(int64_t count))
+inline float exp2Work(int64_t count) { SS_CALL_CPU_ISA(exp2Work, count); }
 
 }  // namespace ss::cpu

@@ -1,6 +1,8 @@
 // SIMD vectors for the CPU kernels, as GCC vector extensions: one source, compiled once per
-// instruction set (see CMakeLists.txt), with the vector width picked by the compiler flags.
-// Included only by scan_kernels.cc.
+// instruction set (cpu/isa.h), with the vector width picked by the compiler flags. Included only by
+// *_cpu.cc files. Everything lives in the instruction set's own namespace: an inline function with
+// the same name and signature in two sets (splat(float), say) would otherwise be one symbol to the
+// linker, which could keep the AVX-512 copy for the baseline code.
 #pragma once
 #include <cstdint>
 
@@ -10,7 +12,11 @@
 #include <immintrin.h>
 #endif
 
-namespace ss::cpu::simd {
+#ifndef SS_CPU_ISA
+#error "simd.h is for *_cpu.cc files, compiled once per instruction set with SS_CPU_ISA defined"
+#endif
+
+namespace ss::cpu::SS_CPU_ISA::simd {
 
 #if defined(__AVX512F__)
 constexpr int kLanes = 16;
@@ -143,16 +149,17 @@ inline Vec log1p(Vec x) {
   return select(u == 1.0f, x, select(u == __builtin_inff(), u, viaLog));
 }
 
-}  // namespace ss::cpu::simd
+}  // namespace ss::cpu::SS_CPU_ISA::simd
 
 namespace ss {
 // The scan's formulas (common/scan_math.h) on SIMD vectors.
 template <>
-struct MathOps<cpu::simd::Vec> {
-  using Vec = cpu::simd::Vec;
-  static Vec splat(float x) { return cpu::simd::splat(x); }
-  static Vec exp(Vec x) { return cpu::simd::exp(x); }
-  static Vec log1p(Vec x) { return cpu::simd::log1p(x); }
-  static Vec select(cpu::simd::IVec c, Vec a, Vec b) { return c ? a : b; }
+struct MathOps<cpu::SS_CPU_ISA::simd::Vec> {
+  using Vec = cpu::SS_CPU_ISA::simd::Vec;
+  using IVec = cpu::SS_CPU_ISA::simd::IVec;
+  static Vec splat(float x) { return cpu::SS_CPU_ISA::simd::splat(x); }
+  static Vec exp(Vec x) { return cpu::SS_CPU_ISA::simd::exp(x); }
+  static Vec log1p(Vec x) { return cpu::SS_CPU_ISA::simd::log1p(x); }
+  static Vec select(IVec c, Vec a, Vec b) { return c ? a : b; }
 };
 }  // namespace ss

@@ -343,18 +343,8 @@ double measureExp2Rate(int device) {
   return rate;
 }
 
-int64_t forwardChunkLength(const ScanShape &shape) { return cuda::forwardChunkLength(shape); }
-
-void scanForward(int device, const ScanForwardParams &p) {
-  check(cuda::scanForward(p, Runtime::get().use(device)), "selectiveScan", device);
-}
-
-void scanBackward(int device, const ScanBackwardParams &p) {
-  check(cuda::scanBackward(p, Runtime::get().use(device)), "selectiveScanBackward", device);
-}
-
-void stateUpdate(int device, const StateUpdateParams &p) {
-  check(cuda::stateUpdate(p, Runtime::get().use(device)), "selectiveStateUpdate", device);
+void launch(int device, const char *what, const std::function<Status(Stream)> &enqueue) {
+  check(cudaError_t(enqueue(Runtime::get().use(device))), what, device);
 }
 
 }  // namespace ss::gpu

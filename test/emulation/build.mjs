@@ -1,6 +1,8 @@
-// Builds the kernel emulation test binary with g++: the CUDA kernel sources of csrc/cuda (rewritten
-// by preprocess.mjs, compiled against the fake headers of include/), the emulator, its self-test,
-// the CPU backend (the oracle, compiled as CMakeLists.txt compiles it) and the driver.
+// Builds the kernel emulation test binary with g++: the CUDA kernel sources (every csrc/**/*.cu but
+// the benchmarks' microbench.cu, rewritten by preprocess.mjs, compiled against the fake headers of
+// include/), the emulator, its self-test, the CPU backend (the oracle, compiled as CMakeLists.txt
+// compiles it: csrc/**/*_cpu.cc once per instruction set, csrc/cpu/*.cc once), the cases of every
+// op (cases/*.cc) and the driver. Every list is found by file name, none is kept by hand.
 //
 // Everything goes to build/emulation/ (git-ignored). Each object file is named by a hash of the
 // compiler, its flags, its source and the headers it can include, so a repeated run compiles
@@ -18,15 +20,16 @@ import { createHash } from 'node:crypto';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
-import { basename, dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { rewriteCuda } from './preprocess.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '../..');
 
-// The kernel sources that make up the CUDA ops (microbench.cu is the benchmark's, not an op).
-const KERNEL_SOURCES = ['scan_forward.cu', 'scan_backward.cu', 'state_update.cu', 'convert.cu'];
+// CUDA sources that are not kernels of an op or of the GPU runtime: the benchmarks' exp2 microbenchmark
+// (it times with CUDA events, which the emulator does not model).
+const NOT_EMULATED = new Set(['csrc/cuda/microbench.cu']);
 
 /** The compiler, or why there is none: { cxx, version } | { missing }. */
 export function findCompiler() {
@@ -50,6 +53,16 @@ const sha = (...parts) => {
 const filesIn = (dir, pattern) =>
   existsSync(dir)
     ? readdirSync(dir)
+        .filter((f) => pattern.test(f))
+        .sort()
+        .map((f) => join(dir, f))
+    : [];
+
+/** Files under dir (recursively) whose path relative to dir matches pattern, sorted. */
+const filesUnder = (dir, pattern) =>
+  existsSync(dir)
+    ? readdirSync(dir, { recursive: true })
+        .map((f) => f.split('\\').join('/'))
         .filter((f) => pattern.test(f))
         .sort()
         .map((f) => join(dir, f))
@@ -121,13 +134,12 @@ export async function buildEmulator({
 
   const include = join(here, 'include');
   const read = (f) => readFileSync(f);
-  // Headers by the part of the tree they belong to; an object depends on the groups it includes.
+  // Headers: csrc's (any object may include any of them) and the emulator's.
   const headers = {
-    common: filesIn(join(csrc, 'common'), /\.h$/),
-    cuda: filesIn(join(csrc, 'cuda'), /\.(h|cuh)$/),
-    cpu: filesIn(join(csrc, 'cpu'), /\.h$/),
-    emu: [...filesIn(include, /\.h$/), join(here, 'selftest.h')],
+    csrc: filesUnder(csrc, /\.(h|cuh)$/),
+    emu: [...filesIn(include, /\.h$/), join(here, 'selftest.h'), join(here, 'harness.h')],
   };
+  const csrcDeps = [...headers.csrc, ...headers.emu];
   const base = ['-std=gnu++17', '-O2', '-g0', '-pthread'];
   // The kernels: compiled as device code would be (__CUDACC__ / __CUDA_ARCH__ select the shared
   // headers' device paths), without type-based alias analysis (the kernels reinterpret float
@@ -142,20 +154,23 @@ export async function buildEmulator({
     '-D__CUDACC__',
     '-D__CUDA_ARCH__=900',
     `-I${include}`,
-    `-I${join(csrc, 'cuda')}`,
     ...(sanitize ? ['-fsanitize=undefined', '-fno-sanitize=vptr'] : []),
   ];
   const units = [];
-  for (const file of KERNEL_SOURCES) {
-    const source = join(csrc, 'cuda', file);
-    const gen = join(genDir, file.replace(/\.cu$/, '.cc'));
-    writeIfChanged(gen, rewriteCuda(readFileSync(source, 'utf8'), source, `csrc/cuda/${file}`));
-    units.push({
-      name: basename(gen, '.cc'),
-      src: gen,
-      flags: kernelFlags,
-      deps: [...headers.common, ...headers.cuda, ...headers.emu],
-    });
+  // A unit's name: its path under csrc (or test/emulation) with the slashes as underscores.
+  const unitName = (file, from) =>
+    relative(from, file)
+      .replace(/\.\w+$/, '')
+      .split(sep)
+      .join('_');
+  const kernelSources = filesUnder(csrc, /\.cu$/).filter((f) => !NOT_EMULATED.has(`csrc/${relative(csrc, f)}`));
+  for (const source of kernelSources) {
+    const name = unitName(source, csrc);
+    const gen = join(genDir, `${name}.cc`);
+    writeIfChanged(gen, rewriteCuda(readFileSync(source, 'utf8'), source, `csrc/${relative(csrc, source)}`));
+    // The generated file lives elsewhere: its own directory comes first on the include path, so
+    // that the source's relative includes resolve as they do for nvcc.
+    units.push({ name, src: gen, flags: [...kernelFlags, `-I${dirname(source)}`], deps: csrcDeps });
   }
   const selftest = join(genDir, 'selftest.cc');
   writeIfChanged(
@@ -176,13 +191,13 @@ export async function buildEmulator({
     flags: [...base, '-Wall', '-Wextra', ...(os.arch() === 'x64' ? ['-fcf-protection=none'] : []), `-I${include}`],
     deps: headers.emu,
   });
-  units.push({
-    name: 'driver',
-    src: join(here, 'driver.cc'),
-    flags: [...base, '-Wall', '-Wextra', `-I${include}`, `-I${csrc}`, `-I${here}`],
-    deps: [...headers.common, ...headers.cuda, ...headers.cpu, ...headers.emu],
-  });
-  // The CPU backend, as CMakeLists.txt builds it: scan_kernels.cc once per instruction set.
+  // The driver and every op's cases (cases/*.cc).
+  const hostFlags = [...base, '-Wall', '-Wextra', `-I${include}`, `-I${csrc}`, `-I${here}`];
+  for (const src of [join(here, 'driver.cc'), ...filesIn(join(here, 'cases'), /\.cc$/)]) {
+    units.push({ name: unitName(src, here), src, flags: hostFlags, deps: csrcDeps });
+  }
+  // The CPU backend, as CMakeLists.txt builds it: every *_cpu.cc once per instruction set, the
+  // rest of csrc/cpu once.
   const isas =
     os.arch() === 'x64'
       ? {
@@ -191,21 +206,18 @@ export async function buildEmulator({
           avx512: ['-mavx512f', '-mavx512vl', '-mavx512bw', '-mavx512dq', '-mavx2', '-mfma', '-mf16c'],
         }
       : { baseline: [] };
-  for (const [isa, flags] of Object.entries(isas)) {
-    units.push({
-      name: `scan_kernels_${isa}`,
-      src: join(csrc, 'cpu', 'scan_kernels.cc'),
-      flags: ['-std=gnu++17', '-O3', '-fno-math-errno', '-pthread', ...flags, `-DSS_CPU_ISA=${isa}`],
-      deps: [...headers.common, ...headers.cpu],
-    });
+  for (const src of filesUnder(csrc, /_cpu\.cc$/)) {
+    for (const [isa, flags] of Object.entries(isas)) {
+      units.push({
+        name: `${unitName(src, csrc)}_${isa}`,
+        src,
+        flags: ['-std=gnu++17', '-O3', '-fno-math-errno', '-pthread', ...flags, `-DSS_CPU_ISA=${isa}`],
+        deps: headers.csrc,
+      });
+    }
   }
-  for (const name of ['cpu_backend', 'thread_pool']) {
-    units.push({
-      name,
-      src: join(csrc, 'cpu', `${name}.cc`),
-      flags: [...base],
-      deps: [...headers.common, ...headers.cpu],
-    });
+  for (const src of filesIn(join(csrc, 'cpu'), /\.cc$/).filter((f) => !f.endsWith('_cpu.cc'))) {
+    units.push({ name: unitName(src, csrc), src, flags: [...base], deps: headers.csrc });
   }
 
   // Compile what is missing, `jobs` at a time.

@@ -1,8 +1,10 @@
-// selectiveScan (forward), selectiveScanBackward, and the context that links them.
-import { ALL_DTYPES, ArgumentChecker, named, storage } from './checks.js';
-import { codedError, describe } from './errors.js';
-import { native } from './native.js';
-import { type DType, type Device, type Tensor, allocate, deviceIndex, dtypeCode, storageOf } from './tensor.js';
+// selectiveScan (forward), selectiveScanBackward, and the context that links them. Native side:
+// csrc/ops/selective_scan/.
+import { ALL_DTYPES, ArgumentChecker, named, storage } from '../checks.js';
+import { type DType, dtypeCode } from '../dtype.js';
+import { codedError, describe } from '../errors.js';
+import { native, type ProjectionDescriptor, type ScanInputsDescriptor, type ScanShapeDescriptor } from '../native.js';
+import { type Device, type Tensor, allocate, deviceIndex, storageOf } from '../tensor.js';
 
 export interface ScanOptions {
   /** (dim) float32: skip connection, y += D * u. */
@@ -61,9 +63,9 @@ interface ScanInputs {
   delta: Tensor;
   A: Tensor;
   B: Tensor;
-  groupsB: number; // 0 = fixed (dim, N)
+  layoutB: Projection;
   C: Tensor;
-  groupsC: number;
+  layoutC: Projection;
   D?: Tensor;
   z?: Tensor;
   deltaBias?: Tensor;
@@ -71,23 +73,26 @@ interface ScanInputs {
   deltaSoftplus: boolean;
 }
 
+/** How B or C is given: fixed (dim, N) float32, or input-dependent (batch, G, N, L) in u's dtype. */
+type Projection = { kind: 'fixed' } | { kind: 'varying'; groups: number };
+
 // B or C: fixed (dim, N) float32, or input-dependent (batch, N, L) / (batch, G, N, L) in u's dtype.
 function checkProjection(
   check: ArgumentChecker,
   name: string,
   t: Tensor,
   s: { batch: number; dim: number; seqlen: number; dstate: number; dtype: DType },
-): number {
+): Projection {
   const { batch, dim, seqlen: L, dstate: N } = s;
   const expected = `${named({ dim, N })} (fixed), ${named({ batch, N, L })} or [${batch}, G, ${N}, ${L}] (input-dependent)`;
   const fits = (e: number[]) => t.shape.length === e.length && t.shape.every((v, i) => e[i] === -1 || v === e[i]);
   if (fits([dim, N])) {
     check.dtype(name, t, 'float32', ` (a fixed ${name} of shape [dim, N])`);
-    return 0;
+    return { kind: 'fixed' };
   }
   if (fits([batch, N, L])) {
     check.dtype(name, t, s.dtype, ` (the dtype of u, as ${name} is input-dependent)`);
-    return 1;
+    return { kind: 'varying', groups: 1 };
   }
   if (fits([batch, -1, N, L]) && t.shape[1]! > 0) {
     const G = t.shape[1]!;
@@ -97,7 +102,7 @@ function checkProjection(
       );
     }
     check.dtype(name, t, s.dtype, ` (the dtype of u, as ${name} is input-dependent)`);
-    return G;
+    return { kind: 'varying', groups: G };
   }
   throw new RangeError(`${check.fn}: ${name} must have shape ${expected}, got ${describe(t.shape)}`);
 }
@@ -133,9 +138,9 @@ function checkScanInputs(
   check.dtype('A', At, 'float32');
   const sizes = { batch, dim, seqlen, dstate, dtype: ut.dtype };
   const Bt = check.tensor('B', B);
-  const groupsB = checkProjection(check, 'B', Bt, sizes);
+  const layoutB = checkProjection(check, 'B', Bt, sizes);
   const Ct = check.tensor('C', C);
-  const groupsC = checkProjection(check, 'C', Ct, sizes);
+  const layoutC = checkProjection(check, 'C', Ct, sizes);
 
   const D = check.optionalTensor('D', o.D);
   if (D) {
@@ -169,9 +174,9 @@ function checkScanInputs(
     delta: deltaT,
     A: At,
     B: Bt,
-    groupsB,
+    layoutB,
     C: Ct,
-    groupsC,
+    layoutC,
     D,
     z,
     deltaBias,
@@ -180,22 +185,25 @@ function checkScanInputs(
   };
 }
 
+function projectionDescriptor(fn: string, name: string, t: Tensor, layout: Projection): ProjectionDescriptor {
+  const data = storageOf(t, fn, name);
+  return layout.kind === 'fixed' ? { kind: 'fixed', data } : { kind: 'varying', groups: layout.groups, data };
+}
+
+function shapeDescriptor(s: ScanInputs): ScanShapeDescriptor {
+  return { device: deviceIndex(s.device), batch: s.batch, dim: s.dim, seqlen: s.seqlen, dstate: s.dstate };
+}
+
 // The part of a native descriptor that describes the forward's inputs.
-function inputDescriptor(fn: string, s: ScanInputs, chunkLength: number): Record<string, unknown> {
+function inputDescriptor(fn: string, s: ScanInputs, chunkLength: number): ScanInputsDescriptor {
   return {
-    device: deviceIndex(s.device),
+    ...shapeDescriptor(s),
     dtype: dtypeCode(s.dtype),
-    batch: s.batch,
-    dim: s.dim,
-    seqlen: s.seqlen,
-    dstate: s.dstate,
-    u: storage(fn, 'u', s.u),
-    delta: storage(fn, 'delta', s.delta),
-    A: storage(fn, 'A', s.A),
-    B: storage(fn, 'B', s.B),
-    groupsB: s.groupsB,
-    C: storage(fn, 'C', s.C),
-    groupsC: s.groupsC,
+    u: storageOf(s.u, fn, 'u'),
+    delta: storageOf(s.delta, fn, 'delta'),
+    A: storageOf(s.A, fn, 'A'),
+    B: projectionDescriptor(fn, 'B', s.B, s.layoutB),
+    C: projectionDescriptor(fn, 'C', s.C, s.layoutC),
     D: storage(fn, 'D', s.D),
     z: storage(fn, 'z', s.z),
     deltaBias: storage(fn, 'deltaBias', s.deltaBias),
@@ -204,6 +212,11 @@ function inputDescriptor(fn: string, s: ScanInputs, chunkLength: number): Record
     chunkLength,
   };
 }
+
+const CONTEXT_KEY = Symbol('ScanContext');
+// Set in ScanContext's static block: the constructor and the private state, for this file only.
+let makeContext: (inputs: ScanInputs, chunkLength: number, checkpoints: Tensor) => ScanContext;
+let contextState: (ctx: ScanContext, fn: string) => { inputs: ScanInputs; chunkLength: number; checkpoints: Tensor };
 
 /**
  * What the backward needs from a forward: references to its inputs (not copies) and the state at
@@ -214,8 +227,17 @@ export class ScanContext {
   readonly #chunkLength: number;
   #checkpoints: Tensor | null;
 
-  /** @internal Made by selectiveScan({ saveForBackward: true }). */
-  constructor(inputs: ScanInputs, chunkLength: number, checkpoints: Tensor) {
+  static {
+    makeContext = (inputs, chunkLength, checkpoints) => new ScanContext(CONTEXT_KEY, inputs, chunkLength, checkpoints);
+    contextState = (ctx, fn) => {
+      if (ctx.#checkpoints === null) throw codedError('ERR_DISPOSED', `${fn}: ctx was disposed`);
+      return { inputs: ctx.#inputs, chunkLength: ctx.#chunkLength, checkpoints: ctx.#checkpoints };
+    };
+  }
+
+  /** Made by selectiveScan(..., { saveForBackward: true }). */
+  private constructor(key: symbol, inputs: ScanInputs, chunkLength: number, checkpoints: Tensor) {
+    if (key !== CONTEXT_KEY) throw new TypeError('ScanContext: made by selectiveScan(..., { saveForBackward: true })');
     this.#inputs = inputs;
     this.#chunkLength = chunkLength;
     this.#checkpoints = checkpoints;
@@ -238,12 +260,6 @@ export class ScanContext {
   [Symbol.dispose](): void {
     this.dispose();
   }
-
-  /** @internal */
-  static state(ctx: ScanContext, fn: string): { inputs: ScanInputs; chunkLength: number; checkpoints: Tensor } {
-    if (ctx.#checkpoints === null) throw codedError('ERR_DISPOSED', `${fn}: ctx was disposed`);
-    return { inputs: ctx.#inputs, chunkLength: ctx.#chunkLength, checkpoints: ctx.#checkpoints };
-  }
 }
 
 export function selectiveScan(
@@ -262,7 +278,7 @@ export function selectiveScan(
   const saveForBackward = check.boolean('saveForBackward', o.saveForBackward);
 
   const { batch, dim, seqlen, dstate } = s;
-  const chunkLength = native.chunkLength(deviceIndex(s.device), batch, dim, seqlen, dstate);
+  const chunkLength = native.scanChunkLength(shapeDescriptor(s));
   const chunks = Math.ceil(seqlen / chunkLength);
   const out = allocate([batch, dim, seqlen], s.dtype, s.device, false);
   const lastState = returnLastState ? allocate([batch, dim, dstate], 'float32', s.device, false) : undefined;
@@ -280,7 +296,7 @@ export function selectiveScan(
   }
   const result: ScanResult = { out };
   if (lastState) result.lastState = lastState;
-  if (checkpoints) result.ctx = new ScanContext(s, chunkLength, checkpoints);
+  if (checkpoints) result.ctx = makeContext(s, chunkLength, checkpoints);
   return result;
 }
 
@@ -291,7 +307,7 @@ export function selectiveScanBackward(ctx: ScanContext, dout: Tensor, opts?: Sca
       `${fn}: ctx must be the ScanContext of selectiveScan(..., { saveForBackward: true }), got ${describe(ctx)}`,
     );
   }
-  const { inputs: s, chunkLength, checkpoints } = ScanContext.state(ctx, fn);
+  const { inputs: s, chunkLength, checkpoints } = contextState(ctx, fn);
   const check = new ArgumentChecker(fn);
   const o = check.options(opts, ['dLastState', 'deterministic']);
   // The forward's inputs must still be alive: the backward reads them again.
@@ -333,12 +349,12 @@ export function selectiveScanBackward(ctx: ScanContext, dout: Tensor, opts?: Sca
       dout: storageOf(doutT, fn, 'dout'),
       dLastState: storage(fn, 'dLastState', dLastState),
       deterministic,
-      du: gradStorage('du'),
-      ddelta: gradStorage('ddelta'),
+      du: storageOf(grads.du, fn, 'du'),
+      ddelta: storageOf(grads.ddelta, fn, 'ddelta'),
       dz: gradStorage('dz'),
-      dA: gradStorage('dA'),
-      dB: gradStorage('dB'),
-      dC: gradStorage('dC'),
+      dA: storageOf(grads.dA, fn, 'dA'),
+      dB: storageOf(grads.dB, fn, 'dB'),
+      dC: storageOf(grads.dC, fn, 'dC'),
       dD: gradStorage('dD'),
       ddeltaBias: gradStorage('ddeltaBias'),
       dInitialState: gradStorage('dInitialState'),

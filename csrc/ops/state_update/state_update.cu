@@ -10,18 +10,14 @@
 // per head are broadcast over P (and N) when scalarPerHead.
 #include <algorithm>
 
-#include "cuda_ops.h"
-#include "kernel_common.cuh"
+#include "../../common/scan_math.h"
+#include "../../cuda/kernel_common.cuh"
+#include "state_update.h"
 
 namespace ss::cuda {
 namespace {
 
 constexpr int kStateUpdateThreads = 256;
-
-template <DType DT>
-__device__ __forceinline__ float loadElement(const void *base, int64_t i) {
-  return Element<DT>::load(static_cast<const typename Element<DT>::Storage *>(base)[i]);
-}
 
 template <DType DT>
 __global__ void __launch_bounds__(kStateUpdateThreads)
@@ -79,7 +75,7 @@ __global__ void __launch_bounds__(kStateUpdateThreads)
 
 }  // namespace
 
-cudaError_t stateUpdate(const StateUpdateParams &p, cudaStream_t stream) {
+gpu::Status stateUpdate(const StateUpdateParams &p, gpu::Stream stream) {
   if (p.batch < 0 || p.heads < 0 || p.headDim < 0 || p.dstate < 0) return cudaErrorInvalidValue;
   const int64_t rows = p.batch * p.heads * p.headDim;
   if (rows == 0) return cudaSuccess;

@@ -1,20 +1,25 @@
-// The CPU backend's vectorised loops. This file is compiled once per instruction set (SS_CPU_ISA =
-// baseline, avx2, avx512; see CMakeLists.txt) and the driver picks one table at run time.
+// The selective scan on the CPU: forward and backward, compiled once per instruction set (cpu/isa.h).
 //
-// One SIMD lane per channel: a block of kLanes channels of one batch row moves through time
-// together, each lane carrying its own state h[0..N). Channels of a task share their B and C
-// groups, so a varying B_t[n] is one scalar broadcast to all lanes, and y_t needs no horizontal
-// sum. Per (t, n) the forward costs one vector exp2 and three fused multiply-adds.
+// Work: a task is one batch row b and a range of consecutive channels [d0, d1) that share one B group
+// and one C group; the thread pool runs the tasks. A task walks its range in blocks of kLanes
+// channels, one channel per SIMD lane, and walks time in chunks of chunkLength steps, carrying each
+// channel's state (N floats) from chunk to chunk. Channels of a task share their B and C groups, so a
+// varying B_t[n] is one scalar broadcast to all lanes, and y_t needs no horizontal sum. Per (t, n)
+// the forward costs one vector exp2 and three fused multiply-adds.
+//
+// Nothing of size L x N is ever stored: the forward writes the state at the end of each chunk (the
+// checkpoints), and the backward recomputes one chunk at a time from them. Sums over channels or
+// batch rows (dA, dD, ddeltaBias, fixed and varying dB/dC) are kept per task and finished in a fixed
+// order, so results never depend on the thread count or on which thread ran which task.
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
-#include "../common/scan_math.h"
-#include "scan_kernels.h"
-#include "simd.h"
-
-#ifndef SS_CPU_ISA
-#error "SS_CPU_ISA must name the instruction set this file is compiled for"
-#endif
+#include "../../common/scan_math.h"
+#include "../../cpu/scratch.h"
+#include "../../cpu/simd.h"
+#include "../../cpu/thread_pool.h"
+#include "scan.h"
 
 namespace ss::cpu::SS_CPU_ISA {
 namespace {
@@ -25,32 +30,71 @@ using simd::Vec;
 
 int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-// Carves one scratch buffer (64-byte aligned) into aligned arrays. With a null base it only
-// measures, so the size computation and the use share one description of the layout.
-class Carver {
- public:
-  explicit Carver(void *base) : base_(static_cast<char *>(base)) {}
-  template <class T>
-  T *take(int64_t count) {
-    used_ = (used_ + 63) & ~size_t(63);
-    T *p = base_ ? reinterpret_cast<T *>(base_ + used_) : nullptr;
-    used_ += size_t(count) * sizeof(T);
-    return p;
-  }
-  size_t bytes() const { return used_ + 64; }
+// ---- Tasks ----------------------------------------------------------------------------------------
 
- private:
-  char *base_;
-  size_t used_ = 0;
+// A channel range shared by one B group and one C group (a "cell") is split into at most this
+// many tasks, each a multiple of 16 channels (the widest SIMD block). The split depends on the
+// shape only, so every sum over channels has the same order whatever the thread count; the
+// backward keeps one partial dB/dC per task, so this also bounds that memory.
+constexpr int64_t kMaxTasksPerCell = 16;
+constexpr int64_t kTaskChannelMultiple = 16;
+
+struct Task {
+  int64_t b = 0, d0 = 0, d1 = 0;
+  int64_t groupB = 0, groupC = 0;  // groups of the channels (0 when fixed)
+  int64_t partition = 0;           // index of this channel range among all ranges of the op
 };
 
-template <DType DT>
-float loadAt(const void *base, int64_t i) {
-  return Element<DT>::load(static_cast<const typename Element<DT>::Storage *>(base)[i]);
+// Sums over channels or over batch rows that the backward leaves for the driver to finish, so
+// that their order never depends on which thread ran which task.
+struct BackwardPartials {
+  float *dB = nullptr, *dC = nullptr;            // varying: [partition][batch][N][L] (this task's channels)
+  float *dA = nullptr;                           // [batch][dim][N]
+  float *dBFixed = nullptr, *dCFixed = nullptr;  // [batch][dim][N]
+  float *dD = nullptr, *ddeltaBias = nullptr;    // [batch][dim]
+};
+
+struct ChannelRange {
+  int64_t d0, d1, groupB, groupC;
+};
+
+// The channel ranges of an op, in channel order (see kMaxTasksPerCell).
+std::vector<ChannelRange> channelRanges(const ScanShape &shape, const Projection &B, const Projection &C) {
+  const int64_t dim = shape.dim;
+  const int64_t groupSizeB = B.varying() ? dim / B.groups : dim;
+  const int64_t groupSizeC = C.varying() ? dim / C.groups : dim;
+  std::vector<int64_t> cuts;
+  for (int64_t d = 0; d < dim; d += groupSizeB) cuts.push_back(d);
+  for (int64_t d = 0; d < dim; d += groupSizeC) cuts.push_back(d);
+  cuts.push_back(dim);
+  std::sort(cuts.begin(), cuts.end());
+  cuts.erase(std::unique(cuts.begin(), cuts.end()), cuts.end());
+
+  std::vector<ChannelRange> ranges;
+  for (size_t i = 0; i + 1 < cuts.size(); ++i) {
+    const int64_t c0 = cuts[i], c1 = cuts[i + 1];
+    int64_t size = (c1 - c0 + kMaxTasksPerCell - 1) / kMaxTasksPerCell;
+    size = (size + kTaskChannelMultiple - 1) / kTaskChannelMultiple * kTaskChannelMultiple;
+    for (int64_t d = c0; d < c1; d += size) {
+      ranges.push_back({d, std::min(c1, d + size), B.varying() ? d / groupSizeB : 0, C.varying() ? d / groupSizeC : 0});
+    }
+  }
+  return ranges;
 }
-template <DType DT>
-void storeAt(void *base, int64_t i, float v) {
-  static_cast<typename Element<DT>::Storage *>(base)[i] = Element<DT>::store(v);
+
+std::vector<Task> tasksFor(const ScanShape &shape, const std::vector<ChannelRange> &ranges) {
+  std::vector<Task> tasks;
+  tasks.reserve(size_t(shape.batch) * ranges.size());
+  for (int64_t b = 0; b < shape.batch; ++b)
+    for (size_t r = 0; r < ranges.size(); ++r)
+      tasks.push_back({b, ranges[r].d0, ranges[r].d1, ranges[r].groupB, ranges[r].groupC, int64_t(r)});
+  return tasks;
+}
+
+int64_t widestRange(const std::vector<ChannelRange> &ranges) {
+  int64_t widest = 0;
+  for (const auto &r : ranges) widest = std::max(widest, r.d1 - r.d0);
+  return widest;
 }
 
 // Copies the [N][len] tile of a varying B or C (rows n, contiguous in t) into [len][N] floats.
@@ -58,7 +102,7 @@ template <DType DT>
 void transposeTile(const void *src, int64_t rowStart, int64_t L, int64_t N, int64_t len, float *dst) {
   for (int64_t n = 0; n < N; ++n) {
     const int64_t row = rowStart + n * L;
-    for (int64_t t = 0; t < len; ++t) dst[t * N + n] = loadAt<DT>(src, row + t);
+    for (int64_t t = 0; t < len; ++t) dst[t * N + n] = loadElement<DT>(src, row + t);
   }
 }
 
@@ -77,7 +121,7 @@ void gatherRows(const void *src, int64_t rowStart, int64_t L, int lanes, int64_t
     for (int lane = 0; lane < kLanes; ++lane) {
       float *column = reinterpret_cast<float *>(tile) + lane;
       if (lane < lanes) {
-        for (int64_t t = first; t < last; ++t) column[t * kLanes] = loadAt<DT>(src, rowStart + lane * L + t);
+        for (int64_t t = first; t < last; ++t) column[t * kLanes] = loadElement<DT>(src, rowStart + lane * L + t);
       } else {
         for (int64_t t = first; t < last; ++t) column[t * kLanes] = 0.0f;
       }
@@ -92,7 +136,7 @@ void scatterRows(const Vec *tile, int lanes, int64_t len, void *dst, int64_t row
     const int64_t last = std::min(len, first + kTransposeSteps);
     for (int lane = 0; lane < lanes; ++lane) {
       const float *column = reinterpret_cast<const float *>(tile) + lane;
-      for (int64_t t = first; t < last; ++t) storeAt<DT>(dst, rowStart + lane * L + t, column[t * kLanes]);
+      for (int64_t t = first; t < last; ++t) storeElement<DT>(dst, rowStart + lane * L + t, column[t * kLanes]);
     }
   }
 }
@@ -440,119 +484,98 @@ void backwardTask(const ScanBackwardParams &bp, const Task &task, const Backward
   }
 }
 
-// ---- Stepwise update ----------------------------------------------------------------------------
-
-// Loads up to kLanes consecutive elements as floats; lanes past `count` are zero.
-template <DType DT>
-Vec loadVec(const void *base, int64_t i, int64_t count) {
-  Vec v = {};
-  if (DT == DType::Float32 && count == kLanes) return simd::loadu(static_cast<const float *>(base) + i);
-  for (int64_t j = 0; j < count; ++j) v[j] = loadAt<DT>(base, i + j);
-  return v;
-}
-Vec loadFloats(const float *p, int64_t count) {
-  if (count == kLanes) return simd::loadu(p);
-  Vec v = {};
-  for (int64_t j = 0; j < count; ++j) v[j] = p[j];
-  return v;
-}
-
-template <DType DT>
-void stateUpdateRows(const StateUpdateParams &p, int64_t begin, int64_t end) {
-  const int64_t H = p.heads, P = p.headDim, N = p.dstate, headsPerGroup = H / p.groups;
-  for (int64_t row = begin; row < end; ++row) {  // row = (i, h, pp) of (batch, H, P)
-    const int64_t i = row / (H * P), h = (row / P) % H, pp = row % P;
-    const int64_t slot = p.stateBatchIndices ? p.stateBatchIndices[i] : i;
-    if (slot < 0) {  // padding row of a continuous batch
-      storeAt<DT>(p.y, row, 0.0f);
-      continue;
-    }
-    const float x = loadAt<DT>(p.x, row);
-    const float dtRaw = loadAt<DT>(p.dt, p.scalarPerHead ? i * H + h : row);
-    const float bias = p.dtBias ? p.dtBias[p.scalarPerHead ? h : h * P + pp] : 0.0f;
-    const float dt = deltaToDt(dtRaw, bias, p.dtSoftplus);
-    const int64_t bc = (i * p.groups + h / headsPerGroup) * N;
-    float *state = p.state + ((slot * H + h) * P + pp) * N;
-    const float *A = p.scalarPerHead ? nullptr : p.A + (h * P + pp) * N;
-    const Vec dtv = splat(dt), dtx = splat(dt * x);
-    const Vec aScalar = simd::exp2(splat(p.scalarPerHead ? dt * p.A[h] * kLog2e : 0.0f));
-    Vec acc = {};
-    for (int64_t n = 0; n < N; n += kLanes) {
-      const int64_t count = std::min<int64_t>(kLanes, N - n);
-      const Vec a = A ? simd::exp2(dtv * loadFloats(A + n, count) * kLog2e) : aScalar;
-      const Vec hNew = stateStep(a, loadFloats(state + n, count), dtx, loadVec<DT>(p.B, bc + n, count));
-      acc += loadVec<DT>(p.C, bc + n, count) * hNew;
-      if (count == kLanes)
-        simd::storeu(state + n, hNew);
-      else
-        for (int64_t j = 0; j < count; ++j) state[n + j] = hNew[j];
-    }
-    float y = simd::horizontalSum(acc);
-    if (p.D) y += p.D[h * p.dStrideHead + pp * p.dStrideP] * x;
-    if (p.z) y *= silu(loadAt<DT>(p.z, row));
-    storeAt<DT>(p.y, row, y);
-  }
-}
-
-// ---- Benchmark support --------------------------------------------------------------------------
-
-float exp2Work(int64_t count) {
-  constexpr int kChains = 8;  // independent dependency chains, like the N states of a step
-  Vec x[kChains];
-  for (int c = 0; c < kChains; ++c) x[c] = splat(-0.001f * float(c + 1));
-  const Vec scale = splat(0.999f);
-  for (int64_t i = 0; i < count; i += int64_t(kChains) * kLanes)
-    for (int c = 0; c < kChains; ++c) x[c] = simd::exp2(x[c]) * scale - 1.0f;  // stays in [-1, 0]
-  Vec sum = {};
-  for (int c = 0; c < kChains; ++c) sum += x[c];
-  return simd::horizontalSum(sum);
-}
-
-// ---- The table ----------------------------------------------------------------------------------
-
-int64_t maxBlocks(int64_t maxChannels) { return ceilDiv(maxChannels, kLanes); }
-
-size_t forwardScratchBytes(const ScanForwardParams &p, int64_t maxChannels) {
-  Carver c(nullptr);
-  ForwardScratch s(c, p, maxBlocks(maxChannels));
-  return c.bytes();
-}
-
-size_t backwardScratchBytes(const ScanBackwardParams &p, int64_t maxChannels) {
-  Carver c(nullptr);
-  BackwardScratch s(c, p.fwd, maxBlocks(maxChannels));
-  return c.bytes();
-}
-
-void forward(const ScanForwardParams &p, const Task &task, void *scratch) {
-  switch (p.dtype) {
-    case DType::Float32: return forwardTask<DType::Float32>(p, task, scratch);
-    case DType::Float16: return forwardTask<DType::Float16>(p, task, scratch);
-    case DType::BFloat16: return forwardTask<DType::BFloat16>(p, task, scratch);
-  }
-}
-
-void backward(const ScanBackwardParams &p, const Task &task, const BackwardPartials &partials, void *scratch) {
-  switch (p.fwd.dtype) {
-    case DType::Float32: return backwardTask<DType::Float32>(p, task, partials, scratch);
-    case DType::Float16: return backwardTask<DType::Float16>(p, task, partials, scratch);
-    case DType::BFloat16: return backwardTask<DType::BFloat16>(p, task, partials, scratch);
-  }
-}
-
-void stateUpdate(const StateUpdateParams &p, int64_t begin, int64_t end) {
-  switch (p.dtype) {
-    case DType::Float32: return stateUpdateRows<DType::Float32>(p, begin, end);
-    case DType::Float16: return stateUpdateRows<DType::Float16>(p, begin, end);
-    case DType::BFloat16: return stateUpdateRows<DType::BFloat16>(p, begin, end);
-  }
-}
-
 }  // namespace
 
-#define SS_STRINGIFY2(x) #x
-#define SS_STRINGIFY(x) SS_STRINGIFY2(x)
-extern const Kernels kernels = {SS_STRINGIFY(SS_CPU_ISA), kLanes,   forwardScratchBytes, forward,
-                                backwardScratchBytes,     backward, stateUpdate,         exp2Work};
+// ---- Entry points -------------------------------------------------------------------------------
+
+void scanForward(const ScanForwardParams &p) {
+  const auto ranges = channelRanges(p.shape, p.B, p.C);
+  const auto tasks = tasksFor(p.shape, ranges);
+  ThreadPool &pool = ThreadPool::instance();
+  WorkerScratch scratch(pool.threads(), scratchBytes<ForwardScratch>(p, ceilDiv(widestRange(ranges), kLanes)));
+  dispatchDType(p.dtype, [&](auto dtype) {
+    pool.parallelFor(int64_t(tasks.size()), [&](int64_t i, int worker) {
+      forwardTask<decltype(dtype)::value>(p, tasks[size_t(i)], scratch[worker]);
+    });
+  });
+}
+
+void scanBackward(const ScanBackwardParams &bp) {
+  const ScanForwardParams &p = bp.fwd;
+  const int64_t batch = p.shape.batch, dim = p.shape.dim, L = p.shape.seqlen, N = p.shape.dstate;
+  const auto ranges = channelRanges(p.shape, p.B, p.C);
+  const auto tasks = tasksFor(p.shape, ranges);
+  const int64_t partitions = int64_t(ranges.size());
+
+  // Partial sums, finished below in a fixed order.
+  std::vector<float> dBVarying(p.B.varying() ? size_t(partitions * batch * N * L) : 0);
+  std::vector<float> dCVarying(p.C.varying() ? size_t(partitions * batch * N * L) : 0);
+  std::vector<float> dA(size_t(batch * dim * N)), dD(size_t(batch * dim)), ddeltaBias(size_t(batch * dim));
+  std::vector<float> dBFixed(p.B.varying() ? 0 : size_t(batch * dim * N));
+  std::vector<float> dCFixed(p.C.varying() ? 0 : size_t(batch * dim * N));
+  BackwardPartials partials;
+  partials.dB = dBVarying.empty() ? nullptr : dBVarying.data();
+  partials.dC = dCVarying.empty() ? nullptr : dCVarying.data();
+  partials.dA = dA.data();
+  partials.dBFixed = dBFixed.empty() ? nullptr : dBFixed.data();
+  partials.dCFixed = dCFixed.empty() ? nullptr : dCFixed.data();
+  partials.dD = dD.data();
+  partials.ddeltaBias = ddeltaBias.data();
+
+  ThreadPool &pool = ThreadPool::instance();
+  {
+    WorkerScratch scratch(pool.threads(), scratchBytes<BackwardScratch>(p, ceilDiv(widestRange(ranges), kLanes)));
+    dispatchDType(p.dtype, [&](auto dtype) {
+      pool.parallelFor(int64_t(tasks.size()), [&](int64_t i, int worker) {
+        backwardTask<decltype(dtype)::value>(bp, tasks[size_t(i)], partials, scratch[worker]);
+      });
+    });
+  }
+
+  // Per-channel sums over the batch: rows b in increasing order.
+  pool.parallelFor(dim, [&](int64_t d, int) {
+    for (int64_t n = 0; n < N; ++n) {
+      float a = 0, bf = 0, cf = 0;
+      for (int64_t b = 0; b < batch; ++b) {
+        const int64_t i = (b * dim + d) * N + n;
+        a += dA[size_t(i)];
+        if (!dBFixed.empty()) bf += dBFixed[size_t(i)];
+        if (!dCFixed.empty()) cf += dCFixed[size_t(i)];
+      }
+      bp.dA[d * N + n] = a;
+      if (!dBFixed.empty()) static_cast<float *>(bp.dB)[d * N + n] = bf;
+      if (!dCFixed.empty()) static_cast<float *>(bp.dC)[d * N + n] = cf;
+    }
+    float sumD = 0, sumBias = 0;
+    for (int64_t b = 0; b < batch; ++b) {
+      sumD += dD[size_t(b * dim + d)];
+      sumBias += ddeltaBias[size_t(b * dim + d)];
+    }
+    if (bp.dD) bp.dD[d] = sumD;
+    if (bp.ddeltaBias) bp.ddeltaBias[d] = sumBias;
+  });
+
+  // Varying dB/dC: the partial of every channel range of a group, ranges in channel order.
+  auto finishVarying = [&](const std::vector<float> &partial, const Projection &proj, bool isB, void *out) {
+    const int64_t G = proj.groups;
+    pool.parallelFor(batch * G * N, [&](int64_t i, int) {
+      const int64_t b = i / (G * N), g = (i / N) % G, n = i % N;
+      std::vector<const float *> sources;
+      for (size_t r = 0; r < ranges.size(); ++r)
+        if ((isB ? ranges[r].groupB : ranges[r].groupC) == g)
+          sources.push_back(partial.data() + ((int64_t(r) * batch + b) * N + n) * L);
+      const int64_t dst = ((b * G + g) * N + n) * L;
+      dispatchDType(p.dtype, [&](auto dtype) {
+        for (int64_t t = 0; t < L; ++t) {
+          float s = 0;
+          for (const float *src : sources) s += src[t];
+          storeElement<decltype(dtype)::value>(out, dst + t, s);
+        }
+      });
+    });
+  };
+  if (p.B.varying()) finishVarying(dBVarying, p.B, true, bp.dB);
+  if (p.C.varying()) finishVarying(dCVarying, p.C, false, bp.dC);
+}
 
 }  // namespace ss::cpu::SS_CPU_ISA

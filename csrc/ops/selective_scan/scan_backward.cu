@@ -38,8 +38,8 @@
 #include <algorithm>
 #include <numeric>
 
-#include "cuda_ops.h"
-#include "kernel_common.cuh"
+#include "../../cuda/cuda_ops.h"
+#include "scan_cuda.cuh"
 
 namespace ss::cuda {
 namespace {
@@ -173,7 +173,7 @@ __global__ void __launch_bounds__(kBackwardThreads, kBackwardMinBlocksPerSM)
   const int lane = laneIndex(), warp = warpIndex();
   const int64_t batch = p.shape.batch, dim = p.shape.dim, L = p.shape.seqlen;
   const int N = int(p.shape.dstate);
-  const bool varyingB = p.B.groups > 0, varyingC = p.C.groups > 0;
+  const bool varyingB = p.B.varying(), varyingC = p.C.varying();
   const bool hasZ = p.z != nullptr;
   // The R-warp reductions of this launch: slot 0 is dB's when summed, then dC's.
   const bool reduceB = args.dBVarying != nullptr, reduceC = args.dCVarying != nullptr;
@@ -601,12 +601,12 @@ cudaError_t queueBackward(const ScanBackwardParams &bp, const BackwardLayout &la
 
 }  // namespace
 
-cudaError_t scanBackward(const ScanBackwardParams &bp, cudaStream_t stream) {
+gpu::Status scanBackward(const ScanBackwardParams &bp, gpu::Stream stream) {
   const ScanForwardParams &p = bp.fwd;
   const ScanShape &s = p.shape;
   SS_CUDA_TRY(checkScanShape(p));
   if (isEmptyScan(s)) return cudaSuccess;
-  // One checkpoint interval (chunkLength = 32, 64 or 128 steps, see forwardChunkLength) is one
+  // One checkpoint interval (chunkLength = 32, 64 or 128 steps, see scanChunkLength) is one
   // chunk of the backward: ITEMS = chunkLength / 32.
   int items = 0;
   for (int candidate = 1; candidate <= kMaxBackwardItems; candidate *= 2)

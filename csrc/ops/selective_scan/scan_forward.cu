@@ -23,8 +23,7 @@
 //    option is a run-time branch that is uniform over the warp.
 #include <algorithm>
 
-#include "cuda_ops.h"
-#include "kernel_common.cuh"
+#include "scan_cuda.cuh"
 
 namespace ss::cuda {
 namespace {
@@ -73,7 +72,7 @@ __global__ void __launch_bounds__(kForwardThreads, kForwardMinBlocksPerSM) scanF
   const int lane = laneIndex(), warp = warpIndex();
   const int64_t dim = p.shape.dim, L = p.shape.seqlen;
   const int N = int(p.shape.dstate);
-  const bool varyingB = p.B.groups > 0, varyingC = p.C.groups > 0;
+  const bool varyingB = p.B.varying(), varyingC = p.C.varying();
 
   float *shared = sharedMemory + warp * args.sharedFloatsPerWarp;
   float *const A2 = shared;
@@ -220,17 +219,17 @@ cudaError_t launchForward(const ScanForwardParams &p, cudaStream_t stream) {
 
 }  // namespace
 
-int64_t forwardChunkLength(const ScanShape &shape) {
+int64_t scanChunkLength(const ScanShape &shape) {
   // The checkpoint interval: the forward's chunk, capped at kMaxCheckpointInterval steps.
   return std::min<int64_t>(int64_t(kWarpSize) * forwardItems(shape.seqlen), kMaxCheckpointInterval);
 }
 
-cudaError_t scanForward(const ScanForwardParams &p, cudaStream_t stream) {
+gpu::Status scanForward(const ScanForwardParams &p, gpu::Stream stream) {
   const ScanShape &s = p.shape;
   SS_CUDA_TRY(checkScanShape(p));
   if (isEmptyScan(s)) return cudaSuccess;
   // The checkpoint layout is fixed by the shape; the caller passes it back in chunkLength.
-  if (p.chunkLength != forwardChunkLength(s)) return cudaErrorInvalidValue;
+  if (p.chunkLength != scanChunkLength(s)) return cudaErrorInvalidValue;
   const int items = forwardItems(s.seqlen);
   return dispatchDType(p.dtype, [&](auto dtype) {
     return dispatchItems<8>(items, [&](auto itemsTag) {

@@ -1,8 +1,10 @@
-// selectiveStateUpdate: one step of the recurrence, for decoding token by token.
-import { ALL_DTYPES, ArgumentChecker, named, storage } from './checks.js';
-import { describe } from './errors.js';
-import { native } from './native.js';
-import { type Tensor, allocate, deviceIndex, dtypeCode, storageOf } from './tensor.js';
+// selectiveStateUpdate: one step of the recurrence, for decoding token by token. Native side:
+// csrc/ops/state_update/.
+import { ALL_DTYPES, ArgumentChecker, named, storage } from '../checks.js';
+import { dtypeCode } from '../dtype.js';
+import { describe } from '../errors.js';
+import { native } from '../native.js';
+import { type Tensor, allocate, deviceIndex, storageOf } from '../tensor.js';
 
 export interface StateUpdateOptions {
   /** (dim), (H, P) or (H) float32: y += D * x. */
@@ -20,7 +22,7 @@ export interface StateUpdateOptions {
 const STEP_OPTIONS = ['D', 'z', 'dtBias', 'dtSoftplus', 'stateBatchIndices'];
 
 /**
- * Advances `state` by one step in place and returns y. Forms (API.md):
+ * Advances `state` by one step in place and returns y. Forms (docs/API.md):
  *   channels: state (batch, dim, N), x/dt/z (batch, dim), A (dim, N), B/C (batch, N) or (batch, G, N)
  *   heads:    state (batch, H, P, N), x/dt/z (batch, H, P), A (H, P, N), B/C (batch, G, N)
  *   heads, one scalar per head: as heads, but A (H), dt (batch, H), dtBias (H), D (H) or (H, P)

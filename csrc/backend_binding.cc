@@ -1,0 +1,155 @@
+// The backends as JavaScript sees them (lib/backend.ts): CUDA availability and devices,
+// synchronisation, build information, the CPU thread count, device memory; and, for the
+// benchmarks only (lib/internal.ts), timing events and exp2 rates.
+#include <napi.h>
+
+#include <string>
+
+#include "cpu/cpu_backend.h"
+#include "gpu.h"
+#include "napi_errors.h"
+#include "op/registry.h"
+#include "storage.h"
+
+namespace ss {
+namespace {
+
+int deviceArgument(const Napi::CallbackInfo &info, size_t index) {
+  const Napi::Value v = info[index];
+  const double device = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -2;
+  if (!(device >= -1 && device < 1 << 16) || device != double(int(device)))
+    internalError(info.Env(), "bad device index");
+  return int(device);
+}
+
+class SynchronizeWorker : public Napi::AsyncWorker {
+ public:
+  SynchronizeWorker(Napi::Env env, int device)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), device_(device) {}
+  Napi::Promise promise() { return deferred_.Promise(); }
+  void Execute() override {
+    try {
+      gpu::synchronize(device_);
+    } catch (const gpu::Error &e) {
+      code_ = e.code;
+      SetError(e.what());
+    }
+  }
+  void OnOK() override { deferred_.Resolve(Env().Undefined()); }
+  void OnError(const Napi::Error &e) override {
+    Napi::Error error = Napi::Error::New(Env(), e.Message());
+    error.Set("code", Napi::String::New(Env(), code_.empty() ? "ERR_CUDA" : code_));
+    deferred_.Reject(error.Value());
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  int device_;
+  std::string code_;
+};
+
+Napi::Value Synchronize(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  const int device = deviceArgument(info, 0);
+  guarded(env, [&] { gpu::requireDevice(device); });
+  auto *worker = new SynchronizeWorker(env, device);
+  worker->Queue();
+  return worker->promise();
+}
+
+Napi::Value RequireDevice(const Napi::CallbackInfo &info) {
+  guarded(info.Env(), [&] { gpu::requireDevice(deviceArgument(info, 0)); });
+  return info.Env().Undefined();
+}
+
+Napi::Value CudaInfo(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  const std::string reason = gpu::unavailableReason();
+  o.Set("compiled", gpu::compiledWithCuda());
+  o.Set("available", reason.empty());
+  o.Set("reason", reason.empty() ? env.Null() : Napi::String::New(env, reason));
+  o.Set("deviceCount", reason.empty() ? gpu::deviceCount() : 0);
+  return o;
+}
+
+Napi::Value BuildInfo(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("version", SS_VERSION);
+  o.Set("cuda", gpu::compiledWithCuda());
+  const std::string runtime = gpu::runtimeVersion();
+  o.Set("cudaRuntime", runtime.empty() ? env.Null() : Napi::String::New(env, runtime));
+  const auto archs = gpu::architectures();
+  Napi::Array list = Napi::Array::New(env, archs.size());
+  for (size_t i = 0; i < archs.size(); ++i) list.Set(uint32_t(i), archs[i]);
+  o.Set("cudaArchitectures", list);
+  o.Set("cpuThreads", cpu::threadCount());
+  o.Set("cpuIsa", cpu::activeIsaName());
+  return o;
+}
+
+Napi::Value MemoryInfo(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  const int device = deviceArgument(info, 0);
+  const gpu::MemoryInfo m = guarded(env, [&] { return gpu::memoryInfo(device); });
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("allocatedBytes", double(m.allocated));
+  o.Set("peakAllocatedBytes", double(m.peakAllocated));
+  o.Set("reservedBytes", double(m.reserved));
+  o.Set("freeBytes", double(m.free));
+  o.Set("totalBytes", double(m.total));
+  return o;
+}
+
+Napi::Value ResetPeakMemory(const Napi::CallbackInfo &info) {
+  guarded(info.Env(), [&] { gpu::resetPeakMemory(deviceArgument(info, 0)); });
+  return info.Env().Undefined();
+}
+
+// recordEvent(device): a timing event queued on the device's stream; elapsedMs(start, end).
+Napi::Value RecordEvent(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  void *event = guarded(env, [&] { return gpu::recordEvent(deviceArgument(info, 0)); });
+  return Napi::External<void>::New(env, event, [](Napi::Env, void *e) { gpu::destroyEvent(e); });
+}
+
+Napi::Value ElapsedMs(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsExternal() || !info[1].IsExternal()) internalError(env, "elapsedMs takes two events of recordEvent");
+  void *start = info[0].As<Napi::External<void>>().Data();
+  void *end = info[1].As<Napi::External<void>>().Data();
+  return Napi::Number::New(env, guarded(env, [&] { return gpu::elapsedMs(start, end); }));
+}
+
+// measureExp2Rate(device): exp2 evaluations per second on the CPU (-1, all threads) or a GPU.
+Napi::Value MeasureExp2Rate(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  const int device = deviceArgument(info, 0);
+  return Napi::Number::New(
+      env, guarded(env, [&] { return device == kHostDevice ? cpu::measureExp2Rate() : gpu::measureExp2Rate(device); }));
+}
+
+Napi::Value SetNumThreads(const Napi::CallbackInfo &info) {
+  const Napi::Value n = info[0];
+  const int threads = n.IsNumber() ? n.As<Napi::Number>().Int32Value() : 0;
+  if (threads < 1 || threads > 4096) internalError(info.Env(), "bad thread count");
+  cpu::setThreadCount(threads);
+  return info.Env().Undefined();
+}
+
+}  // namespace
+
+SS_REGISTER_FUNCTION(synchronize, Synchronize);
+SS_REGISTER_FUNCTION(requireDevice, RequireDevice);
+SS_REGISTER_FUNCTION(cudaInfo, CudaInfo);
+SS_REGISTER_FUNCTION(buildInfo, BuildInfo);
+SS_REGISTER_FUNCTION(setNumThreads, SetNumThreads);
+SS_REGISTER_FUNCTION(memoryInfo, MemoryInfo);
+SS_REGISTER_FUNCTION(resetPeakMemory, ResetPeakMemory);
+// Benchmark support (lib/internal.ts), not part of the public API.
+SS_REGISTER_FUNCTION(recordEvent, RecordEvent);
+SS_REGISTER_FUNCTION(elapsedMs, ElapsedMs);
+SS_REGISTER_FUNCTION(measureExp2Rate, MeasureExp2Rate);
+
+}  // namespace ss

@@ -1,0 +1,76 @@
+// The descriptor of one op call: the plain object lib/ops/*.ts builds (its TypeScript type is in
+// lib/native.ts) with sizes, flags, dtype codes, tensor storages and host index arrays.
+//
+// lib/ has checked every argument the user passed; what is checked again here is what memory
+// safety needs, so that no descriptor can make a kernel read or write out of bounds: every storage
+// is live, on the op's device, and covers the bytes its shape says (counted with overflow checks);
+// sizes are non-negative integers; index arrays are real Int32Arrays of the stated length. A
+// violation is an internal error (a bug in lib/), never a user error.
+#pragma once
+#include <napi.h>
+
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <vector>
+
+#include "../common/dtype.h"
+
+namespace ss::op {
+
+enum class Presence { Required, Optional };
+
+class Descriptor {
+ public:
+  // Reads info[0]: the descriptor object, with at least an integer `device` (-1: the host).
+  explicit Descriptor(const Napi::CallbackInfo &info);
+
+  Napi::Env env() const { return env_; }
+  int device() const { return device_; }
+  bool onHost() const;
+
+  int64_t size(const char *key) const;  // a non-negative integer below 2^53
+  bool flag(const char *key) const;     // a boolean
+  DType dtype(const char *key = "dtype") const;
+
+  // The storage at `key`, holding at least `elements` elements of type t; null when absent and
+  // optional.
+  template <class T = void>
+  T *tensor(const char *key, int64_t elements, DType t, Presence presence = Presence::Required) const {
+    return static_cast<T *>(storageData(key, elements, t, presence));
+  }
+  float *floats(const char *key, int64_t elements, Presence presence = Presence::Required) const {
+    return tensor<float>(key, elements, DType::Float32, presence);
+  }
+
+  // An Int32Array of exactly `length` elements (absent and optional: null), copied, so that the op
+  // sees a snapshot. A CUDA op reads it on the device: op::run stages it there and points *slot at
+  // the device copy before the launch.
+  void indices(const char *key, int64_t length, const int32_t **slot, Presence presence = Presence::Required);
+
+  // What op::run stages for a CUDA op: each slot and its host copy.
+  struct IndexArray {
+    const int32_t **slot;
+    const std::vector<int32_t> *values;
+  };
+  const std::vector<IndexArray> &indexArrays() const { return indexArrays_; }
+
+  std::string string(const char *key) const;  // a string
+  // The object at `key`, read as a descriptor of the same device (e.g. a projection { kind, data }).
+  Descriptor nested(const char *key) const;
+
+ private:
+  Descriptor(Napi::Env env, Napi::Object object, int device) : env_(env), object_(object), device_(device) {}
+  void *storageData(const char *key, int64_t elements, DType t, Presence presence) const;
+
+  Napi::Env env_;
+  Napi::Object object_;
+  int device_;
+  std::deque<std::vector<int32_t>> indexCopies_;  // a deque: the copies never move
+  std::vector<IndexArray> indexArrays_;
+};
+
+// elements * size in bytes, or an internal error when it overflows.
+size_t checkedBytes(Napi::Env env, int64_t elements, int64_t elementSize, const char *what);
+
+}  // namespace ss::op

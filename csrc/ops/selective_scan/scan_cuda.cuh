@@ -1,0 +1,110 @@
+// Device helpers of the selective scan's CUDA kernels (scan_forward.cu, scan_backward.cu).
+//
+//  - Warp-wide scans of ScanPair (scan_math.h's scanCombine): the forward direction for the states
+//    h_t, the reverse direction for the adjoints g_t, and the per-chunk drivers built on them.
+//  - The descriptor checks both entry points share.
+//
+// Layout shared by the scan kernels: one warp owns one (batch, channel) row; a row is cut into
+// chunks of kWarpSize * ITEMS steps; lane l owns steps [l * ITEMS, (l + 1) * ITEMS) of the chunk.
+#pragma once
+#include "../../common/scan_math.h"
+#include "../../cuda/kernel_common.cuh"
+#include "scan.h"
+
+namespace ss::cuda {
+
+// ---- Scans ------------------------------------------------------------------------------------
+
+using Pair = ScanPair<float>;
+
+// What a pair means (scan_math.h): the map h -> a h + b.
+__device__ __forceinline__ float applyPair(Pair p, float h) { return p.a * h + p.b; }
+
+__device__ __forceinline__ Pair shuffleUp(Pair p, unsigned delta) {
+  return {__shfl_up_sync(kFullMask, p.a, delta), __shfl_up_sync(kFullMask, p.b, delta)};
+}
+__device__ __forceinline__ Pair shuffleDown(Pair p, unsigned delta) {
+  return {__shfl_down_sync(kFullMask, p.a, delta), __shfl_down_sync(kFullMask, p.b, delta)};
+}
+
+// Inclusive scan over the lanes in increasing lane order (Hillis-Steele, 5 steps): lane l gets
+// the composition of the pairs of lanes 0..l, lane 0's applied first.
+__device__ __forceinline__ Pair warpInclusiveScan(Pair x, int lane) {
+#pragma unroll
+  for (int offset = 1; offset < kWarpSize; offset *= 2) {
+    const Pair earlier = shuffleUp(x, unsigned(offset));
+    if (lane >= offset) x = scanCombine(earlier, x);
+  }
+  return x;
+}
+
+// Inclusive scan over the lanes in decreasing lane order: lane l gets the composition of the
+// pairs of lanes 31..l, lane 31's applied first (time runs backwards).
+__device__ __forceinline__ Pair warpReverseInclusiveScan(Pair x, int lane) {
+#pragma unroll
+  for (int offset = 1; offset < kWarpSize; offset *= 2) {
+    const Pair appliedFirst = shuffleDown(x, unsigned(offset));
+    if (lane + offset < kWarpSize) x = scanCombine(appliedFirst, x);
+  }
+  return x;
+}
+
+// The states of one chunk for one state channel, warp-wide. Lane l owns ITEMS consecutive steps
+// with pairs (a[i], bx[i]) (h_t = a_t h_{t-1} + bx_t; padding steps must be the identity (1, 0)),
+// and `carry` (uniform) is the state before the chunk's first step. Each lane composes its own
+// pairs sequentially, the warp scans the lane aggregates, and each lane then replays its steps
+// from the state its predecessors leave: h[i] = h_t of the lane's steps. Returns the state after
+// this lane's last step; lane 31's is the state at the end of the chunk (the next carry).
+template <int ITEMS>
+__device__ __forceinline__ float warpChunkStates(const float (&a)[ITEMS], const float (&bx)[ITEMS], float carry,
+                                                 int lane, float (&h)[ITEMS]) {
+  Pair lanePairs{a[0], bx[0]};
+#pragma unroll
+  for (int i = 1; i < ITEMS; ++i) lanePairs = scanCombine(lanePairs, Pair{a[i], bx[i]});
+  const Pair throughLane = warpInclusiveScan(lanePairs, lane);
+  const float laneEnd = applyPair(throughLane, carry);
+  float state = __shfl_up_sync(kFullMask, laneEnd, 1);
+  if (lane == 0) state = carry;
+#pragma unroll
+  for (int i = 0; i < ITEMS; ++i) {
+    state = applyPair(Pair{a[i], bx[i]}, state);
+    h[i] = state;
+  }
+  return laneEnd;
+}
+
+// The reverse carry of one chunk for one state channel, warp-wide. With c_t = C_t dy_t, the
+// adjoint g_t = c_t + K_t where K_t = a_{t+1} g_{t+1} is what flows into step t from the later
+// steps; K_{t-1} = a_t (c_t + K_t), i.e. the pair (a_t, a_t c_t) applied to K_t. Padding steps must
+// be (a, c) = (1, 0), so that K passes through them unchanged. `seed` (uniform) is K entering the
+// chunk's last step. Returns K entering this lane's last step; the caller then walks its steps
+// backwards: g = c[i] + K; K = a[i] g.
+template <int ITEMS>
+__device__ __forceinline__ float warpChunkReverseCarry(const float (&a)[ITEMS], const float (&c)[ITEMS], float seed,
+                                                       int lane) {
+  Pair lanePairs{a[ITEMS - 1], a[ITEMS - 1] * c[ITEMS - 1]};
+#pragma unroll
+  for (int i = ITEMS - 2; i >= 0; --i) lanePairs = scanCombine(lanePairs, Pair{a[i], a[i] * c[i]});
+  const Pair throughLane = warpReverseInclusiveScan(lanePairs, lane);
+  const float laneOut = applyPair(throughLane, seed);  // K leaving this lane's first step
+  float carryIn = __shfl_down_sync(kFullMask, laneOut, 1);
+  if (lane == kWarpSize - 1) carryIn = seed;
+  return carryIn;
+}
+
+// The descriptor checks the forward and backward entry points share. Users' arguments are checked
+// in lib/ before anything reaches C++; these keep a malformed descriptor from reaching a kernel.
+// dstate is bounded so that int arithmetic on state indices is safe (shared memory caps it far
+// lower; the launch reports that).
+inline cudaError_t checkScanShape(const ScanForwardParams &p) {
+  const ScanShape &s = p.shape;
+  if (s.batch < 0 || s.dim < 0 || s.seqlen < 0 || s.dstate < 1 || s.dstate > 65536) return cudaErrorInvalidValue;
+  if ((p.B.varying() && s.dim % p.B.groups != 0) || (p.C.varying() && s.dim % p.C.groups != 0))
+    return cudaErrorInvalidValue;
+  return cudaSuccess;
+}
+
+// A scan with no steps to run: nothing is launched.
+inline bool isEmptyScan(const ScanShape &s) { return s.batch == 0 || s.dim == 0 || s.seqlen == 0; }
+
+}  // namespace ss::cuda

@@ -1,0 +1,542 @@
+// Emulation cases of the selective scan (csrc/ops/selective_scan): forward, backward (default and
+// deterministic), against the CPU backend; see driver.cc for what every case checks.
+#include "../harness.h"
+#include "ops/selective_scan/scan.h"
+
+using namespace emutest;
+
+namespace {
+
+// B or C of a case: groups == 0 is fixed (dim, N); G > 0 input-dependent (batch, G, N, L).
+Projection projectionOf(const void *data, int64_t groups) {
+  return groups == 0 ? Projection::fixed(static_cast<const float *>(data)) : Projection::varyingGroups(data, groups);
+}
+
+// ---- Scan cases ---------------------------------------------------------------------------------------
+
+struct ScanSpec {
+  std::string group;
+  DType dtype = DType::Float32;
+  int64_t batch = 1, dim = 4, L = 16, N = 4;
+  int64_t groupsB = 0, groupsC = 0;  // 0: fixed (dim, N); G: input-dependent (batch, G, N, L)
+  bool D = false, z = false, deltaBias = false, softplus = false;
+  bool initialState = false, lastState = false, dLastState = false, dInitialState = false;
+  bool Apositive = false;  // A partly positive (growing states; keep L short)
+  bool bigDelta = false;   // with softplus: a third of the deltas in [21, 24] (softplus's linear branch)
+  bool backward = true;
+  bool checkpoints = true;  // forward-only cases may run without (saveForBackward false)
+  uint64_t seed = 1;
+};
+
+std::string layoutName(int64_t groups) {
+  return groups == 0 ? "fixed" : groups == 1 ? "varying" : "grouped(G=" + std::to_string(groups) + ")";
+}
+
+std::string nameOf(const ScanSpec &s) {
+  std::string name = std::string(dtypeName(s.dtype)) + " b" + std::to_string(s.batch) + " d" + std::to_string(s.dim) +
+                     " L" + std::to_string(s.L) + " N" + std::to_string(s.N) + " B=" + layoutName(s.groupsB) +
+                     " C=" + layoutName(s.groupsC);
+  std::string opts;
+  const std::pair<bool, const char *> flags[] = {{s.D, "D"},
+                                                 {s.z, "z"},
+                                                 {s.deltaBias, "deltaBias"},
+                                                 {s.softplus, "softplus"},
+                                                 {s.initialState, "initialState"},
+                                                 {s.lastState, "lastState"},
+                                                 {s.dLastState, "dLastState"},
+                                                 {s.dInitialState, "dInitialState"},
+                                                 {s.Apositive, "Apositive"},
+                                                 {s.bigDelta, "bigDelta"},
+                                                 {!s.backward, "forwardOnly"},
+                                                 {!s.checkpoints, "noCheckpoints"}};
+  for (const auto &[on, text] : flags)
+    if (on) opts += (opts.empty() ? " +" : ",") + std::string(text);
+  return name + opts;
+}
+
+struct ScanInputs {
+  HostTensor u, delta, z, A, B, C, D, deltaBias, initialState, dout, dLastState;
+};
+
+ScanInputs makeInputs(const ScanSpec &s) {
+  Rng rng(s.seed);
+  const int64_t rows = s.batch * s.dim * s.L;
+  auto normal = [&](int64_t n) {
+    std::vector<float> v(static_cast<size_t>(n));
+    for (auto &x : v) x = float(rng.normal());
+    return v;
+  };
+  auto uniform = [&](int64_t n, double a, double b) {
+    std::vector<float> v(static_cast<size_t>(n));
+    for (auto &x : v) x = float(rng.uniform(a, b));
+    return v;
+  };
+  ScanInputs in;
+  in.u = HostTensor::of(normal(rows), s.dtype);
+  std::vector<float> delta = s.softplus ? uniform(rows, -3, 0) : uniform(rows, 0, 0.5);
+  if (s.bigDelta)
+    for (size_t i = 0; i < delta.size(); i += 3) delta[i] = float(rng.uniform(21, 24));
+  in.delta = HostTensor::of(delta, s.dtype);
+  std::vector<float> A(static_cast<size_t>(s.dim * s.N));
+  for (auto &a : A) a = s.Apositive ? float(rng.uniform(-0.6, 0.15)) : float(-std::exp(rng.uniform(-1, 1)));
+  in.A = HostTensor::of(A, DType::Float32);
+  auto projection = [&](int64_t groups) {
+    return groups == 0 ? HostTensor::of(normal(s.dim * s.N), DType::Float32)
+                       : HostTensor::of(normal(s.batch * groups * s.N * s.L), s.dtype);
+  };
+  in.B = projection(s.groupsB);
+  in.C = projection(s.groupsC);
+  if (s.D) in.D = HostTensor::of(normal(s.dim), DType::Float32);
+  if (s.z) in.z = HostTensor::of(normal(rows), s.dtype);
+  if (s.deltaBias)
+    in.deltaBias = HostTensor::of(s.softplus ? uniform(s.dim, -1, 1) : uniform(s.dim, 0, 0.2), DType::Float32);
+  if (s.initialState) in.initialState = HostTensor::of(normal(s.batch * s.dim * s.N), DType::Float32);
+  in.dout = HostTensor::of(normal(rows), s.dtype);
+  if (s.dLastState) in.dLastState = HostTensor::of(normal(s.batch * s.dim * s.N), DType::Float32);
+  return in;
+}
+
+// Pointers of the inputs in one memory (host tensors for the CPU backend, device buffers for the
+// emulated GPU).
+struct InputPointers {
+  const void *u, *delta, *z, *A, *B, *C, *D, *deltaBias, *initialState, *dout, *dLastState;
+};
+
+InputPointers hostPointers(const ScanInputs &in) {
+  return {in.u.data(),    in.delta.data(),     in.z.data(),
+          in.A.data(),    in.B.data(),         in.C.data(),
+          in.D.data(),    in.deltaBias.data(), in.initialState.data(),
+          in.dout.data(), in.dLastState.data()};
+}
+
+struct DeviceInputs {
+  DeviceBuffer u, delta, z, A, B, C, D, deltaBias, initialState, dout, dLastState;
+  explicit DeviceInputs(const ScanInputs &in)
+      : u(DeviceBuffer::upload(in.u)),
+        delta(DeviceBuffer::upload(in.delta)),
+        z(DeviceBuffer::upload(in.z)),
+        A(DeviceBuffer::upload(in.A)),
+        B(DeviceBuffer::upload(in.B)),
+        C(DeviceBuffer::upload(in.C)),
+        D(DeviceBuffer::upload(in.D)),
+        deltaBias(DeviceBuffer::upload(in.deltaBias)),
+        initialState(DeviceBuffer::upload(in.initialState)),
+        dout(DeviceBuffer::upload(in.dout)),
+        dLastState(DeviceBuffer::upload(in.dLastState)) {}
+  InputPointers pointers() const {
+    return {u.get(),         delta.get(),        z.get(),    A.get(),         B.get(), C.get(), D.get(),
+            deltaBias.get(), initialState.get(), dout.get(), dLastState.get()};
+  }
+};
+
+ScanForwardParams forwardParams(const ScanSpec &s, const InputPointers &in, int64_t chunkLength) {
+  ScanForwardParams p;
+  p.shape = {s.batch, s.dim, s.L, s.N};
+  p.dtype = s.dtype;
+  p.u = in.u;
+  p.delta = in.delta;
+  p.z = in.z;
+  p.A = static_cast<const float *>(in.A);
+  p.B = projectionOf(in.B, s.groupsB);
+  p.C = projectionOf(in.C, s.groupsC);
+  p.D = static_cast<const float *>(in.D);
+  p.deltaBias = static_cast<const float *>(in.deltaBias);
+  p.initialState = static_cast<const float *>(in.initialState);
+  p.deltaSoftplus = s.softplus;
+  p.chunkLength = chunkLength;
+  return p;
+}
+
+int64_t chunksOf(const ScanSpec &s, int64_t chunkLength) { return (s.L + chunkLength - 1) / chunkLength; }
+
+// The outputs of a forward and a backward, wherever they were computed, as host tensors.
+struct ForwardResult {
+  HostTensor out, lastState, checkpoints;
+};
+struct BackwardResult {
+  std::vector<std::pair<std::string, HostTensor>> grads;  // name -> gradient, in a fixed order
+};
+
+int64_t projectionSize(const ScanSpec &s, int64_t groups) {
+  return groups == 0 ? s.dim * s.N : s.batch * groups * s.N * s.L;
+}
+DType projectionType(const ScanSpec &s, int64_t groups) { return groups == 0 ? DType::Float32 : s.dtype; }
+
+// Allocates the backward's outputs (given which inputs exist) through `alloc(name, dtype, n)`,
+// which returns the pointer the op writes to.
+template <class Alloc>
+void bindGradients(const ScanSpec &s, ScanBackwardParams &bp, Alloc &&alloc) {
+  const int64_t rows = s.batch * s.dim * s.L;
+  bp.du = alloc("du", s.dtype, rows);
+  bp.ddelta = alloc("ddelta", s.dtype, rows);
+  if (s.z) bp.dz = alloc("dz", s.dtype, rows);
+  bp.dA = static_cast<float *>(alloc("dA", DType::Float32, s.dim * s.N));
+  bp.dB = alloc("dB", projectionType(s, s.groupsB), projectionSize(s, s.groupsB));
+  bp.dC = alloc("dC", projectionType(s, s.groupsC), projectionSize(s, s.groupsC));
+  if (s.D) bp.dD = static_cast<float *>(alloc("dD", DType::Float32, s.dim));
+  if (s.deltaBias) bp.ddeltaBias = static_cast<float *>(alloc("ddeltaBias", DType::Float32, s.dim));
+  if (s.dInitialState)
+    bp.dInitialState = static_cast<float *>(alloc("dInitialState", DType::Float32, s.batch * s.dim * s.N));
+}
+
+// ---- The CPU backend (the oracle) ---------------------------------------------------------------------
+
+struct CpuScan {
+  ForwardResult fwd;
+  BackwardResult bwd;
+};
+
+CpuScan cpuScan(const ScanSpec &s, const ScanInputs &in) {
+  CpuScan r;
+  const InputPointers ptr = hostPointers(in);
+  const int64_t chunkLength = cpu::scanChunkLength({s.batch, s.dim, s.L, s.N});
+  ScanForwardParams p = forwardParams(s, ptr, chunkLength);
+  r.fwd.out = HostTensor::poisoned(s.dtype, s.batch * s.dim * s.L);
+  r.fwd.lastState = HostTensor::poisoned(DType::Float32, s.batch * s.dim * s.N);
+  r.fwd.checkpoints = HostTensor::poisoned(DType::Float32, s.batch * s.dim * chunksOf(s, chunkLength) * s.N);
+  p.out = r.fwd.out.data();
+  p.lastState = r.fwd.lastState.floats();
+  p.checkpoints = r.fwd.checkpoints.floats();
+  cpu::scanForward(p);
+  if (!s.backward) return r;
+
+  ScanBackwardParams bp;
+  bp.fwd = p;
+  bp.dout = ptr.dout;
+  bp.dLastState = static_cast<const float *>(ptr.dLastState);
+  r.bwd.grads.reserve(9);  // pointers into the tensors must stay valid
+  bindGradients(s, bp, [&](const char *name, DType t, int64_t n) {
+    r.bwd.grads.emplace_back(name, HostTensor::poisoned(t, n));
+    return r.bwd.grads.back().second.data();
+  });
+  cpu::scanBackward(bp);
+  return r;
+}
+
+// ---- The CUDA backend, emulated --------------------------------------------------------------------
+
+struct GpuForward {
+  DeviceBuffer out, lastState, checkpoints;
+  int64_t chunkLength = 0;
+  ForwardResult download() const { return {out.download(), lastState.download(), checkpoints.download()}; }
+};
+
+GpuForward gpuForward(CaseResult &r, const ScanSpec &s, const DeviceInputs &dev, const std::string &label) {
+  GpuForward g;
+  g.chunkLength = cuda::scanChunkLength({s.batch, s.dim, s.L, s.N});
+  ScanForwardParams p = forwardParams(s, dev.pointers(), g.chunkLength);
+  g.out = DeviceBuffer(s.dtype, s.batch * s.dim * s.L);
+  p.out = g.out.get();
+  if (s.lastState) {
+    g.lastState = DeviceBuffer(DType::Float32, s.batch * s.dim * s.N);
+    p.lastState = g.lastState.floats();
+  }
+  if (s.checkpoints) {
+    g.checkpoints = DeviceBuffer(DType::Float32, s.batch * s.dim * chunksOf(s, g.chunkLength) * s.N);
+    p.checkpoints = g.checkpoints.floats();
+  }
+  runGpu(r, label, [&] { return cuda::scanForward(p, nullptr); });
+  return g;
+}
+
+BackwardResult gpuBackward(CaseResult &r, const ScanSpec &s, const DeviceInputs &dev, const GpuForward &fwd,
+                           bool deterministic, const std::string &label) {
+  const InputPointers ptr = dev.pointers();
+  ScanBackwardParams bp;
+  bp.fwd = forwardParams(s, ptr, fwd.chunkLength);
+  bp.fwd.checkpoints = fwd.checkpoints.floats();
+  bp.dout = ptr.dout;
+  bp.dLastState = static_cast<const float *>(ptr.dLastState);
+  bp.deterministic = deterministic;
+  std::vector<std::pair<std::string, DeviceBuffer>> buffers;
+  buffers.reserve(9);
+  bindGradients(s, bp, [&](const char *name, DType t, int64_t n) {
+    buffers.emplace_back(name, DeviceBuffer(t, n));
+    return buffers.back().second.get();
+  });
+  runGpu(r, label, [&] { return cuda::scanBackward(bp, nullptr); });
+  BackwardResult out;
+  for (const auto &[name, buffer] : buffers) out.grads.emplace_back(name, buffer.download());
+  return out;
+}
+
+CaseResult runScanCase(const ScanSpec &s) {
+  CaseResult r;
+  r.group = s.group;
+  r.name = nameOf(s);
+  const ScanInputs in = makeInputs(s);
+  const CpuScan ref = cpuScan(s, in);
+  const DeviceInputs dev(in);
+  const Tolerance fwdTol = forwardTolerance(s.dtype), f32Fwd = forwardTolerance(DType::Float32);
+
+  // Forward, and the same forward under the mirrored schedule.
+  emu::setSchedule(kAscending);
+  const GpuForward fwd = gpuForward(r, s, dev, "forward");
+  const ForwardResult got = fwd.download();
+  r.checks.push_back(compare("forward out", got.out, ref.fwd.out, fwdTol));
+  if (s.lastState) r.checks.push_back(compare("forward lastState", got.lastState, ref.fwd.lastState, f32Fwd));
+  emu::setSchedule(kDescending);
+  const ForwardResult again = gpuForward(r, s, dev, "forward (mirrored schedule)").download();
+  const std::string mirrored = emu::describe(kDescending) + " vs " + emu::describe(kAscending);
+  r.checks.push_back(sameBits("forward out: same bits under another schedule", again.out, got.out, mirrored));
+  if (s.lastState)
+    r.checks.push_back(
+        sameBits("forward lastState: same bits under another schedule", again.lastState, got.lastState, mirrored));
+  if (s.checkpoints)
+    r.checks.push_back(sameBits("forward checkpoints: same bits under another schedule", again.checkpoints,
+                                got.checkpoints, mirrored));
+  if (!s.backward) return r;
+
+  // Backward: default mode, deterministic mode, and deterministic again under a random schedule.
+  emu::setSchedule(kAscending);
+  const BackwardResult byDefault = gpuBackward(r, s, dev, fwd, false, "backward");
+  emu::setSchedule(kDescending);
+  const BackwardResult deterministic = gpuBackward(r, s, dev, fwd, true, "backward deterministic");
+  emu::setSchedule(randomSchedule(s.seed));
+  const BackwardResult deterministicAgain =
+      gpuBackward(r, s, dev, fwd, true, "backward deterministic (random schedule)");
+  emu::setSchedule(kAscending);
+  for (size_t i = 0; i < ref.bwd.grads.size(); ++i) {
+    const std::string &name = ref.bwd.grads[i].first;
+    const HostTensor &want = ref.bwd.grads[i].second;
+    const Tolerance tol = gradTolerance(want.dtype);
+    r.checks.push_back(compare("backward " + name, byDefault.grads[i].second, want, tol));
+    r.checks.push_back(compare("backward deterministic " + name, deterministic.grads[i].second, want, tol));
+    r.checks.push_back(sameBits("backward deterministic " + name + ": same bits under a random schedule",
+                                deterministicAgain.grads[i].second, deterministic.grads[i].second,
+                                emu::describe(randomSchedule(s.seed)) + " vs " + emu::describe(kDescending)));
+    const bool atomics = (name == "dB" && s.groupsB > 0) || (name == "dC" && s.groupsC > 0);
+    if (!atomics)
+      r.checks.push_back(sameBits("backward " + name + ": default and deterministic modes agree",
+                                  byDefault.grads[i].second, deterministic.grads[i].second));
+  }
+  return r;
+}
+
+std::vector<ScanSpec> scanCases() {
+  std::vector<ScanSpec> cases;
+  uint64_t seed = 1000;
+  auto add = [&](ScanSpec s) {
+    s.seed = ++seed;
+    cases.push_back(s);
+  };
+  auto all = [](ScanSpec s) {  // every option on
+    s.D = s.z = s.deltaBias = s.softplus = s.initialState = s.lastState = s.dLastState = s.dInitialState = true;
+    return s;
+  };
+
+  // Sequence lengths: each forward chunk shape (ITEMS = 1, 2, 4, 8 for L <= 32, 64, 128, more),
+  // full and partial chunks, one and several chunks (the backward's chunk is at most 128 steps, so
+  // L = 300 is 3 backward chunks and L = 1000 is 8), with vector loads (L a multiple of the chunk,
+  // aligned rows) and without.
+  for (int64_t L : {1, 7, 32, 50, 64, 100, 128, 256, 300, 1000}) {
+    ScanSpec s;
+    s.group = "scan float32: sequence lengths and chunk shapes";
+    s.L = L;
+    s.batch = 2;
+    s.dim = 5;
+    s.N = L >= 300 ? 8 : 16;
+    s.groupsB = 1;
+    s.groupsC = 1;
+    add(all(s));
+    s.groupsB = s.groupsC = 0;
+    s.dim = 3;
+    s.batch = 1;
+    add(s);  // no options
+  }
+
+  // Kinds of B and C, independently: fixed, input-dependent, grouped; dim 12 gives cells of
+  // several sizes (gcd of the group sizes) and warps past the end of a cell.
+  const std::pair<int64_t, int64_t> layouts[] = {{0, 0}, {1, 0}, {0, 1},  {1, 1},  {2, 0}, {0, 3},
+                                                 {2, 3}, {4, 6}, {12, 1}, {3, 12}, {6, 4}};
+  for (const auto &[gB, gC] : layouts) {
+    ScanSpec s;
+    s.group = "scan float32: kinds of B and C";
+    s.batch = 2;
+    s.dim = 12;
+    s.L = 150;
+    s.N = 8;
+    s.groupsB = gB;
+    s.groupsC = gC;
+    s.D = s.z = s.lastState = true;
+    add(s);
+  }
+
+  // Each option alone, then in combinations, with both kinds of B / C.
+  {
+    ScanSpec base;
+    base.group = "scan float32: options";
+    base.batch = 2;
+    base.dim = 6;
+    base.L = 90;
+    base.N = 8;
+    base.groupsB = 2;
+    for (int option = 0; option < 10; ++option) {
+      ScanSpec s = base;
+      switch (option) {
+        case 0: s.D = true; break;
+        case 1: s.z = true; break;
+        case 2: s.deltaBias = true; break;
+        case 3: s.softplus = true; break;
+        case 4: s.initialState = true; break;
+        case 5: s.lastState = true; break;
+        case 6: s.lastState = s.dLastState = true; break;
+        case 7: s.dInitialState = true; break;
+        case 8: s.initialState = s.dInitialState = s.softplus = s.deltaBias = true; break;
+        case 9: s.softplus = s.bigDelta = s.deltaBias = s.z = true; break;
+      }
+      add(s);
+      s.groupsB = 0;
+      s.groupsC = 1;
+      add(s);
+    }
+    ScanSpec s = all(base);
+    s.Apositive = true;
+    s.L = 40;
+    add(s);
+    s.L = 400;
+    s.Apositive = false;
+    s.bigDelta = true;
+    add(s);
+  }
+
+  // State sizes: N = 1, odd N below and above a warp, N = 256 (the API's maximum), in one chunk
+  // and in several.
+  for (int64_t N : {1, 3, 33, 64, 256}) {
+    ScanSpec s;
+    s.group = "scan float32: state sizes";
+    s.batch = 1;
+    s.dim = N >= 64 ? 4 : 6;
+    s.L = N == 256 ? 70 : 160;
+    s.N = N;
+    s.groupsB = 1;
+    s.groupsC = N == 256 ? 0 : 2;
+    add(all(s));
+  }
+  {
+    ScanSpec s;
+    s.group = "scan float32: state sizes";
+    s.batch = 1;
+    s.dim = 2;
+    s.L = 260;
+    s.N = 256;
+    s.groupsB = s.groupsC = 1;
+    add(all(s));
+  }
+
+  // Random combinations of everything above, small enough to be cheap: breadth beyond the grid.
+  {
+    Rng rng(20240611);
+    auto pick = [&](std::initializer_list<int64_t> xs) { return *(xs.begin() + rng.next() % xs.size()); };
+    const DType dtypes[] = {DType::Float32, DType::Float16, DType::BFloat16};
+    for (int k = 0; k < 24; ++k) {
+      ScanSpec s;
+      s.group = "scan: random combinations";
+      s.dtype = dtypes[k % 3];
+      do {
+        s.batch = pick({1, 2, 3});
+        s.dim = pick({1, 2, 3, 4, 5, 6, 8, 12, 16, 24});
+        const int64_t bucket = pick({32, 64, 128, 600});  // one per forward chunk shape
+        s.L = 1 + int64_t(rng.next() % uint64_t(bucket));
+        s.N = pick({1, 2, 3, 7, 16, 17, 32, 40});
+      } while (s.batch * s.dim * s.L * s.N > 60000);
+      auto layout = [&] {  // fixed, input-dependent, or grouped with a G that divides dim
+        std::vector<int64_t> choices = {0, 1};
+        for (int64_t g = 2; g <= s.dim; ++g)
+          if (s.dim % g == 0) choices.push_back(g);
+        return choices[rng.next() % choices.size()];
+      };
+      s.groupsB = layout();
+      s.groupsC = layout();
+      auto coin = [&] { return rng.next() % 2 == 0; };
+      s.D = coin();
+      s.z = coin();
+      s.deltaBias = coin();
+      s.softplus = coin();
+      s.initialState = coin();
+      s.lastState = coin();
+      s.dLastState = s.lastState && coin();
+      s.dInitialState = coin();
+      s.bigDelta = s.softplus && rng.next() % 4 == 0;
+      // Growing states amplify rounding (y cancels large terms): only over short sequences.
+      s.Apositive = s.L <= 32 && rng.next() % 4 == 0;
+      add(s);
+    }
+  }
+
+  // 16-bit inputs: the chunk shapes, the kinds of B / C, odd lengths (rows of an odd number of
+  // 2-byte elements are never vector-aligned), every option.
+  for (DType t : {DType::Float16, DType::BFloat16}) {
+    const std::string group = std::string("scan ") + dtypeName(t);
+    for (int64_t L : {1, 31, 64, 100, 128, 300, 1000}) {
+      ScanSpec s;
+      s.group = group;
+      s.dtype = t;
+      s.batch = 2;
+      s.dim = 4;
+      s.L = L;
+      s.N = L >= 300 ? 4 : 16;
+      s.groupsB = L % 2 ? 2 : 1;
+      s.groupsC = L % 2 ? 0 : 4;
+      add(all(s));
+    }
+    for (const auto &[gB, gC] : {std::pair<int64_t, int64_t>{0, 0}, {1, 0}, {0, 1}, {2, 3}}) {
+      ScanSpec s;
+      s.group = group;
+      s.dtype = t;
+      s.batch = 2;
+      s.dim = 6;
+      s.L = 129;
+      s.N = 33;
+      s.groupsB = gB;
+      s.groupsC = gC;
+      s.D = s.z = s.softplus = s.deltaBias = true;
+      add(s);
+    }
+  }
+
+  // Many rows: the backward cuts a cell into at most kBackwardTargetBlocks partitions, so only
+  // with more than 1024 row sets of 4 channels does a partition hold several row sets (the
+  // deterministic partials are then read, added to and written back).
+  {
+    ScanSpec s;
+    s.group = "scan: many rows (several row sets per partition)";
+    s.batch = 1;
+    s.dim = 4200;
+    s.L = 3;
+    s.N = 2;
+    s.groupsB = 1;
+    s.groupsC = 2;
+    s.D = s.deltaBias = true;
+    add(s);
+    s.dtype = DType::BFloat16;
+    s.batch = 2;
+    s.dim = 2100;
+    s.groupsB = 3;
+    s.groupsC = 0;
+    add(s);
+  }
+
+  // Forward only, without checkpoints (saveForBackward false).
+  for (int64_t L : {20, 200, 700}) {
+    ScanSpec s;
+    s.group = "scan: forward without checkpoints";
+    s.batch = 2;
+    s.dim = 3;
+    s.L = L;
+    s.N = 8;
+    s.groupsB = 1;
+    s.backward = false;
+    s.checkpoints = false;
+    s.lastState = true;
+    s.initialState = true;
+    add(s);
+  }
+  return cases;
+}
+
+}  // namespace
+
+EMU_CASES(selectiveScanCases) {
+  for (const ScanSpec &s : scanCases()) cases.push_back({s.group, nameOf(s), [s] { return runScanCase(s); }});
+}
