@@ -965,7 +965,7 @@ class DeviceRun {
         const pt = res.sweep?.points.find((q) => q.torchCaseId === c.id);
         if (pt) pt.torch = entry;
         if (check !== null) {
-          // Two float32 computations, each within ~1e-5 of the exact result (KERNELS.md): 1e-4 apart at most.
+          // Two float32 computations, each within ~1e-5 of the exact result (docs/ARCHITECTURE.md): 1e-4 apart at most.
           const pass = check <= 1e-4;
           res.checks.push({
             name: `${target.id} vs the PyTorch reference, ${c.id}`,

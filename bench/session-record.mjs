@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Result files of bench/gpu-session.sh (KERNELS.md, "Recording results"), and its summary.
+// Result files of bench/gpu-session.sh (docs/ARCHITECTURE.md, "Benchmarks and the roofline"), and its summary.
 //   node bench/session-record.mjs tests --out F --vitest-json J --exit N --seconds S --log L --command C
 //   node bench/session-record.mjs sanitizer --out F --command C --run TOOL:EXIT:SECONDS:LOG:COMMAND [--run ...]
 //   node bench/session-record.mjs summary FILE.json...

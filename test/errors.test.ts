@@ -1,4 +1,4 @@
-// Bad input to the three ops (API.md, Errors): the right error class or code, a message naming the
+// Bad input to the three ops (docs/API.md, Errors): the right error class or code, a message naming the
 // function, the argument, what was expected and what was given; and a failed call leaves every
 // input as it was (selectiveStateUpdate's state above all).
 import { describe, expect, it } from 'vitest';
@@ -111,7 +111,7 @@ describe('selectiveScan: wrong shapes are RangeErrors naming the function, argum
         res: [/selectiveScan: A\b/, /\[4\]/],
       },
       {
-        name: 'input-dependent B with the wrong L (the API.md example)',
+        name: 'input-dependent B with the wrong L (the docs/API.md example)',
         fn: () => selectiveScan(u, delta, A, rand([2, 16, 9]), Cf),
         cls: RangeError,
         res: [/selectiveScan: B must have shape/, /2/, /16/, /got \[2, 16, 9\]/],

@@ -400,7 +400,7 @@ describe.skipIf(!AVAILABLE)(TITLE, () => {
     });
 
     it('10,000 alloc/free cycles leave device memory flat', async () => {
-      // API.md offers no memory figure: device memory in use is read with nvidia-smi where it exists
+      // docs/API.md offers no memory figure: device memory in use is read with nvidia-smi where it exists
       // (this process's use when listed: within 64 MiB; else the whole GPU's, which other test
       // processes may change a little: within 1 GiB, against 10 GiB for a leak of each 1 MiB buffer);
       // otherwise the test only checks that the cycles neither throw nor fault (synchronize resolves).

@@ -1,5 +1,5 @@
 // The CUDA kernels on the CPU. No machine that builds or tests this project has a GPU, so here the
-// real kernel sources of csrc/cuda run on an emulator of the CUDA execution model (every thread a
+// real CUDA sources of csrc/ run on an emulator of the CUDA execution model (every thread a
 // fiber, warp shuffles and barriers exact; see test/emulation/README.md), and every op of the CUDA
 // backend is compared with the CPU backend over the option space: forward, backward (default and
 // deterministic), the step in its three forms. The emulator also reports what a GPU would fault on

@@ -46,7 +46,7 @@ export function describeDevice(target) {
   };
 }
 
-/** The fields every result file starts with (KERNELS.md, "Recording results"). */
+/** The fields every result file starts with (docs/ARCHITECTURE.md, "Benchmarks and the roofline"). */
 export function resultHeader(what, target, command) {
   const build = buildInfo();
   return {

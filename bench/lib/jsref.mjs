@@ -2,7 +2,7 @@
 // double arithmetic, one thread), forward and forward+backward, with z, D and softplus on delta,
 // input-dependent B and C of shape (batch, N, L). No chunking and no SIMD: what someone would write
 // first. The backward keeps each row's L*N states from its forward (the simple way), then walks time
-// in reverse (KERNELS.md's formulas).
+// in reverse (docs/ARCHITECTURE.md's formulas).
 
 function softplus(x) {
   return x > 20 ? x : Math.log1p(Math.exp(x));

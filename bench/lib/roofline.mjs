@@ -1,4 +1,4 @@
-// Bytes and exp2 evaluations per op, as KERNELS.md's "Roofline" counts them: each tensor read or
+// Bytes and exp2 evaluations per op, as docs/ARCHITECTURE.md counts them: each tensor read or
 // written once (the backward re-reads the inputs and writes each gradient once), checkpoints of
 // batch*dim*ceil(L/chunk)*N float32 when saved, one exp2 per (batch, dim, L, N) element per pass.
 

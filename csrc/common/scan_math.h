@@ -1,6 +1,6 @@
 // The scalar math of the selective scan, in one place for the CPU backend and the CUDA kernels.
 //
-// Everything here is a formula of API.md or of the backward in KERNELS.md. Functions templated on
+// Everything here is a formula of docs/API.md or of the backward in docs/ARCHITECTURE.md. Functions templated on
 // T work for float and for the CPU backend's SIMD vector types (GCC vector extensions), so the
 // vectorised CPU loops and the CUDA kernels evaluate literally the same expressions.
 //

@@ -8,7 +8,7 @@
 //
 // What a scan case checks:
 //  - forward: out and lastState against the CPU backend (||got - ref|| / ||ref|| within
-//    KERNELS.md's tolerance for the element type, and every element within a looser bound scaled
+//    docs/ARCHITECTURE.md's tolerance for the element type, and every element within a looser bound scaled
 //    by max(|ref_i|, rms(ref)), so that a few wrong elements cannot hide in a long tensor); NaN
 //    anywhere fails (outputs start as NaN, so an element never written fails too);
 //  - the forward again under another schedule (threads and blocks in reverse order, one warp at a

@@ -194,7 +194,7 @@ inline void print(const CaseResult &r) {
 
 // ---- Comparisons --------------------------------------------------------------------------------------
 
-// Tolerances by the element type of the output (KERNELS.md, Numerics): float32 outputs are computed
+// Tolerances by the element type of the output (docs/ARCHITECTURE.md, Numerics): float32 outputs are computed
 // in float32 from the same inputs on both backends, whatever the input dtype; 16-bit outputs are
 // each rounded once. `elem` bounds each element's error relative to max(|ref_i|, rms(ref), kFloor):
 // loose enough for the summation-order differences of long sums, far below what a wrong term gives.

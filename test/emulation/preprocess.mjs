@@ -1,7 +1,7 @@
 // Rewrites a CUDA source file into C++ that g++ compiles against the fake headers of include/.
 //
 // Only what C++ cannot express is rewritten, each in place and on the same lines (a `#line`
-// directive names the original file, so compiler messages and UBSan reports point at csrc/cuda):
+// directive names the original file, so compiler messages and UBSan reports point at the .cu file):
 //  1. `kernel<<<grid, block[, shared[, stream]]>>>(args)` becomes
 //     `::emu::launch(kernel, ::emu::LaunchConfig{...}, args)`, with the kernel's
 //     __launch_bounds__ maximum (read from its definition in the same file) so that the emulator

@@ -1,6 +1,6 @@
 // The tests' oracle: a plain float64 reference of the selective scan (forward and analytic
 // backward), of the stepwise state update, and of float16/bfloat16 rounding. Written from
-// /work/shared/design/API.md and KERNELS.md, independently of lib/ and csrc/. Straight loops, no
+// docs/API.md and docs/ARCHITECTURE.md, independently of lib/ and csrc/. Straight loops, no
 // cleverness: it must be obviously right, and test/reference.test.ts proves its gradients against
 // finite differences of its own forward.
 
@@ -145,7 +145,7 @@ export function scanRef(inp: ScanRefInputs): ScanRefOutputs {
 }
 
 /**
- * The analytic backward of scanRef (KERNELS.md's formulas). dout: (batch, dim, L); dLastState:
+ * The analytic backward of scanRef (docs/ARCHITECTURE.md's formulas). dout: (batch, dim, L); dLastState:
  * (batch, dim, N) or undefined. Returns a gradient for every input that was given.
  */
 export function scanRefBackward(inp: ScanRefInputs, dout: Float64Array, dLastState?: Float64Array): ScanRefGrads {

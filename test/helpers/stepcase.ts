@@ -1,4 +1,4 @@
-// Random inputs for L steps of selectiveStateUpdate in one of the three forms of API.md, with the
+// Random inputs for L steps of selectiveStateUpdate in one of the three forms of docs/API.md, with the
 // equivalent inputs of one scan (channel d = h * P + p).
 import { Rng } from './random.js';
 import {

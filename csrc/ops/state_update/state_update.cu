@@ -6,7 +6,7 @@
 // elements n = s, s + lanesPerRow, ...: a warp's accesses to state, B and C are consecutive
 // addresses, and each state element is read and written exactly once. y sums the segment's
 // partials with a butterfly confined to the segment. A grid-stride loop over rows (batch * H * P
-// is unbounded). All three forms of API.md are the heads form (scan_params.h): A, dt and dtBias
+// is unbounded). All three forms of docs/API.md are the heads form (state_update.h): A, dt and dtBias
 // per head are broadcast over P (and N) when scalarPerHead.
 #include <algorithm>
 

@@ -1,4 +1,4 @@
-// A stand-in for CUDA's cuda_runtime.h, for compiling the kernels of csrc/cuda with g++ and running
+// A stand-in for CUDA's cuda_runtime.h, for compiling the CUDA kernels of csrc/ with g++ and running
 // them on the emulator (emu.h). This directory comes first on the include path of the kernel
 // sources; nothing of the CUDA toolkit is used.
 //

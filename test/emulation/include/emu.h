@@ -2,7 +2,7 @@
 // kernels see), the emulator (emulator.cc) and the test driver (driver.cc).
 //
 // Why this exists: the machines that build and test this project have no GPU, so the CUDA kernels
-// of csrc/cuda would otherwise never run before a user runs them. The emulator compiles the real
+// of csrc/ would otherwise never run before a user runs them. The emulator compiles the real
 // kernel sources with g++ and runs every thread of a block as a cooperative fiber in one OS
 // thread. A fiber runs until it reaches a warp collective (__shfl_*_sync, __syncwarp) or a block
 // barrier (__syncthreads); it then waits until every thread the collective names has arrived,
