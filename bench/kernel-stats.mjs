@@ -22,7 +22,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { commitInfo, cpuInfo, slugify, today } from './lib/env.mjs';
 import { GPUS, floors, occupancy, peakRates } from './lib/gpu-model.mjs';
-import { ISSUE_OURS, MAMBA_COUNTS, MAMBA_SOURCE, mambaKernel } from './lib/mamba-reference.mjs';
+import { ISSUE_OURS, MAMBA_ISSUE_COUNTS, MAMBA_SOURCE, mambaKernel } from './lib/mamba-reference.mjs';
 import { jsForwardBackward } from './lib/jsref.mjs';
 import { measureBlock, measureStateLoop, runCase } from './lib/kernel-sim.mjs';
 import { buildCfg, hotLoops } from './lib/ptx-cfg.mjs';
@@ -324,13 +324,16 @@ function roofline(results) {
         const work = {
           bytes: m.bytes + m.parts.checkpoints,
           exps: m.exps,
-          instructions: mk.executedPerElementState === null ? null : mk.executedPerElementState * elements,
+          instructions: mk.measured.perElementState * elements,
         };
+        const chunkWork = { ...work, instructions: mk.measured.perChunk * elements };
         mamba = {
-          perElementState: mk.executedPerElementState,
+          perElementState: mk.measured.perElementState,
+          perChunk: mk.measured.perChunk,
           bytes: work.bytes,
           H200: floors(work, GPUS.H200),
           H100: floors(work, GPUS.H100),
+          chunk: { H200: floors(chunkWork, GPUS.H200), H100: floors(chunkWork, GPUS.H100) },
         };
       }
     }
@@ -383,47 +386,61 @@ function issueTable(loop) {
   const f16 = loop('fwd:f16:2x64x512x16');
   const bf16 = loop('fwd:bf16:2x64x512x16');
   const executed = (l) => (l ? `${f1(l.perElementState)} (${f1(l.issuesPerIteration)} per iteration)` : '–');
+  const mamba = (shape, direction) =>
+    mambaKernel(
+      GPU_SCAN.find((x) => x.name === shape),
+      direction,
+    ).measured;
+  const mambaExecuted = (m) => `${f1(m.perElementState)} (${f1(m.perIteration)} per iteration)`;
+  const [mf, ms, mb] = [mamba('S1', 'forward'), mamba('S3', 'forward'), mamba('S1', 'backward')];
+  const issue = MAMBA_ISSUE_COUNTS;
   return mdTable(
-    ['measure', 'ours (this tool)', 'ours (issue #11)', 'mamba_ssm (issue #11)'],
+    ['measure', 'ours (this tool)', 'ours (issue #11)', 'mamba_ssm (this tool)', 'mamba_ssm (issue #11)'],
     [
       [
-        'executed, forward, S1 (8 steps per lane)',
+        'executed, forward, S1 (ours 8 steps per lane; mamba 128 threads × 16)',
         executed(s1f),
         ISSUE_OURS.forward.executed,
-        MAMBA_COUNTS.forward.executed,
+        mambaExecuted(mf),
+        issue.forward.executed,
       ],
       [
-        'executed, forward at L = 64 (S3, 2 steps per lane)',
+        'executed, forward at L = 64 (S3; ours 2 steps per lane; mamba 32 × 4, half of them padding)',
         executed(s3f),
         ISSUE_OURS.forward.executedShort,
-        `${MAMBA_COUNTS.forward.executedShort} (half its lanes idle)`,
+        mambaExecuted(ms),
+        issue.forward.executedShort,
       ],
       [
-        'executed, backward, S1 (4 steps per lane)',
+        'executed, backward, S1 (ours 4 steps per lane)',
         executed(s1b),
         ISSUE_OURS.backward.executed,
-        MAMBA_COUNTS.backward.executed,
+        mambaExecuted(mb),
+        issue.backward.executed,
       ],
       [
-        'static per ex2, forward (8 steps per lane)',
+        'static per ex2, forward',
         f1(s1f?.staticPerEx2),
         ISSUE_OURS.forward.staticPerEx2,
-        MAMBA_COUNTS.forward.staticPerEx2,
+        f1(mf.staticPerEx2),
+        issue.forward.staticPerEx2,
       ],
       [
-        'static per ex2, backward (4 steps per lane)',
+        'static per ex2, backward',
         f1(s1b?.staticPerEx2),
         ISSUE_OURS.backward.staticPerEx2,
-        MAMBA_COUNTS.backward.staticPerEx2,
+        f1(mb.staticPerEx2),
+        issue.backward.staticPerEx2,
       ],
       [
         'forward state loop per iteration, f16 vs bf16',
         `${f1(f16?.issuesPerIteration)} vs ${f1(bf16?.issuesPerIteration)}`,
         `${ISSUE_OURS.perIteration.float16} vs ${ISSUE_OURS.perIteration.bfloat16}`,
-        MAMBA_COUNTS.float16,
+        '–',
+        issue.float16,
       ],
     ],
-    ['l', 'r', 'r', 'r'],
+    ['l', 'r', 'r', 'r', 'r'],
   );
 }
 
@@ -483,10 +500,10 @@ function rooflineTable(res) {
       'mamba_ssm binds',
       'mamba_ssm predicted',
       'ours / mamba_ssm',
+      'the same, per chunk',
     ],
     res.roofline.map((r) => {
       const m = r.mamba;
-      const counted = m && m.perElementState !== null;
       return [
         r.case,
         `${f3(r.bytes / 1e9)} GB`,
@@ -498,9 +515,10 @@ function rooflineTable(res) {
         f3(r.ours.H200.predictedMs),
         f3(r.ours.H100.predictedMs),
         f3(m?.H200.issue),
-        m ? (counted ? m.H200.bound : 'no count') : '–',
-        m ? `${counted ? '' : '≥ '}${f3(m.H200.predictedMs)}` : '–',
-        counted ? `${f3(r.ours.H200.predictedMs / m.H200.predictedMs)}×` : '–',
+        m ? m.H200.bound : '–',
+        f3(m?.H200.predictedMs),
+        m ? `${f3(r.ours.H200.predictedMs / m.H200.predictedMs)}×` : '–',
+        m && r.oursChunk ? `${f3(r.oursChunk.H200.predictedMs / m.chunk.H200.predictedMs)}×` : '–',
       ];
     }),
     ['l'],
@@ -621,8 +639,8 @@ function markdown(res) {
     '',
     `H200 peaks: ${f3(rates.bytesPerSecond / 1e12)} TB/s, ${f3(rates.exp2PerSecond / 1e12)} T exp2/s, ${f3(rates.instructionsPerSecond / 1e12)} T thread-instructions/s: ` +
       `the issue floor passes the exp2 floor above ${rates.instructionsPerSecond / rates.exp2PerSecond} instructions per element·state. ` +
-      '“issue (state loop)” is what issue #11’s model counts (the step: its whole kernel); “per chunk” adds the rest of each chunk. ' +
-      `mamba_ssm: ${MAMBA_SOURCE}; its instruction counts are issue #11’s (none for its backward at L = 64: its prediction there is only a lower bound), its bytes the same model plus its (a, b) checkpoints (2N floats per 2048 steps, written in the forward too).`,
+      '“issue (state loop)” is what issue #11’s model counts (the step: its whole kernel); “per chunk” adds the rest of each chunk, for both (the last column compares the predictions with it). ' +
+      `mamba_ssm: ${MAMBA_SOURCE}; its instruction counts are this tool’s, measured on its PTX outside the repository (bench/lib/mamba-reference.mjs says how), its bytes the same model plus its (a, b) checkpoints (2N floats per 2048 steps, written in the forward too).`,
   );
   out.push(
     '',
@@ -644,7 +662,10 @@ function markdown(res) {
         'spill st / ld B',
         'dyn. smem',
         'occupancy H100/H200',
+        'static per ex2',
         'executed / el·state',
+        'per iteration',
+        'per chunk',
       ],
       res.mamba.map((m) => [
         m.shape,
@@ -655,7 +676,10 @@ function markdown(res) {
         `${m.spillStores} / ${m.spillLoads}`,
         kb(m.dynamicShared),
         occText(m.occupancy),
-        m.executedPerElementState ?? '–',
+        f1(m.measured.staticPerEx2),
+        f1(m.measured.perElementState),
+        f1(m.measured.perIteration),
+        f1(m.measured.perChunk),
       ]),
       ['l', 'l'],
     ),
@@ -788,13 +812,15 @@ async function main() {
 function issueTableNote(forward, f16) {
   if (!forward) return '';
   const p = forward.lanePath;
+  const mamba = mambaKernel(GPU_SCAN[0], 'forward').measured;
   return (
-    'The static counts are counted the same way as the issue’s. The executed counts are what the warp issues: the lanes of the warp scan take different sides of its `lane >= offset` steps, and one lane each stores the checkpoints, and the warp issues every side some lane takes. ' +
+    'Our static counts equal the issue’s. The executed counts are what the warp issues: the lanes of the warp scan take different sides of its `lane >= offset` steps, one lane each stores the checkpoints, and the warp issues every side some lane takes. ' +
     `One lane’s own path through an iteration of the forward S1 loop is ${f1(p.min)} (lane ${p.minLane}) to ${f1(p.max)} (lane ${p.maxLane}) instructions; the warp issues ${f1(forward.issuesPerIteration)}. ` +
     `The issue’s ${ISSUE_OURS.perIteration.bfloat16} lies in that range: it was most likely one thread’s walk through the PTX` +
     (f16
-      ? `. Its f16 figure, ${ISSUE_OURS.perIteration.float16}, is more than any lane executes here (at most ${f1(f16.lanePath.max)} per iteration), so that walk presumably went through branches these inputs do not take (the software half conversion has several).`
-      : '.')
+      ? `. Its f16 figure, ${ISSUE_OURS.perIteration.float16}, is more than any lane executes here (at most ${f1(f16.lanePath.max)} per iteration), so that walk presumably went through branches these inputs do not take (the software half conversion has several). `
+      : '. ') +
+    `mamba_ssm’s lanes diverge less (one lane’s path 311 to 334 per iteration of its forward, ${f1(mamba.perIteration)} issued), so this tool’s counts of its kernels are within about 1 per element·state of the issue’s executed ones; its static counts come out 2 to 3 per ex2 above the issue’s, which this tool cannot explain without the PTX the issue counted.`
   );
 }
 

@@ -103,6 +103,30 @@ describe('kernel-stats: PTX parsing and static counts', () => {
     expect([...fn.labels.keys()]).toEqual(['$L__BB0_1', '$L__BB0_3', '$L__BB0_5']);
   });
 
+  it('reads -lineinfo line directives and inline-asm registers named without %', () => {
+    const text = `
+.visible .entry k(.param .u64 k_param_0)
+{
+	.reg .b32 	%r<3>;
+	.loc	1 10 5
+	mov.u32 	%r1, 7;
+	.loc	1 11 5, function_name $L__info_string0, inlined_at 1 12 3
+	{  .reg .pred p;  .reg .b32 r0;  setp.gt.u32 p, %r1, 3;  mov.b32 r0, 0;  @p add.u32 r0, r0, %r1;  mov.b32 %r2, r0;}
+	ret;
+}`;
+    const [k] = parsePtx(text).functions;
+    expect(k.instructions.map((i) => i.opcode)).toEqual([
+      'mov.u32',
+      'setp.gt.u32',
+      'mov.b32',
+      'add.u32',
+      'mov.b32',
+      'ret',
+    ]);
+    expect(k.instructions[3].guard).toEqual({ reg: 'p', negated: false });
+    expect(k.instructions[3].operands[0]).toEqual({ kind: 'reg', name: 'r0' });
+  });
+
   it('finds the state loop and counts its body per ex2, every branch side once', () => {
     const cfg = buildCfg(fn);
     expect(cfg.blocks.map((b: { label: string }) => b.label)).toEqual([

@@ -59,7 +59,7 @@ export function parseOperand(text) {
 export function parseInstruction(text, line) {
   let rest = text.trim();
   let guard = null;
-  const g = /^@(!?)(%\w+)\s+/.exec(rest);
+  const g = /^@(!?)(%?[\w$]+)\s+/.exec(rest);
   if (g) {
     guard = { reg: g[2], negated: g[1] === '!' };
     rest = rest.slice(g[0].length);
@@ -132,11 +132,23 @@ function parseBody(body, firstLine) {
       if (decl) arrays.push(decl);
       return; // .loc, .pragma, .param (call arguments are not supported by the simulator)
     }
-    instructions.push(parseInstruction(s, line));
+    const ins = parseInstruction(s, line);
+    // Registers may be named without '%' (inline asm: `.reg .f32 r0;`): such operands are
+    // registers, not symbols.
+    const registers = (op) => {
+      if (op.kind === 'sym' && registerTypes.has(op.name)) return { kind: 'reg', name: op.name };
+      if (op.kind === 'vec' || op.kind === 'pair') return { ...op, items: op.items.map(registers) };
+      if (op.kind === 'mem' && op.base) return { ...op, base: registers(op.base) };
+      if (op.kind === 'not') return { ...op, item: registers(op.item) };
+      return op;
+    };
+    ins.operands = ins.operands.map(registers);
+    instructions.push(ins);
   };
   body.split('\n').forEach((text, k) => {
     const line = firstLine + k;
     let s = text.trim();
+    if (!pending && /^\.(loc|file)\b/.test(s)) return; // line directives, without ';' (-lineinfo)
     while (s) {
       if (!pending && (s[0] === '{' || s[0] === '}')) {
         s = s.slice(1).trim(); // an inline-asm scope: its statements belong to the function
