@@ -111,10 +111,11 @@ function parseOptions(argv) {
   });
   const archs = values.archs.split(',').map((a) => a.trim());
   for (const a of archs)
-    if (!/^sm_\d+a?$/.test(a)) throw new RangeError(`kernel-stats: --archs expects sm_XY names, got '${a}'`);
-  const jobs = Number(values.jobs ?? process.env.KERNEL_STATS_JOBS ?? Math.min(2, availableParallelism()));
+    if (!/^sm_\d{2,3}a?$/.test(a)) throw new RangeError(`kernel-stats: --archs expects names like sm_90, got '${a}'`);
+  const jobsText = values.jobs ?? process.env.KERNEL_STATS_JOBS;
+  const jobs = jobsText === undefined ? Math.min(2, availableParallelism()) : Number(jobsText);
   if (!Number.isInteger(jobs) || jobs < 1)
-    throw new RangeError(`kernel-stats: --jobs expects a positive integer, got '${values.jobs}'`);
+    throw new RangeError(`kernel-stats: --jobs (or KERNEL_STATS_JOBS) expects a positive integer, got '${jobsText}'`);
   return { ...values, archs, jobs, sim: !values['no-sim'], save: !values['no-save'] };
 }
 
@@ -125,11 +126,8 @@ async function analyseKernels(o, nvcc) {
   const units = await compileSources({ sources, archs: o.archs, nvcc, jobs: o.jobs, log });
   const dtypes = dtypeNames();
   const kernels = [];
-  const modules = new Map(); // arch -> [{ module, unit }]
   for (const unit of units) {
     const module = parsePtx(readFileSync(unit.ptx, 'utf8'));
-    if (!modules.has(unit.arch)) modules.set(unit.arch, []);
-    modules.get(unit.arch).push({ module, unit });
     const resources = parsePtxasLog(unit.ptxasLog);
     for (const fn of module.functions.filter((f) => f.kind === 'entry')) {
       const cfg = buildCfg(fn);
@@ -160,7 +158,7 @@ async function analyseKernels(o, nvcc) {
     k.demangled = names.get(k.mangled);
     k.label = kernelLabel(k.demangled, dtypes);
   }
-  return { sources, units, kernels, modules };
+  return { sources, units, kernels };
 }
 
 // ---- 2 and 3. launches, occupancy and the interpreter ----------------------------------------------
@@ -273,8 +271,6 @@ function interpreterCheck(captured, findKernel) {
 
 // ---- 4. the roofline ---------------------------------------------------------------------------------
 
-const elementStates = (s) => s.batch * s.dim * s.L * s.N;
-
 /** The element·states of a launch-capture case: scans b·d·L·N, the step b·d·N (or b·H·P·N). */
 function caseElements(spec) {
   const [op, , sizes] = spec.split(':');
@@ -302,21 +298,19 @@ function roofline(results) {
   for (const c of BENCH_CASES) {
     const r = results?.get(c.spec);
     const launch = mainLaunch(r);
+    const elements = caseElements(c.spec);
     let traffic;
-    let elements;
     let mamba = null;
     if (c.op === 'step') {
       traffic = stepTraffic(
         { form: 'channels', batch: c.shape.batch, dim: c.shape.dim, N: c.shape.N, G: 1 },
         'bfloat16',
       );
-      elements = c.shape.batch * c.shape.dim * c.shape.N;
     } else {
       // Our checkpoint interval, from the checkpoints the backward reads (the forward writes none).
       const checkpoints = r?.buffers.find((b) => b.name === 'checkpoints');
       const chunks = checkpoints ? checkpoints.bytes / (4 * c.shape.batch * c.shape.dim * c.shape.N) : 1;
       traffic = scanTraffic(c.shape, 'bfloat16', c.op, c.shape.L / chunks);
-      elements = elementStates(c.shape);
       const mk = mambaKernel(c.shape, c.op === 'fwd' ? 'forward' : 'backward');
       if (mk) {
         // mamba keeps (a, b) pairs, 2N floats, per 2048 steps, also in the forward.
@@ -688,6 +682,13 @@ function markdown(res) {
   return `${out.join('\n')}\n`;
 }
 
+/** The lines of a failed command's output that say what failed (the compiler's errors). */
+function firstErrors(message) {
+  const lines = message.split('\n');
+  const errors = lines.filter((l) => /error/i.test(l)).slice(0, 3);
+  return (errors.length ? errors : lines.slice(0, 3)).join(' ').slice(0, 600);
+}
+
 // ---- main --------------------------------------------------------------------------------------------
 
 async function main() {
@@ -722,7 +723,7 @@ async function main() {
       instances = INSTANCE_CASES.map((spec) => ({ case: spec, spec, ...results.get(spec) }));
     } catch (e) {
       notes.push(
-        `Launch capture failed, so no launches, occupancy at the benchmark shapes or executed counts: ${e.message.split('\n').slice(0, 6).join(' ')}`,
+        `Launch capture failed, so no launches, occupancy at the benchmark shapes or executed counts (bench/kernel-stats/launch-capture.cc follows the ops' entry points): ${firstErrors(e.message)}`,
       );
     }
   } else {
