@@ -596,7 +596,7 @@ function markdown(res) {
       `date ${res.date}, commit ${res.commit.hash?.slice(0, 12) ?? 'unknown'}${res.commit.clean === false ? ' (tree modified)' : res.commit.clean ? ' (clean)' : ''}`,
       `nvcc ${res.toolchain.nvcc}, \`${res.toolchain.flags.join(' ')}\`, ${res.toolchain.archs.join(', ')}; the interpreter runs the ${res.toolchain.simArch} PTX`,
       `sources: ${res.sources.map((x) => `\`${x}\``).join(', ')}`,
-      `host ${res.host.cpu}, ${res.host.logicalCpus} CPUs; ${res.seconds.toFixed(0)} s`,
+      `host ${res.host.cpu}, ${res.host.logicalCpus} CPUs; ${res.seconds.toFixed(0)} s, ${res.compiled} of ${res.sources.length * res.toolchain.archs.length} nvcc compiles (the others cached)`,
       ...(res.interpreterCheck
         ? [
             `interpreter check: the forward and backward at ${shapeText(CHECK_SHAPE)}, float32, run whole in the interpreter (${res.interpreterCheck.kernels} launches, ${res.interpreterCheck.issues} warp instructions) ` +
@@ -767,6 +767,7 @@ async function main() {
     gpus: GPUS,
     method: METHOD,
     sources: analysis.sources,
+    compiled: analysis.units.filter((u) => u.compiled).length,
     kernels: analysis.kernels.map(({ fn, module, ...k }) => k),
     cases: BENCH_CASES.map((c) => ({
       name: c.name,
