@@ -18,7 +18,7 @@
 // Prints a markdown report; writes bench/results/YYYY-MM-DD-<host>-kernel-stats.{json,md}.
 import { availableParallelism } from 'node:os';
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
 import { commitInfo, cpuInfo, slugify, today } from './lib/env.mjs';
 import { GPUS, floors, occupancy, peakRates } from './lib/gpu-model.mjs';
@@ -140,6 +140,7 @@ async function analyseKernels(o, nvcc) {
       kernels.push({
         arch: unit.arch,
         source: unit.source,
+        ptx: relative(repoRoot, unit.ptx),
         mangled: fn.name,
         params: fn.params.map((p) => p.size),
         launchBounds: {
@@ -572,15 +573,17 @@ function kernelTable(res) {
   );
 }
 
-function blocksSection(loop) {
+function blocksSection(res, loop) {
   const out = [];
   for (const name of ['S1 fwd', 'S3 fwd', 'S1 bwd']) {
     const c = BENCH_CASES.find((x) => x.name === name);
     const l = loop(c.spec);
     if (!l) continue;
+    const label = mainLaunch(res.cases.find((x) => x.spec === c.spec))?.kernel;
+    const kernel = res.kernels.find((k) => k.label === label && k.arch === res.toolchain.simArch);
     const issued = l.issuedBlocks.map((b) => `${b.label} ${f1(b.perIteration)}`).join(', ');
     out.push(
-      `- ${name}, state loop \`${l.label}\` (${l.issuedBlocks.length + l.skippedBlocks.length} blocks, ${l.staticInstructions} instructions): ` +
+      `- ${name}, \`${label}\` in \`${kernel?.ptx}\`, state loop \`${l.label}\` (${l.issuedBlocks.length + l.skippedBlocks.length} blocks, ${l.staticInstructions} instructions): ` +
         `issued per iteration (instructions): ${issued}. Skipped: ${l.skippedBlocks.join(', ') || 'none'}.`,
     );
   }
@@ -643,7 +646,7 @@ function markdown(res) {
     kernelTable(res),
   );
   if (res.cases.some((c) => c.launches))
-    out.push('', '### Blocks issued (state loop, per iteration)', '', blocksSection(loop));
+    out.push('', '### Blocks issued (state loop, per iteration)', '', blocksSection(res, loop));
   out.push('', '### mamba_ssm’s kernels at the benchmark shapes (recorded, sm_90, bf16)', '');
   out.push(
     mdTable(
