@@ -17,7 +17,7 @@
 //
 // Inputs are filled as bench.mjs draws them (u, z, B, C, D, dout normal; delta uniform in [-2, 0);
 // A = -exp(U[0, 1))), from a hash of (buffer, index), rounded to the buffer's dtype.
-import { buildCfg, hotLoops, naturalLoops } from './ptx-cfg.mjs';
+import { hotLoops, naturalLoops } from './ptx-cfg.mjs';
 import { GlobalMemory, bits32, f32, floatToHalf, halfToFloat, program, runBlock } from './ptx-sim.mjs';
 
 function hashUniform(stream, index) {
@@ -95,7 +95,7 @@ const popcount = (m) => {
  */
 export function measureStateLoop(module, fn, captured, launch, { maxIssues = 2e7 } = {}) {
   const prog = program(module, fn);
-  const cfg = prog.cfg ?? buildCfg(fn);
+  const { cfg } = prog;
   const loops = naturalLoops(cfg);
   const hot = hotLoops(fn, cfg, loops);
   if (hot.length === 0) return { none: 'no loop with an exp2' };
