@@ -534,7 +534,9 @@ function kernelTable(res) {
     byLabel.get(k.label)[k.arch] = k;
   }
   const archs = res.toolchain.archs;
-  const rows = [...byLabel].map(([label, perArch]) => {
+  // By name, whatever order the compiler instantiated them in.
+  const byName = [...byLabel].sort(([a], [b]) => a.localeCompare(b, 'en', { numeric: true }));
+  const rows = byName.map(([label, perArch]) => {
     const k = perArch[sim] ?? Object.values(perArch)[0];
     const l = instance.get(label);
     const per = l ? executedPerElement(l, caseElements(l.spec)) : null;

@@ -12,8 +12,9 @@
 //     OP step-heads                        SIZES = BATCHxHxPxN (A, dt, dtBias per head, B/C (batch, 1, N))
 //     DTYPE f32 | f16 | bf16
 //
-// This is the one file that calls the ops' C++ entry points (cuda_ops.h): it follows their
-// signatures when they change.
+// This is the one file that calls the ops' C++ entry points: it follows their signatures when they
+// change. Two layouts are known: the ops under csrc/ops/<op>/ (scan.h, state_update.h) and the
+// earlier csrc/cuda/cuda_ops.h.
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -21,11 +22,26 @@
 #include <string>
 #include <vector>
 
+#if __has_include("ops/selective_scan/scan.h")
+#include "ops/selective_scan/scan.h"
+#include "ops/state_update/state_update.h"
+#define SS_OPS_LAYOUT 1
+#else
 #include "cuda/cuda_ops.h"
+#endif
 
 namespace {
 
 using ss::DType;
+
+// The layouts' differences: an input-dependent projection, the checkpoint interval.
+#if defined(SS_OPS_LAYOUT)
+ss::Projection varying(const void *data) { return ss::Projection::varyingGroups(data, 1); }
+int64_t checkpointInterval(const ss::ScanShape &s) { return ss::cuda::scanChunkLength(s); }
+#else
+ss::Projection varying(const void *data) { return {data, 1}; }
+int64_t checkpointInterval(const ss::ScanShape &s) { return ss::cuda::forwardChunkLength(s); }
+#endif
 
 uint64_t nextAddress = 0x100000000000ull;
 
@@ -62,12 +78,12 @@ ss::ScanForwardParams scanInputs(DType dtype, const std::vector<int64_t> &s, boo
   p.delta = buffer("delta", rows, dtype, "delta");
   p.z = buffer("z", rows, dtype, "normal");
   p.A = floats("A", s[1] * s[3], "negexp");
-  p.B = {buffer("B", projection, dtype, "normal"), 1};
-  p.C = {buffer("C", projection, dtype, "normal"), 1};
+  p.B = varying(buffer("B", projection, dtype, "normal"));
+  p.C = varying(buffer("C", projection, dtype, "normal"));
   p.D = floats("D", s[1], "normal");
   p.deltaSoftplus = true;
   p.out = buffer("out", rows, dtype, "zero");
-  p.chunkLength = ss::cuda::forwardChunkLength(p.shape);
+  p.chunkLength = checkpointInterval(p.shape);
   if (saveCheckpoints) {
     const int64_t chunks = (s[2] + p.chunkLength - 1) / p.chunkLength;
     p.checkpoints = floats("checkpoints", s[0] * s[1] * chunks * s[3], "normal");
@@ -75,16 +91,16 @@ ss::ScanForwardParams scanInputs(DType dtype, const std::vector<int64_t> &s, boo
   return p;
 }
 
-cudaError_t runCase(const std::string &op, DType dtype, const std::vector<int64_t> &s) {
+int runCase(const std::string &op, DType dtype, const std::vector<int64_t> &s) {
   if ((op == "fwd" || op == "fwd-save") && s.size() == 4) {
-    return ss::cuda::scanForward(scanInputs(dtype, s, op == "fwd-save"), nullptr);
+    return int(ss::cuda::scanForward(scanInputs(dtype, s, op == "fwd-save"), nullptr));
   }
   if ((op == "bwd" || op == "bwd-det" || op == "train") && s.size() == 4) {
     ss::ScanBackwardParams b;
     b.fwd = scanInputs(dtype, s, true);
     if (op == "train") {
-      const cudaError_t forward = ss::cuda::scanForward(b.fwd, nullptr);
-      if (forward != cudaSuccess) return forward;
+      const int forward = int(ss::cuda::scanForward(b.fwd, nullptr));
+      if (forward != 0) return forward;
     }
     const int64_t rows = s[0] * s[1] * s[2], projection = s[0] * s[3] * s[2];
     b.dout = buffer("dout", rows, dtype, "normal");
@@ -96,7 +112,7 @@ cudaError_t runCase(const std::string &op, DType dtype, const std::vector<int64_
     b.dB = buffer("dB", projection, dtype, "zero");
     b.dC = buffer("dC", projection, dtype, "zero");
     b.dD = floats("dD", s[1], "zero");
-    return ss::cuda::scanBackward(b, nullptr);
+    return int(ss::cuda::scanBackward(b, nullptr));
   }
   if ((op == "step-channels" && s.size() == 3) || (op == "step-heads" && s.size() == 4)) {
     // As bench.mjs: channels = heads of size 1 with A (dim, N); heads: A, dt, dtBias per head.
@@ -123,7 +139,7 @@ cudaError_t runCase(const std::string &op, DType dtype, const std::vector<int64_
     p.dStrideP = heads ? 0 : 1;
     p.dtSoftplus = true;
     p.y = buffer("y", rows, dtype, "zero");
-    return ss::cuda::stateUpdate(p, nullptr);
+    return int(ss::cuda::stateUpdate(p, nullptr));
   }
   std::fprintf(stderr, "launch-capture: unknown case %s with %zu sizes\n", op.c_str(), s.size());
   std::exit(2);
@@ -142,8 +158,8 @@ int main(int argc, char **argv) {
     const std::string op = spec.substr(0, a), dtypeName = spec.substr(a + 1, b - a - 1);
     const DType dtype = dtypeName == "f32" ? DType::Float32 : dtypeName == "f16" ? DType::Float16 : DType::BFloat16;
     std::printf("{\"type\":\"case\",\"case\":\"%s\"}\n", spec.c_str());
-    const cudaError_t status = runCase(op, dtype, sizes(spec.substr(b + 1)));
-    std::printf("{\"type\":\"done\",\"status\":%d}\n", int(status));
+    const int status = runCase(op, dtype, sizes(spec.substr(b + 1)));
+    std::printf("{\"type\":\"done\",\"status\":%d}\n", status);
   }
   return 0;
 }
