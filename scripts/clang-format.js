@@ -16,6 +16,7 @@ const patterns = [
   'test/emulation/**/*.cc',
   'test/emulation/**/*.h',
   'test/emulation/**/*.cu',
+  'bench/**/*.cc',
 ];
 // Tracked files and new ones that git does not ignore.
 const files = execFileSync(
