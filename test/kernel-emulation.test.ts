@@ -4,7 +4,7 @@
 // backend is compared with the CPU backend over the option space: forward, backward (default and
 // deterministic), the step in its three forms. The emulator also reports what a GPU would fault on
 // (misaligned vector loads, writes out of bounds, divergent shuffles, deadlocks, launches the
-// runtime rejects) and reruns each op under other thread and block orders: a result that changes
+// runtime rejects, races between blocks) and reruns each op under other thread and block orders: a result that changes
 // is a missing barrier or a dependence on block order.
 //
 // Needs only g++; skipped, with the reason, where there is none. The binary is cached in

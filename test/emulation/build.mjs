@@ -146,7 +146,9 @@ export async function buildEmulator({
   // storage as 16-byte vectors, which nvcc allows and g++ would be free to miscompile), and with
   // UBSan where it works: misaligned vector stores, out-of-bounds indices of fixed-size arrays and
   // integer overflow in index arithmetic become reports. -w: nvcc-only pragmas (#pragma unroll)
-  // and g++'s false maybe-uninitialized warnings on guarded code are noise here.
+  // and g++'s false maybe-uninitialized warnings on guarded code are noise here. ThreadSanitizer's
+  // instrumentation (without its runtime) hands every load and store to the emulator's detector of
+  // races between blocks (emulator.cc); function entries and exits it need not see.
   const kernelFlags = [
     ...base,
     '-w',
@@ -154,6 +156,8 @@ export async function buildEmulator({
     '-D__CUDACC__',
     '-D__CUDA_ARCH__=900',
     `-I${include}`,
+    '-fsanitize=thread',
+    ...(/clang/i.test(compiler.version) ? [] : ['--param=tsan-instrument-func-entry-exit=0']),
     ...(sanitize ? ['-fsanitize=undefined', '-fno-sanitize=vptr'] : []),
   ];
   const units = [];

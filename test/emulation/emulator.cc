@@ -1,10 +1,12 @@
 // The emulator behind emu.h and the fake cuda_runtime.h: fibers, the block scheduler, the warp
-// collectives, kernel launches with the runtime's checks, and guarded device memory.
+// collectives, kernel launches with the runtime's checks, guarded device memory, and the detector
+// of races between blocks.
 //
 // Execution model. A grid runs its blocks one after another (in the order the Schedule says). A
 // block's threads are fibers: each has its own stack, and control passes between them only
 // inside a collective, so between two collectives a thread runs alone and everything it does is
-// atomic to the others (which is why atomics are plain additions). The scheduler makes passes over
+// atomic to the others (which is why atomics are plain additions; what they hide between blocks,
+// the race detector below reports). The scheduler makes passes over
 // the block's threads in the schedule's order, resuming each runnable one until it blocks at a
 // collective or returns (all warps; or, one warp at a time, only the first warp that can run,
 // which then races ahead of the others up to the next __syncthreads: the schedule that exposes a
@@ -366,15 +368,31 @@ void runBlock(const dim3 &block) {
 // below turns into a fault of the running kernel (an illegal address, as the GPU reports it).
 constexpr size_t kAlign = 256;
 constexpr size_t kFence = 64 * 1024;
+// The race detector's unit of memory: the smallest element the kernels store (float16 /
+// bfloat16), so that blocks that own neighbouring 2-byte elements do not conflict.
+constexpr size_t kGranuleBytes = 2;
+enum class Access : uint32_t { Read = 1, Write = 2, Atomic = 4 };
+constexpr int kAccessBits = 3;  // the Access bits of Granule::use
+constexpr uint32_t kAccessMask = (1u << kAccessBits) - 1;
+constexpr uint32_t kManyBlocks = ~uint32_t(0) >> kAccessBits;  // owner of a granule that several blocks touched
 
 size_t pageSize() {
   static const size_t page = size_t(sysconf(_SC_PAGESIZE));
   return page;
 }
 
+// One granule of device memory as the race detector sees it (below): the launch that last touched
+// it, and how.
+struct Granule {
+  uint32_t launch;  // 0: never touched
+  uint32_t use;     // owner block << kAccessBits | the Access bits of every access so far
+};
+
 struct Region {
   unsigned char *mapping = nullptr, *user = nullptr;
   size_t mappingBytes = 0, bytes = 0;
+  Granule *shadow = nullptr;  // a device allocation's, one per kGranuleBytes (race detector)
+  size_t shadowBytes = 0;
   unsigned char *accessible() const { return mapping + kFence; }
   size_t accessibleBytes() const { return mappingBytes - 2 * kFence; }
 };
@@ -397,6 +415,7 @@ Region mapRegion(size_t bytes) {
 
 void unmapRegion(Region &r) {
   if (r.mapping) munmap(r.mapping, r.mappingBytes);
+  if (r.shadow) munmap(r.shadow, r.shadowBytes);
   r = Region{};
 }
 
@@ -477,6 +496,85 @@ const Region *findAllocation(const void *p, size_t n) {
   return &it->second;
 }
 
+// ---- Races between blocks -------------------------------------------------------------------------
+//
+// The blocks of a grid run here one after another, so a read-modify-write that ought to be atomic
+// gives the right sum where, on a GPU, blocks running at once lose updates. Instead of hoping for
+// an unlucky interleaving, every access a kernel makes to device memory is recorded per launch in
+// a shadow of the allocation, one Granule per kGranuleBytes: which block touched the granule first
+// (or kManyBlocks) and how (the Access bits). Blocks of one launch are unordered, so two accesses
+// by different blocks conflict unless both are reads or both are atomics; the first conflict is a
+// fault naming the kernel, both blocks, both kinds of access and the address. That fails
+// deterministically, under any schedule. Within a block the detector sees nothing (its threads
+// are ordered by barriers, which are checked by running them in different orders).
+//
+// The kernels' loads and stores reach recordAccess through the compiler's ThreadSanitizer
+// instrumentation (the __tsan_* hooks at the end of this file); atomics call it themselves.
+uint32_t gLaunchNumber = 0;            // of the running grid while the detector watches it, else 0
+uint32_t gLaunches = 0;                // launches so far (the shadow's epochs)
+uint32_t gBlockNumber = 0;             // the running block's linear index
+const Region *gLastTouched = nullptr;  // the allocation of the latest access (most hit the same one)
+
+std::string blockName(uint32_t linear) {
+  const dim3 g = gGridDim;
+  return "block (" + std::to_string(linear % g.x) + "," + std::to_string(linear / g.x % g.y) + "," +
+         std::to_string(linear / (g.x * g.y)) + ")";
+}
+
+// "read", "write and atomic update" (or in the past tense: "read", "wrote and atomically updated").
+std::string accessNames(uint32_t kinds, bool past) {
+  std::string s;
+  const auto add = [&](Access kind, const char *noun, const char *verb) {
+    if (kinds & uint32_t(kind)) s += (s.empty() ? "" : " and ") + std::string(past ? verb : noun);
+  };
+  add(Access::Read, "read", "read");
+  add(Access::Write, "write", "wrote");
+  add(Access::Atomic, "atomic update", "atomically updated");
+  return s;
+}
+
+[[noreturn]] void reportRace(const Region &r, const unsigned char *address, size_t bytes, Access kind,
+                             const Granule &earlier) {
+  const uint32_t owner = earlier.use >> kAccessBits;
+  fault("race between blocks: " + accessNames(uint32_t(kind), false) + " of " + std::to_string(bytes) +
+        " bytes at byte " + std::to_string(address - r.user) + " of an allocation of " + std::to_string(r.bytes) +
+        " bytes, which " + (owner == kManyBlocks ? "other blocks" : blockName(owner)) + " " +
+        accessNames(earlier.use & kAccessMask, true) +
+        " in the same launch (the blocks of a grid are unordered: memory that several of them touch may only be "
+        "read by all or only updated atomically by all)");
+  std::abort();  // fault() does not return inside a kernel
+}
+
+inline void recordAccess(const void *p, size_t bytes, Access kind) {
+  if (!gLaunchNumber || bytes == 0) return;
+  const auto *a = static_cast<const unsigned char *>(p);
+  const Region *r = gLastTouched;
+  if (!r || a < r->user || a >= r->user + r->bytes) {
+    // Not device memory: the thread's stack, shared memory, anything outside the allocations
+    // (an access out of bounds is the guards' business).
+    const auto *stack = reinterpret_cast<const unsigned char *>(gCurrent->stack);
+    if (a >= stack && a < stack + kStackBytes) return;
+    if (a >= gSharedRegion.mapping && a < gSharedRegion.mapping + gSharedRegion.mappingBytes) return;
+    r = findAllocation(a, 1);
+    if (!r) return;
+    gLastTouched = r;
+  }
+  const size_t first = size_t(a - r->user) / kGranuleBytes;
+  const size_t last = (std::min(size_t(a - r->user) + bytes, r->bytes) - 1) / kGranuleBytes;
+  const uint32_t mine = gBlockNumber << kAccessBits;
+  for (Granule *g = r->shadow + first; g <= r->shadow + last; ++g) {
+    if (g->launch != gLaunchNumber) {
+      *g = {gLaunchNumber, mine | uint32_t(kind)};
+    } else if ((g->use >> kAccessBits) == gBlockNumber) {
+      g->use |= uint32_t(kind);
+    } else {
+      const uint32_t kinds = g->use & kAccessMask;
+      if (kinds != uint32_t(kind) || kind == Access::Write) reportRace(*r, a, bytes, kind, *g);
+      g->use = (kManyBlocks << kAccessBits) | kinds;
+    }
+  }
+}
+
 }  // namespace
 
 // ---- Public interface ------------------------------------------------------------------------------
@@ -526,6 +624,19 @@ Stats stats() {
 
 bool inKernel() { return gCurrent != nullptr; }
 
+template <class T>
+T atomicAdd(T *address, T value) {
+  recordAccess(address, sizeof(T), Access::Atomic);
+  const T old = *address;
+  *address = old + value;
+  return old;
+}
+template float atomicAdd(float *, float);
+template double atomicAdd(double *, double);
+template int atomicAdd(int *, int);
+template unsigned atomicAdd(unsigned *, unsigned);
+template unsigned long long atomicAdd(unsigned long long *, unsigned long long);
+
 void *dynamicSharedMemory() {
   if (!gCurrent) fault("dynamic shared memory used outside a kernel");
   return gShared;
@@ -534,6 +645,17 @@ void *dynamicSharedMemory() {
 void *allocate(size_t bytes) {
   Region r = mapRegion(bytes);
   if (!r.mapping) return nullptr;
+  // The race detector's shadow: zero pages, mapped on first touch (a granule of launch 0 is fresh).
+  r.shadowBytes = (bytes + kGranuleBytes - 1) / kGranuleBytes * sizeof(Granule);
+  if (r.shadowBytes > 0) {
+    void *shadow =
+        mmap(nullptr, r.shadowBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (shadow == MAP_FAILED) {
+      unmapRegion(r);
+      return nullptr;
+    }
+    r.shadow = static_cast<Granule *>(shadow);
+  }
   gAllocations[r.user] = r;
   return r.user;
 }
@@ -548,6 +670,7 @@ void release(void *p) {
   if (!guardsIntact(it->second))
     fault("an allocation of " + std::to_string(it->second.bytes) +
           " bytes was written out of bounds (found at its free)");
+  if (gLastTouched == &it->second) gLastTouched = nullptr;
   unmapRegion(it->second);
   gAllocations.erase(it);
 }
@@ -608,7 +731,11 @@ void runGrid(const void *kernel, const LaunchConfig &config, void (*body)(void *
   std::vector<int> order;
   orderOf(gSchedule.blocks, int(std::min<uint64_t>(blocks, 0x7fffffff)), order);
   gAbortGrid = false;
+  // The race detector watches grids whose block numbers fit beside the Access bits (all the tests').
+  if (++gLaunches == 0) ++gLaunches;  // 0 marks a granule no launch has touched
+  gLaunchNumber = blocks < kManyBlocks ? gLaunches : 0;
   for (int linear : order) {
+    gBlockNumber = uint32_t(linear);
     gBlockIdx = {unsigned(linear) % g.x, (unsigned(linear) / g.x) % g.y, unsigned(linear) / (g.x * g.y)};
     runBlock(b);
     ++gStats.blocks;
@@ -622,6 +749,7 @@ void runGrid(const void *kernel, const LaunchConfig &config, void (*body)(void *
     if (gAbortGrid) break;
   }
   gAbortGrid = false;
+  gLaunchNumber = 0;
   gConfig = nullptr;
   gShared = nullptr;
   unmapRegion(gSharedRegion);
@@ -789,4 +917,28 @@ cudaError_t cudaMemcpy(void *dst, const void *src, size_t count, cudaMemcpyKind 
 }
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t count, cudaMemcpyKind kind, cudaStream_t) {
   return cudaMemcpy(dst, src, count, kind);
+}
+
+// ---- ThreadSanitizer's hooks --------------------------------------------------------------------------
+// build.mjs compiles the kernels with -fsanitize=thread, so the compiler calls these before every
+// load and store that other threads could see (not those of registers and private locals). The
+// TSan runtime is not linked: these are what the instrumented code calls, and they feed the race
+// detector (recordAccess), which ignores everything but device memory touched inside a kernel.
+// Function entry and exit are not instrumented with g++ (build.mjs); the empty hooks serve clang.
+#define EMU_TSAN_ACCESS(bytes)                                                                   \
+  void __tsan_read##bytes(void *p) { emu::recordAccess(p, bytes, emu::Access::Read); }           \
+  void __tsan_write##bytes(void *p) { emu::recordAccess(p, bytes, emu::Access::Write); }         \
+  void __tsan_unaligned_read##bytes(void *p) { emu::recordAccess(p, bytes, emu::Access::Read); } \
+  void __tsan_unaligned_write##bytes(void *p) { emu::recordAccess(p, bytes, emu::Access::Write); }
+extern "C" {
+void __tsan_init() {}
+void __tsan_func_entry(void *) {}
+void __tsan_func_exit() {}
+EMU_TSAN_ACCESS(1)
+EMU_TSAN_ACCESS(2)
+EMU_TSAN_ACCESS(4)
+EMU_TSAN_ACCESS(8)
+EMU_TSAN_ACCESS(16)
+void __tsan_read_range(void *p, unsigned long bytes) { emu::recordAccess(p, bytes, emu::Access::Read); }
+void __tsan_write_range(void *p, unsigned long bytes) { emu::recordAccess(p, bytes, emu::Access::Write); }
 }

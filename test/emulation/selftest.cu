@@ -2,7 +2,7 @@
 // each either computing something whose exact value is known (shuffles, ballots, barriers) or
 // committing one error the emulator exists to catch (a divergent shuffle, a lane that leaves its
 // warp behind, a missing barrier, a misaligned vector load, a write out of bounds, a launch the
-// runtime rejects). A check that never fires would make the kernel tests weaker than they look;
+// runtime rejects, a race between blocks). A check that never fires would make the kernel tests weaker than they look;
 // these prove that each one does.
 #include <cuda_runtime.h>
 
@@ -128,6 +128,40 @@ __global__ void staticSharedKernel(int *out) {
 }
 
 __global__ void __launch_bounds__(128) boundedKernel(int *out) { out[threadIdx.x] = 1; }
+
+// Every block adds to the same 64 sums: with atomics, as the backward's default mode does.
+__global__ void atomicSumsKernel(float *sums) { atomicAdd(&sums[threadIdx.x], float(blockIdx.x + 1)); }
+
+// The same with a plain `+=`: the same sums when blocks run one after another, lost updates when
+// they run at once on a GPU.
+__global__ void plainSumsKernel(float *sums) { sums[threadIdx.x] += float(blockIdx.x + 1); }
+
+// Each block reads what the next block writes.
+__global__ void readNeighbourKernel(float *data) {
+  if (threadIdx.x == 0) {
+    const float next = data[(blockIdx.x + 1) % gridDim.x];
+    data[blockIdx.x] = next + 1.0f;
+  }
+}
+
+// Each block reads an element that other blocks add to atomically.
+__global__ void readAtomicSumKernel(float *sums, float *out) {
+  if (threadIdx.x == 0) {
+    atomicAdd(&sums[0], 1.0f);
+    out[blockIdx.x] = sums[0];
+  }
+}
+
+// What the kernels do without racing: every block reads the same inputs, writes its own 2-byte
+// elements (neighbours of other blocks' in the same 4 bytes), and reads back and rewrites its own
+// partial sums (as the deterministic backward's blocks do).
+__global__ void ownElementsKernel(const float *in, short *halves, float *partials) {
+  const int b = int(blockIdx.x), t = int(threadIdx.x);
+  if (t == 0) halves[b] = short(in[0] + in[63]);
+  partials[b * 64 + t] = in[t];
+  __syncthreads();
+  partials[b * 64 + t] += in[63 - t];
+}
 
 struct Recorder {
   std::vector<SelfTestResult> &results;
@@ -295,6 +329,61 @@ void runSelfTests(std::vector<SelfTestResult> &results) {
     r.add("more than 48 KB of dynamic shared memory needs cudaFuncSetAttribute",
           rejected == cudaErrorInvalidValue && accepted == cudaSuccess && faults.empty(),
           std::string(cudaGetErrorName(rejected)) + " then " + cudaGetErrorName(accepted) + "; " + join(faults));
+  }
+  {
+    // The race detector: blocks may share memory only by reading it, or only by atomics.
+    float *sums = nullptr;
+    cudaMalloc(&sums, 64 * sizeof(float));
+    cudaMemset(sums, 0, 64 * sizeof(float));
+    atomicSumsKernel<<<8, 64>>>(sums);
+    const bool sumsRight = sums[0] == 36.0f && sums[63] == 36.0f;
+    auto faults = emu::takeFaults();
+    r.add("atomics from every block are not a race", sumsRight && faults.empty(),
+          std::to_string(sums[0]) + "; " + join(faults));
+
+    plainSumsKernel<<<8, 64>>>(sums);
+    faults = emu::takeFaults();
+    r.add("a plain += from several blocks on the same element is a race",
+          mentions(faults,
+                   "race between blocks: read of 4 bytes at byte 0 of an allocation of 256 bytes, which block "
+                   "(0,0,0) read and wrote") &&
+              mentions(faults, "plainSumsKernel") && mentions(faults, "block (1,0,0) thread 0"),
+          join(faults));
+
+    // Under the descending block order the first block to run is (7,0,0).
+    emu::Schedule descending;
+    descending.blocks = emu::Order::Descending;
+    emu::setSchedule(descending);
+    plainSumsKernel<<<8, 64>>>(sums);
+    emu::setSchedule({});
+    faults = emu::takeFaults();
+    r.add("the race is found under any block order", mentions(faults, "which block (7,0,0) read and wrote"),
+          join(faults));
+
+    readNeighbourKernel<<<4, 32>>>(sums);
+    faults = emu::takeFaults();
+    r.add("reading what another block writes is a race", mentions(faults, "race between blocks: write of 4 bytes"),
+          join(faults));
+
+    readAtomicSumKernel<<<4, 32>>>(sums, floats);
+    faults = emu::takeFaults();
+    r.add("a plain read of what other blocks update atomically is a race",
+          mentions(faults, "race between blocks: atomic update of 4 bytes at byte 0") && mentions(faults, "read"),
+          join(faults));
+
+    short *halves = nullptr;
+    float *partials = nullptr;
+    cudaMalloc(&halves, 8 * sizeof(short));
+    cudaMalloc(&partials, 8 * 64 * sizeof(float));
+    for (int i = 0; i < 64; ++i) floats[i] = float(i);
+    ownElementsKernel<<<8, 64>>>(floats, halves, partials);
+    faults = emu::takeFaults();
+    r.add("shared inputs, neighbouring 2-byte outputs and a block's own read-modify-writes are not races",
+          halves[7] == 63 && partials[7 * 64 + 5] == 63.0f && faults.empty(),
+          std::to_string(halves[7]) + ", " + std::to_string(partials[7 * 64 + 5]) + "; " + join(faults));
+    cudaFree(partials);
+    cudaFree(halves);
+    cudaFree(sums);
   }
   cudaFree(ints);
   cudaFree(floats);

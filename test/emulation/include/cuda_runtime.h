@@ -9,8 +9,8 @@
 //  - threadIdx / blockIdx / blockDim / gridDim, read-only views of the running fiber's values;
 //  - the warp collectives and __syncthreads, which suspend the calling fiber until its warp or
 //    block has arrived (emu::warpCollective, emu::syncThreads);
-//  - __ldg (with the alignment check the hardware does), atomics (plain read-modify-writes: fibers
-//    only switch at collectives, so nothing can come between), bit casts and fast-math intrinsics;
+//  - __ldg (with the alignment check the hardware does), atomics (the emulator's, visible to its
+//    detector of races between blocks), bit casts and fast-math intrinsics;
 //  - the runtime API calls of the launch code (allocation, memset, copies, attributes, errors).
 // The kernels are compiled with __CUDACC__ and __CUDA_ARCH__ defined (build.mjs), so that the
 // shared headers take their device paths.
@@ -128,18 +128,12 @@ inline T __ldg(const T *p) {
   return *p;
 }
 
-// Atomics: plain read-modify-writes, returning the old value (see the file comment).
-template <class T>
-inline T emuAtomicAdd(T *address, T value) {
-  const T old = *address;
-  *address = old + value;
-  return old;
-}
-inline float atomicAdd(float *a, float v) { return emuAtomicAdd(a, v); }
-inline double atomicAdd(double *a, double v) { return emuAtomicAdd(a, v); }
-inline int atomicAdd(int *a, int v) { return emuAtomicAdd(a, v); }
-inline unsigned atomicAdd(unsigned *a, unsigned v) { return emuAtomicAdd(a, v); }
-inline unsigned long long atomicAdd(unsigned long long *a, unsigned long long v) { return emuAtomicAdd(a, v); }
+// Atomics: the emulator's, which the race detector tells apart from plain accesses (emu.h).
+inline float atomicAdd(float *a, float v) { return emu::atomicAdd(a, v); }
+inline double atomicAdd(double *a, double v) { return emu::atomicAdd(a, v); }
+inline int atomicAdd(int *a, int v) { return emu::atomicAdd(a, v); }
+inline unsigned atomicAdd(unsigned *a, unsigned v) { return emu::atomicAdd(a, v); }
+inline unsigned long long atomicAdd(unsigned long long *a, unsigned long long v) { return emu::atomicAdd(a, v); }
 
 // ---- Bit casts and math intrinsics -------------------------------------------------------------------
 // The intrinsics map to the host's libm; the device's own rounding (e.g. its 2-ulp exp2f) is not

@@ -15,8 +15,11 @@
 // the limit the kernel asked for), a misaligned vector load, a collective that not all lanes
 // reach or that lanes reach at different places, a barrier that deadlocks, writes outside an
 // allocation or outside the dynamic shared memory (guard bytes; further away, inaccessible pages
-// make it an "illegal address" of the kernel), and it fills fresh allocations and shared memory
-// with NaN so that a read of something never written shows up in the results.
+// make it an "illegal address" of the kernel), a race between blocks (device memory that several
+// blocks of one launch touch, unless they all only read it or all only update it atomically: on
+// a GPU the blocks run at once, here one after another, so the race is reported rather than left
+// to chance), and it fills fresh allocations and shared memory with NaN so that a read of
+// something never written shows up in the results.
 // The order in which threads and blocks run is a parameter (Schedule): results that change with
 // it reveal a missing barrier or a dependence on block order.
 #pragma once
@@ -162,6 +165,12 @@ uint64_t warpCollective(Collective op, unsigned mask, uint64_t value, int argume
 void syncThreads(const char *file, int line);
 // Whether the caller is a kernel thread (intrinsics called on the host are a fault).
 bool inKernel();
+
+// What atomicAdd (cuda_runtime.h) does: a plain read-modify-write (threads switch only at
+// collectives, so nothing can come between), which the race detector records as atomic. For T =
+// float, double, int, unsigned, unsigned long long.
+template <class T>
+T atomicAdd(T *address, T value);
 
 template <class T>
 uint64_t toBits(T v) {
