@@ -239,6 +239,29 @@ export class ScanContext {
     this.dispose();
   }
 
+  /**
+   * @internal The context that selectiveScan(u, delta, A, B, C, { ...opts, saveForBackward: true })
+   * made, from those inputs and its checkpoints: the tfjs adapter keeps the checkpoints as a tfjs
+   * tensor between the forward and the backward.
+   */
+  static restore(
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    opts: Omit<ScanOptions, 'returnLastState' | 'saveForBackward'>,
+    checkpoints: Tensor,
+  ): ScanContext {
+    const check = new ArgumentChecker('selectiveScanBackward');
+    const s = checkScanInputs(check, u, delta, A, B, C, check.options(opts, SCAN_OPTIONS));
+    const chunkLength = native.chunkLength(deviceIndex(s.device), s.batch, s.dim, s.seqlen, s.dstate);
+    const expected = [s.batch, s.dim, Math.ceil(s.seqlen / chunkLength), s.dstate];
+    check.shape('checkpoints', checkpoints, expected, describe(expected));
+    check.dtype('checkpoints', checkpoints, 'float32');
+    return new ScanContext(s, chunkLength, checkpoints);
+  }
+
   /** @internal */
   static state(ctx: ScanContext, fn: string): { inputs: ScanInputs; chunkLength: number; checkpoints: Tensor } {
     if (ctx.#checkpoints === null) throw codedError('ERR_DISPOSED', `${fn}: ctx was disposed`);
