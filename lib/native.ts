@@ -10,7 +10,7 @@ export interface Storage {
 }
 
 export interface Native {
-  Storage: new (device: number, bytes: number, zeroFillOrPointer: boolean | bigint) => Storage;
+  Storage: new (device: number, bytes: number, zeroFillOrPointerOrArray: boolean | bigint | Float32Array) => Storage;
   writeValues(storage: Storage, dtype: number, values: Float32Array | Float64Array): void;
   writeBits(storage: Storage, bits: Uint16Array): void;
   readValues(storage: Storage, dtype: number, numel: number): Float32Array;
