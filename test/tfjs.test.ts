@@ -10,6 +10,7 @@ import '@tensorflow/tfjs-backend-wasm';
 // tfjs-core's Node build registers no gradients of its own ops; tfjs-layers' (like @tensorflow/tfjs) does.
 import '@tensorflow/tfjs-layers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { liveTensorCount } from '../dist/tensor.js';
 import { SUPPORTED_BACKENDS, selectiveScan } from '../dist/tfjs/index.js';
 import { FIXED, VARYING, bcShapeOf, grouped, makeScanCase, specName, type ScanCase } from './helpers/cases.js';
 import { expectCode, expectThrow } from './helpers/expect-code.js';
@@ -242,7 +243,7 @@ describe('training through selectiveScan', () => {
     dispose();
   });
 
-  it('1,000 training steps leave tf.memory() where the first step left it', () => {
+  it('1,000 training steps leave tf.memory() and our tensors where the first step left them', () => {
     const rng = new Rng(1523);
     const [batch, dim, L, N] = [1, 4, 16, 4];
     const constant = (shape: number[]) =>
@@ -261,9 +262,11 @@ describe('training through selectiveScan', () => {
     };
     step();
     const after1 = tf.memory();
+    const ours = liveTensorCount();
     for (let i = 1; i < 1000; i++) step();
     expect(tf.memory().numTensors).toBe(after1.numTensors);
     expect(tf.memory().numBytes).toBe(after1.numBytes);
+    expect(liveTensorCount()).toBe(ours);
     tf.dispose([x, B, C, Alog, D, h0]);
     optimizer.dispose();
   });
@@ -311,6 +314,7 @@ describe('selectiveScan on tfjs: errors', () => {
 
   it('names the argument and what it expected', () => {
     const before = tf.memory().numTensors;
+    const oursBefore = liveTensorCount();
     tf.tidy(() => {
       expectThrow(
         () => selectiveScan([1] as never, x(), A(), BC(), BC()),
@@ -352,6 +356,7 @@ describe('selectiveScan on tfjs: errors', () => {
       );
     });
     expect(tf.memory().numTensors).toBe(before);
+    expect(liveTensorCount(), 'selective-scan tensors left by the failed calls').toBe(oursBefore);
   });
 
   it('says which backends it supports when used on another', async () => {

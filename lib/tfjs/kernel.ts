@@ -4,7 +4,7 @@
 // that describes it (an OpKernel) and calls registerOp.
 import * as tf from '@tensorflow/tfjs-core';
 import { codedError, describe } from '../errors.js';
-import { Tensor } from '../tensor.js';
+import { type Tensor, allocateInFloat32Arrays, float32ArrayOf, wrapFloat32Array } from '../tensor.js';
 
 /** The tfjs backends whose tensors live in host memory that our CPU backend can read. */
 export const SUPPORTED_BACKENDS: readonly string[] = ['cpu', 'wasm'];
@@ -30,20 +30,24 @@ export interface OpKernel<Attrs extends OpAttrs> {
 /** Runs a registered op on tfjs tensors: its outputs (the saved tensors are tfjs's business). */
 export type TfjsOp<Attrs extends OpAttrs> = (fn: string, inputs: tf.Tensor[], attrs: Attrs) => tf.Tensor[];
 
-// tfjs tensor data -> our tensors, and back.
+// tfjs tensor data -> our tensors, and back, through Float32Arrays: the cpu backend keeps its
+// tensors' values in them (no copy either way); the wasm backend copies them out of its heap and
+// into it (one copy each way).
 function toOurs(backend: tf.KernelBackend, info: tf.TensorInfo): Tensor {
   const values = backend.readSync(info.dataId);
   if (!(values instanceof Float32Array)) throw new TypeError(`internal: tfjs data of dtype ${info.dtype}`);
-  return Tensor.from(values, info.shape);
+  return wrapFloat32Array(values, info.shape);
 }
 
 function toTfjs(backend: tf.KernelBackend, t: Tensor): tf.TensorInfo {
   const shape = [...t.shape];
-  return { dataId: backend.write(t.dataSync(), shape, 'float32'), shape, dtype: 'float32' };
+  const values = float32ArrayOf(t) ?? t.dataSync();
+  return { dataId: backend.write(values, shape, 'float32'), shape, dtype: 'float32' };
 }
 
-// Runs `body` on our copies of the kernel's inputs and hands its results to the backend; every
-// tensor of ours is disposed, whether it returns or throws.
+// Runs `body` on our views of the kernel's inputs, its outputs made in Float32Arrays, and hands
+// those to the backend; every tensor of ours is disposed (the arrays live on in tfjs), whether it
+// returns or throws.
 function runOnBackend(
   backend: tf.KernelBackend,
   inputs: tf.TensorInfo[],
@@ -53,7 +57,7 @@ function runOnBackend(
   let results: Tensor[] = [];
   try {
     for (const info of inputs) ours.push(toOurs(backend, info));
-    results = body(ours);
+    results = allocateInFloat32Arrays(() => body(ours));
     return results.map((t) => toTfjs(backend, t));
   } finally {
     for (const t of [...ours, ...results]) t.dispose();
