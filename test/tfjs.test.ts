@@ -3,6 +3,7 @@
 // backends and match finite differences of the float64 reference; tf.grad, tf.variableGrads and
 // an optimizer train through it without leaking tensors; bad input gets clear errors.
 import { spawnSync } from 'node:child_process';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
@@ -304,6 +305,25 @@ describe('selective-scan/tfjs is optional', () => {
   it('the ES module entry shares the CommonJS one', async () => {
     const esm = await import('../dist/tfjs/index.mjs');
     expect(esm.selectiveScan).toBe(selectiveScan);
+  });
+});
+
+describe('the README', () => {
+  it("runs the training loop of 'Training from TypeScript' as written", async () => {
+    const readme = readFileSync(path.join(__dirname, '..', 'README.md'), 'utf8');
+    const section = readme.slice(readme.indexOf('## Training from TypeScript'));
+    const example = /```ts\n([\s\S]*?)```/.exec(section)?.[1] ?? '';
+    expect(example).toContain("from 'selective-scan/tfjs'");
+    const file = path.join(__dirname, `.readme-training-${process.pid}.ts`);
+    writeFileSync(file, `${example}\nexport { Alog, D, dtBias };\n`);
+    try {
+      const m = await import(file);
+      // The variables moved away from where they started.
+      expect(tf.any(tf.notEqual(m.D, 1)).dataSync()[0]).toBe(1);
+      expect(tf.any(tf.notEqual(m.Alog, 0)).dataSync()[0]).toBe(1);
+    } finally {
+      rmSync(file, { force: true });
+    }
   });
 });
 
