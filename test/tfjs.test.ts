@@ -13,7 +13,16 @@ import '@tensorflow/tfjs-layers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { liveTensorCount } from '../dist/tensor.js';
 import { SUPPORTED_BACKENDS, selectiveScan } from '../dist/tfjs/index.js';
-import { FIXED, VARYING, bcShapeOf, grouped, makeScanCase, specName, type ScanCase } from './helpers/cases.js';
+import {
+  EVERY_OPTION,
+  FIXED,
+  VARYING,
+  bcShapeOf,
+  grouped,
+  makeScanCase,
+  specName,
+  type ScanCase,
+} from './helpers/cases.js';
 import { expectCode, expectThrow } from './helpers/expect-code.js';
 import { Rng } from './helpers/random.js';
 import { scanRef, type ScanRefInputs } from './helpers/reference.js';
@@ -86,13 +95,7 @@ const CASES = [
     L: 300, // several checkpoint chunks
     N: 16,
     B: VARYING,
-    D: true,
-    z: true,
-    deltaBias: true,
-    softplus: true,
-    initialState: true,
-    lastState: true,
-    dLastState: true,
+    ...EVERY_OPTION,
     seed: 1502,
   },
   { batch: 1, dim: 6, L: 33, N: 8, B: grouped(3), C: VARYING, D: true, lastState: true, seed: 1503 },
@@ -145,13 +148,7 @@ describe('selectiveScan gradients against finite differences', () => {
     N: 4,
     B: VARYING,
     C: grouped(3),
-    D: true,
-    z: true,
-    deltaBias: true,
-    softplus: true,
-    initialState: true,
-    lastState: true,
-    dLastState: true,
+    ...EVERY_OPTION,
     seed: 1511,
   });
 
