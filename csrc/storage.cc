@@ -57,6 +57,10 @@ Storage::Storage(const Napi::CallbackInfo &info) : Napi::ObjectWrap<Storage>(inf
   if (!(bytes >= 0) || bytes > double(SIZE_MAX / 2)) throw Napi::RangeError::New(env, "internal: bad byte count");
   bytes_ = size_t(bytes);
 
+  if (info[2].IsTypedArray()) {
+    wrapTypedArray(env, info[2].As<Napi::TypedArray>());
+    return;
+  }
   if (info[2].IsBigInt()) {  // wrap a user's device pointer
     bool lossless = true;
     const uint64_t ptr = info[2].As<Napi::BigInt>().Uint64Value(&lossless);
@@ -86,6 +90,26 @@ Storage::Storage(const Napi::CallbackInfo &info) : Napi::ObjectWrap<Storage>(inf
   Napi::MemoryManagement::AdjustExternalMemory(env, reportedBytes_);
 }
 
+void Storage::wrapTypedArray(Napi::Env env, Napi::TypedArray array) {
+  if (device_ != kHostDevice) throw Napi::TypeError::New(env, "internal: only host storage wraps a JavaScript array");
+  Napi::Value buffer = array.ArrayBuffer();
+  // Other threads write a SharedArrayBuffer while an op runs; a detached buffer has no memory.
+  if (!buffer.IsArrayBuffer()) throw Napi::TypeError::New(env, "internal: the array must be over an ArrayBuffer");
+  if (buffer.As<Napi::ArrayBuffer>().IsDetached()) throw Napi::TypeError::New(env, "internal: the array is detached");
+  if (array.ByteLength() < bytes_) throw Napi::RangeError::New(env, "internal: the array is smaller than the storage");
+  jsBuffer_ = Napi::Persistent(buffer.As<Napi::ArrayBuffer>());
+  jsByteOffset_ = array.ByteOffset();
+  data_ = static_cast<char *>(jsBuffer_.Value().Data()) + jsByteOffset_;
+  owned_ = false;
+}
+
+bool Storage::disposed() const {
+  if (disposed_) return true;
+  if (jsBuffer_.IsEmpty()) return false;
+  Napi::ArrayBuffer buffer = jsBuffer_.Value();
+  return buffer.IsDetached() || buffer.ByteLength() < jsByteOffset_ + bytes_;
+}
+
 Storage::~Storage() {
   // Runs when the garbage collector has reclaimed the JavaScript object.
   if (owned_ && data_) {
@@ -112,6 +136,7 @@ void Storage::release() {
     Napi::MemoryManagement::AdjustExternalMemory(Env(), -reportedBytes_);
     reportedBytes_ = 0;
   }
+  jsBuffer_.Reset();
   data_ = nullptr;
 }
 

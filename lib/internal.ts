@@ -6,6 +6,7 @@
  */
 import { dtypeCode } from './dtype.js';
 import { type DeviceEvent, native } from './native.js';
+import * as tensorInternals from './tensor.js';
 import { type DeviceSpec, type Tensor, deviceIndex, parseDevice, storageOf } from './tensor.js';
 
 export type { DeviceEvent };
@@ -48,3 +49,13 @@ export function scanChunkLength(
 ): number {
   return native.scanChunkLength({ device: index(device), ...shape });
 }
+
+// The tfjs adapter's data path (lib/tensor.ts), for its tests.
+/** How many tensors exist that were not disposed. */
+export const liveTensorCount: () => number = tensorInternals.liveTensorCount;
+/** A float32 CPU tensor over the memory of `values`, without a copy. */
+export const wrapFloat32Array: (values: Float32Array, shape: number[]) => Tensor = tensorInternals.wrapFloat32Array;
+/** The Float32Array a CPU tensor was made over, if any. */
+export const float32ArrayOf: (t: Tensor) => Float32Array | undefined = tensorInternals.float32ArrayOf;
+/** Runs f with every float32 CPU tensor an op allocates made over a new Float32Array. */
+export const allocateInFloat32Arrays: <T>(f: () => T) => T = tensorInternals.allocateInFloat32Arrays;

@@ -127,11 +127,12 @@ export interface DeviceEvent {
 }
 
 export interface Native {
-  // Tensors (csrc/storage.cc, csrc/tensor_data.cc)
+  // Tensors (csrc/storage.cc, csrc/tensor_data.cc). The third argument: zero-fill; a device pointer
+  // to wrap; or (internal, the tfjs adapter) a Float32Array whose memory a host storage wraps.
   Storage: new (
     device: DeviceIndex,
     bytes: number,
-    zeroFillOrPointer: boolean | bigint,
+    init: boolean | bigint | Float32Array,
   ) => Storage;
   writeValues(storage: Storage, dtype: DTypeCode, values: Float32Array | Float64Array): void;
   writeBits(storage: Storage, bits: Uint16Array): void;

@@ -60,6 +60,8 @@ const INTERNAL = Symbol('selective-scan internal');
 // What a wrapped device pointer belongs to (Tensor.fromDevicePointer's owner): held as long as the
 // tensor is.
 const owners = new WeakMap<Tensor, unknown>();
+// Tensors made and not yet disposed (liveTensorCount).
+let liveTensors = 0;
 // Set in Tensor's static block: reads a tensor's private storage for the rest of lib/.
 let storageField: (t: Tensor) => Storage | null;
 // Set there too: makes a tensor around a storage (the constructor is private to the class).
@@ -87,6 +89,7 @@ export class Tensor {
     this.dtype = dtype;
     this.device = device;
     this.numel = shape.reduce((a, b) => a * b, 1);
+    liveTensors++;
   }
 
   /** A tensor holding `values` rounded to `dtype` (round to nearest even). */
@@ -234,8 +237,10 @@ export class Tensor {
   /** Frees the memory now; later use throws ERR_DISPOSED. Disposing twice is harmless. */
   dispose(): void {
     const storage = this.#storage;
+    if (storage === null) return;
     this.#storage = null;
-    storage?.dispose();
+    liveTensors--;
+    storage.dispose();
   }
 
   [Symbol.dispose](): void {
@@ -247,9 +252,67 @@ export class Tensor {
   }
 }
 
+/**
+ * @internal A float32 CPU tensor over the memory of `values` itself, without a copy (the tfjs
+ * adapter's data path): writes to one show in the other. The tensor keeps the array's buffer
+ * alive; once the buffer is detached, using the tensor throws ERR_DISPOSED.
+ */
+export function wrapFloat32Array(values: Float32Array, shape: number[]): Tensor {
+  const fn = 'wrapFloat32Array';
+  const numel = shape.reduce((a, b) => a * b, 1);
+  if (!(values instanceof Float32Array))
+    throw new TypeError(`${fn}: values must be a Float32Array, got ${describe(values)}`);
+  if (!(values.buffer instanceof ArrayBuffer) || (values.buffer as { resizable?: boolean }).resizable) {
+    throw new TypeError(`${fn}: values must be over a fixed-length ArrayBuffer, got ${describe(values.buffer)}`);
+  }
+  if (values.length !== numel) {
+    // A detached array has length 0.
+    throw new RangeError(`${fn}: shape ${describe(shape)} holds ${numel} values, got ${values.length}`);
+  }
+  const storage = new native.Storage(-1, numel * 4, values);
+  const t = wrapStorage(storage, [...shape], 'float32', 'cpu');
+  owners.set(t, values);
+  return t;
+}
+
+/** @internal The Float32Array a CPU tensor was made over (wrapFloat32Array, allocateInFloat32Arrays). */
+export function float32ArrayOf(t: Tensor): Float32Array | undefined {
+  const owner = owners.get(t);
+  return t.device === 'cpu' && owner instanceof Float32Array ? owner : undefined;
+}
+
+// Set while allocateInFloat32Arrays runs.
+let inFloat32Arrays = false;
+const poisonAllocations =
+  !!process.env.SELECTIVE_SCAN_POISON_ALLOCATIONS && process.env.SELECTIVE_SCAN_POISON_ALLOCATIONS !== '0';
+
+/**
+ * @internal Runs f (synchronous) with every float32 CPU tensor that an op allocates made over a
+ * new Float32Array, which float32ArrayOf then hands to JavaScript without a copy.
+ */
+export function allocateInFloat32Arrays<T>(f: () => T): T {
+  const outer = inFloat32Arrays;
+  inFloat32Arrays = true;
+  try {
+    return f();
+  } finally {
+    inFloat32Arrays = outer;
+  }
+}
+
+/** @internal How many tensors exist that were not disposed (the tfjs adapter's tests: no leaks). */
+export function liveTensorCount(): number {
+  return liveTensors;
+}
+
 /** @internal A new tensor, zeroed or not (ops write every element of their outputs). */
 export function allocate(shape: number[], dtype: DType, device: Device, zero: boolean): Tensor {
   const numel = shape.reduce((a, b) => a * b, 1);
+  if (inFloat32Arrays && device === 'cpu' && dtype === 'float32') {
+    // As the addon's allocations: NaN where an op fails to write, when testing.
+    const values = new Float32Array(numel);
+    return wrapFloat32Array(!zero && poisonAllocations ? values.fill(Number.NaN) : values, shape);
+  }
   const storage = new native.Storage(deviceIndex(device), numel * dtypeBytes(dtype), zero);
   return wrapStorage(storage, shape, dtype, device);
 }

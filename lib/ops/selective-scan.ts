@@ -260,6 +260,34 @@ export class ScanContext {
   [Symbol.dispose](): void {
     this.dispose();
   }
+
+  /** @internal The checkpoints of a live context (the tfjs adapter hands them to tfjs, which then owns them). */
+  static checkpointsOf(ctx: ScanContext): Tensor {
+    return contextState(ctx, 'selectiveScan').checkpoints;
+  }
+
+  /**
+   * @internal The context that selectiveScan(u, delta, A, B, C, { ...opts, saveForBackward: true })
+   * made, from those inputs and its checkpoints: the tfjs adapter keeps the checkpoints as a tfjs
+   * tensor between the forward and the backward.
+   */
+  static restore(
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    opts: Omit<ScanOptions, 'returnLastState' | 'saveForBackward'>,
+    checkpoints: Tensor,
+  ): ScanContext {
+    const check = new ArgumentChecker('selectiveScanBackward');
+    const s = checkScanInputs(check, u, delta, A, B, C, check.options(opts, SCAN_OPTIONS));
+    const chunkLength = native.scanChunkLength(shapeDescriptor(s));
+    const expected = [s.batch, s.dim, Math.ceil(s.seqlen / chunkLength), s.dstate];
+    check.shape('checkpoints', checkpoints, expected, describe(expected));
+    check.dtype('checkpoints', checkpoints, 'float32');
+    return makeContext(s, chunkLength, checkpoints);
+  }
 }
 
 export function selectiveScan(

@@ -33,6 +33,17 @@ export interface ScanCase {
   dLastState?: Float64Array; // float32-rounded
 }
 
+/** Every option of the scan, with a gradient flowing into lastState (spread into a spec). */
+export const EVERY_OPTION = {
+  D: true,
+  z: true,
+  deltaBias: true,
+  softplus: true,
+  initialState: true,
+  lastState: true,
+  dLastState: true,
+} as const;
+
 export const FIXED: BCLayout = { kind: 'fixed' };
 export const VARYING: BCLayout = { kind: 'varying' };
 export const grouped = (G: number): BCLayout => ({ kind: 'grouped', G });

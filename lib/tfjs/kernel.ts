@@ -1,0 +1,142 @@
+// The generic part of the TensorFlow.js adapter: an op of this package registered as a tfjs kernel
+// (forward and backward, on each supported backend) with a gradient, so that tf.grad, tf.grads,
+// tf.variableGrads, the optimizers and tf.tidy treat it like any tfjs op. Adding an op is one file
+// that describes it (an OpKernel) and calls registerOp.
+import * as tf from '@tensorflow/tfjs-core';
+import { codedError, describe } from '../errors.js';
+import { type Tensor, allocateInFloat32Arrays, float32ArrayOf, wrapFloat32Array } from '../tensor.js';
+
+/** The tfjs backends whose tensors live in host memory that our CPU backend can read. */
+export const SUPPORTED_BACKENDS: readonly string[] = ['cpu', 'wasm'];
+
+/** Plain, serialisable per-call settings (tfjs keeps them on its tape for the backward). */
+export type OpAttrs = tf.NamedAttrMap;
+
+/** An op of this package as tfjs sees it: every tensor argument and result is float32 on the CPU. */
+export interface OpKernel<Attrs extends OpAttrs> {
+  /** The tfjs kernel name of the forward; the backward is registered as `${name}Backward`. */
+  name: string;
+  /** The number of `saved` tensors every forward returns. */
+  savedCount: number;
+  /**
+   * Runs the op: its outputs, and what its backward needs besides the inputs (checkpoints), which
+   * tfjs keeps while a gradient may still be taken. The caller disposes every tensor returned.
+   */
+  forward(inputs: Tensor[], attrs: Attrs): { outputs: Tensor[]; saved: Tensor[] };
+  /** One gradient per input, given the inputs, the saved tensors and one gradient per output. */
+  backward(inputs: Tensor[], saved: Tensor[], outputGradients: Tensor[], attrs: Attrs): Tensor[];
+}
+
+/** Runs a registered op on tfjs tensors: its outputs (the saved tensors are tfjs's business). */
+export type TfjsOp<Attrs extends OpAttrs> = (fn: string, inputs: tf.Tensor[], attrs: Attrs) => tf.Tensor[];
+
+// tfjs tensor data -> our tensors, and back, through Float32Arrays: the cpu backend keeps its
+// tensors' values in them (no copy either way); the wasm backend copies them out of its heap and
+// into it (one copy each way).
+function toOurs(backend: tf.KernelBackend, info: tf.TensorInfo): Tensor {
+  const values = backend.readSync(info.dataId);
+  if (!(values instanceof Float32Array)) throw new TypeError(`internal: tfjs data of dtype ${info.dtype}`);
+  return wrapFloat32Array(values, info.shape);
+}
+
+function toTfjs(backend: tf.KernelBackend, t: Tensor): tf.TensorInfo {
+  const shape = [...t.shape];
+  const values = float32ArrayOf(t) ?? t.dataSync();
+  return { dataId: backend.write(values, shape, 'float32'), shape, dtype: 'float32' };
+}
+
+// Runs `body` on our views of the kernel's inputs, its outputs made in Float32Arrays, and hands
+// those to the backend; every tensor of ours is disposed (the arrays live on in tfjs), whether it
+// returns or throws.
+function runOnBackend(
+  backend: tf.KernelBackend,
+  inputs: tf.TensorInfo[],
+  body: (ours: Tensor[]) => Tensor[],
+): tf.TensorInfo[] {
+  const ours: Tensor[] = [];
+  let results: Tensor[] = [];
+  try {
+    for (const info of inputs) ours.push(toOurs(backend, info));
+    results = allocateInFloat32Arrays(() => body(ours));
+    return results.map((t) => toTfjs(backend, t));
+  } finally {
+    for (const t of [...ours, ...results]) t.dispose();
+  }
+}
+
+// runKernel takes its inputs as a name -> tensor map; an array is one (keys '0', '1', ...), which
+// lets an op have optional inputs and still have tfjs save all of them for the backward.
+const asInputMap = <T>(inputs: T[]) => inputs as unknown as Record<string, T>;
+
+/**
+ * Registers `op` as a tfjs kernel on every supported backend, its backward as a second kernel and
+ * the gradient that connects them; returns the function that runs it. Registering twice (two
+ * copies of this package) keeps the first registration.
+ */
+export function registerOp<Attrs extends OpAttrs>(op: OpKernel<Attrs>): TfjsOp<Attrs> {
+  const backwardName = `${op.name}Backward`;
+  for (const backendName of SUPPORTED_BACKENDS) {
+    if (tf.getKernel(op.name, backendName) !== undefined) continue;
+    // The forward's results: the saved tensors first (a fixed count, so that outputsToSave can
+    // name them), then the outputs.
+    tf.registerKernel({
+      kernelName: op.name,
+      backendName,
+      kernelFunc: ({ inputs, backend, attrs }) =>
+        runOnBackend(backend as tf.KernelBackend, Object.values(inputs) as tf.TensorInfo[], (ours) => {
+          const { outputs, saved } = op.forward(ours, attrs as Attrs);
+          return [...saved, ...outputs];
+        }),
+    });
+    // The backward's inputs: the forward's inputs, its saved tensors, one gradient per output.
+    tf.registerKernel({
+      kernelName: backwardName,
+      backendName,
+      kernelFunc: ({ inputs, backend, attrs }) =>
+        runOnBackend(backend as tf.KernelBackend, Object.values(inputs) as tf.TensorInfo[], (ours) => {
+          const inputCount = (attrs as { inputCount: number }).inputCount;
+          const forwardInputs = ours.slice(0, inputCount);
+          const saved = ours.slice(inputCount, inputCount + op.savedCount);
+          return op.backward(forwardInputs, saved, ours.slice(inputCount + op.savedCount), attrs as Attrs);
+        }),
+    });
+  }
+  if (tf.getGradient(op.name) === undefined) {
+    tf.registerGradient({
+      kernelName: op.name,
+      saveAllInputs: true,
+      outputsToSave: new Array<boolean>(op.savedCount).fill(true),
+      // tfjs passes the inputs then the saved outputs, and a gradient for every output (zeros for
+      // those that do not reach the loss; the saved tensors' are never used).
+      gradFunc: (dy, saved, attrs) => {
+        const outputGradients = (Array.isArray(dy) ? dy : [dy]).slice(op.savedCount);
+        const inputCount = saved.length - op.savedCount;
+        const grads = tf
+          .engine()
+          .runKernel(backwardName, asInputMap([...saved, ...outputGradients]), { ...attrs, inputCount }) as tf.Tensor[];
+        return Object.fromEntries(grads.map((g, i) => [String(i), () => g]));
+      },
+    });
+  }
+  return (fn, inputs, attrs) => {
+    const backendName = tf.getBackend();
+    if (!SUPPORTED_BACKENDS.includes(backendName)) {
+      throw new Error(
+        `${fn}: the tfjs backend ${describe(backendName)} is not supported; selective-scan/tfjs runs on ` +
+          `${SUPPORTED_BACKENDS.map((b) => describe(b)).join(' and ')} (tf.setBackend('cpu'))`,
+      );
+    }
+    const results = tf.engine().runKernel(op.name, asInputMap(inputs), attrs) as tf.Tensor[];
+    // The saved tensors: tfjs has kept its own references if a gradient is being recorded.
+    for (const t of results.slice(0, op.savedCount)) t.dispose();
+    return results.slice(op.savedCount);
+  };
+}
+
+/** Checks a tensor argument: a live float32 tf.Tensor. */
+export function checkTensor(fn: string, name: string, value: unknown): tf.Tensor {
+  if (!(value instanceof tf.Tensor)) throw new TypeError(`${fn}: ${name} must be a tf.Tensor, got ${describe(value)}`);
+  if (value.isDisposed) throw codedError('ERR_DISPOSED', `${fn}: ${name} was disposed`);
+  if (value.dtype !== 'float32') throw new TypeError(`${fn}: ${name} must be float32, got ${value.dtype}`);
+  return value;
+}
