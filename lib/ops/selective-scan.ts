@@ -4,6 +4,7 @@ import { ALL_DTYPES, ArgumentChecker, named, storage } from '../checks.js';
 import { type DType, dtypeCode } from '../dtype.js';
 import { codedError, describe } from '../errors.js';
 import { native, type ProjectionDescriptor, type ScanInputsDescriptor, type ScanShapeDescriptor } from '../native.js';
+import { markPrototype, notBranded } from '../brand.js';
 import { type Device, type Tensor, allocate, deviceIndex, storageOf } from '../tensor.js';
 
 export interface ScanOptions {
@@ -216,7 +217,7 @@ function inputDescriptor(fn: string, s: ScanInputs, chunkLength: number): ScanIn
 const CONTEXT_KEY = Symbol('ScanContext');
 // Set in ScanContext's static block: the constructor and the private state, for this file only.
 let makeContext: (inputs: ScanInputs, chunkLength: number, checkpoints: Tensor) => ScanContext;
-let contextState: (ctx: ScanContext, fn: string) => { inputs: ScanInputs; chunkLength: number; checkpoints: Tensor };
+let contextState: (ctx: unknown, fn: string) => { inputs: ScanInputs; chunkLength: number; checkpoints: Tensor };
 
 /**
  * What the backward needs from a forward: references to its inputs (not copies) and the state at
@@ -230,9 +231,19 @@ export class ScanContext {
   static {
     makeContext = (inputs, chunkLength, checkpoints) => new ScanContext(CONTEXT_KEY, inputs, chunkLength, checkpoints);
     contextState = (ctx, fn) => {
+      if (typeof ctx !== 'object' || ctx === null || !(#checkpoints in ctx)) {
+        throw notBranded(
+          fn,
+          'ctx',
+          'ScanContext',
+          ctx,
+          'the ScanContext of selectiveScan(..., { saveForBackward: true })',
+        );
+      }
       if (ctx.#checkpoints === null) throw codedError('ERR_DISPOSED', `${fn}: ctx was disposed`);
       return { inputs: ctx.#inputs, chunkLength: ctx.#chunkLength, checkpoints: ctx.#checkpoints };
     };
+    markPrototype(ScanContext.prototype);
   }
 
   /** Made by selectiveScan(..., { saveForBackward: true }). */
@@ -280,9 +291,11 @@ export function selectiveScan(
   const { batch, dim, seqlen, dstate } = s;
   const chunkLength = native.scanChunkLength(shapeDescriptor(s));
   const chunks = Math.ceil(seqlen / chunkLength);
-  const out = allocate([batch, dim, seqlen], s.dtype, s.device, false);
-  const lastState = returnLastState ? allocate([batch, dim, dstate], 'float32', s.device, false) : undefined;
-  const checkpoints = saveForBackward ? allocate([batch, dim, chunks, dstate], 'float32', s.device, false) : undefined;
+  const out = allocate(fn, [batch, dim, seqlen], s.dtype, s.device, false);
+  const lastState = returnLastState ? allocate(fn, [batch, dim, dstate], 'float32', s.device, false) : undefined;
+  const checkpoints = saveForBackward
+    ? allocate(fn, [batch, dim, chunks, dstate], 'float32', s.device, false)
+    : undefined;
   try {
     native.scanForward({
       ...inputDescriptor(fn, s, chunkLength),
@@ -302,11 +315,6 @@ export function selectiveScan(
 
 export function selectiveScanBackward(ctx: ScanContext, dout: Tensor, opts?: ScanBackwardOptions): ScanGradients {
   const fn = 'selectiveScanBackward';
-  if (!(ctx instanceof ScanContext)) {
-    throw new TypeError(
-      `${fn}: ctx must be the ScanContext of selectiveScan(..., { saveForBackward: true }), got ${describe(ctx)}`,
-    );
-  }
   const { inputs: s, chunkLength, checkpoints } = contextState(ctx, fn);
   const check = new ArgumentChecker(fn);
   const o = check.options(opts, ['dLastState', 'deterministic']);
@@ -329,7 +337,7 @@ export function selectiveScanBackward(ctx: ScanContext, dout: Tensor, opts?: Sca
     throw codedError('ERR_DEVICE_MISMATCH', `${fn}: dout is on ${doutT.device} but the forward ran on ${s.device}`);
   }
 
-  const like = (t: Tensor, dtype: DType = t.dtype) => allocate([...t.shape], dtype, s.device, false);
+  const like = (t: Tensor) => allocate(fn, [...t.shape], t.dtype, s.device, false);
   const grads: ScanGradients = {
     du: like(s.u),
     ddelta: like(s.delta),
