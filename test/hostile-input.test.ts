@@ -198,6 +198,25 @@ describe('only a Tensor of this package is a Tensor', () => {
     }
   });
 
+  it("ScanContext's members on another object are TypeErrors naming them", () => {
+    const { ctx } = selectiveScan(t, t, rand([2, 4]), rand([2, 4]), rand([2, 4]), { saveForBackward: true });
+    const fake = Object.create(ctx!);
+    expectThrow(() => fake.isDisposed, TypeError, /^ScanContext\.isDisposed: this must be a ScanContext itself/);
+    expectThrow(
+      () => fake.checkpointBytes,
+      TypeError,
+      /^ScanContext\.checkpointBytes: this must be a ScanContext itself/,
+    );
+    expectThrow(
+      () => ScanContext.prototype.dispose.call(new Proxy(ctx!, {})),
+      TypeError,
+      /^ScanContext\.dispose: this must be/,
+    );
+    expect(ctx!.checkpointBytes).toBe(1 * 2 * 1 * 4 * 4); // batch, dim, chunks, N float32
+    ctx!.dispose();
+    expect([ctx!.isDisposed, ctx!.checkpointBytes]).toEqual([true, 0]);
+  });
+
   it('new Tensor() and new ScanContext() are TypeErrors; a fake ctx is too', () => {
     expectThrow(() => new (Tensor as unknown as new () => Tensor)(), TypeError, /^Tensor: use Tensor\.from/);
     expectThrow(
@@ -395,7 +414,11 @@ describe('shapes', () => {
     );
     let reads = 0;
     const huge = new Proxy([1], {
-      get: (target, key) => (key === 'length' ? 2 ** 32 - 1 : (reads++, Reflect.get(target, key))),
+      get: (target, key) => {
+        if (key === 'length') return 2 ** 32 - 1;
+        reads++;
+        return Reflect.get(target, key);
+      },
     });
     expectThrow(() => Tensor.zeros(huge), RangeError, /4294967295 dimensions/);
     expect(reads).toBe(0);

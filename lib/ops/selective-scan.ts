@@ -218,6 +218,9 @@ const CONTEXT_KEY = Symbol('ScanContext');
 // Set in ScanContext's static block: the constructor and the private state, for this file only.
 let makeContext: (inputs: ScanInputs, chunkLength: number, checkpoints: Tensor) => ScanContext;
 let contextState: (ctx: unknown, fn: string) => { inputs: ScanInputs; chunkLength: number; checkpoints: Tensor };
+// The checkpoints of a ScanContext of this copy of the package (null once disposed), or a TypeError
+// naming fn for anything else.
+let checkpointsOf: (ctx: unknown, fn: string, name: string) => Tensor | null;
 
 /**
  * What the backward needs from a forward: references to its inputs (not copies) and the state at
@@ -230,18 +233,23 @@ export class ScanContext {
 
   static {
     makeContext = (inputs, chunkLength, checkpoints) => new ScanContext(CONTEXT_KEY, inputs, chunkLength, checkpoints);
-    contextState = (ctx, fn) => {
+    checkpointsOf = (ctx, fn, name) => {
       if (typeof ctx !== 'object' || ctx === null || !(#checkpoints in ctx)) {
         throw notBranded(
           fn,
-          'ctx',
+          name,
           'ScanContext',
           ctx,
           'the ScanContext of selectiveScan(..., { saveForBackward: true })',
         );
       }
-      if (ctx.#checkpoints === null) throw codedError('ERR_DISPOSED', `${fn}: ctx was disposed`);
-      return { inputs: ctx.#inputs, chunkLength: ctx.#chunkLength, checkpoints: ctx.#checkpoints };
+      return ctx.#checkpoints;
+    };
+    contextState = (ctx, fn) => {
+      const checkpoints = checkpointsOf(ctx, fn, 'ctx');
+      if (checkpoints === null) throw codedError('ERR_DISPOSED', `${fn}: ctx was disposed`);
+      const c = ctx as ScanContext;
+      return { inputs: c.#inputs, chunkLength: c.#chunkLength, checkpoints };
     };
     markPrototype(ScanContext.prototype);
   }
@@ -255,16 +263,16 @@ export class ScanContext {
   }
 
   get isDisposed(): boolean {
-    return this.#checkpoints === null;
+    return checkpointsOf(this, 'ScanContext.isDisposed', 'this') === null;
   }
 
   /** Bytes held by the checkpoints (batch * dim * chunks * N float32). */
   get checkpointBytes(): number {
-    return this.#checkpoints === null ? 0 : this.#checkpoints.numel * 4;
+    return (checkpointsOf(this, 'ScanContext.checkpointBytes', 'this')?.numel ?? 0) * 4;
   }
 
   dispose(): void {
-    this.#checkpoints?.dispose();
+    checkpointsOf(this, 'ScanContext.dispose', 'this')?.dispose();
     this.#checkpoints = null;
   }
 
