@@ -12,7 +12,7 @@ export type Device = 'cpu' | `cuda:${number}`;
 /** Device indices are below this (the addon's limit). */
 const MAX_DEVICES = 1 << 16;
 /** The most dimensions a shape may have. */
-export const MAX_RANK = 64;
+const MAX_RANK = 64;
 
 /** The addon's device index: -1 for the host, i for cuda:i. */
 export function deviceIndex(device: Device): DeviceIndex {
