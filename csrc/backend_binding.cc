@@ -3,9 +3,14 @@
 // benchmarks only (lib/internal.ts), timing events and exp2 rates.
 #include <napi.h>
 
+#include <mutex>
 #include <string>
+#include <system_error>
+#include <unordered_set>
+#include <vector>
 
 #include "cpu/cpu_backend.h"
+#include "cpu/thread_pool.h"
 #include "gpu.h"
 #include "napi_errors.h"
 #include "op/registry.h"
@@ -51,14 +56,14 @@ class SynchronizeWorker : public Napi::AsyncWorker {
 Napi::Value Synchronize(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   const int device = deviceArgument(info, 0);
-  guarded(env, [&] { gpu::requireDevice(device); });
+  gpu::requireDevice(device);
   auto *worker = new SynchronizeWorker(env, device);
   worker->Queue();
   return worker->promise();
 }
 
 Napi::Value RequireDevice(const Napi::CallbackInfo &info) {
-  guarded(info.Env(), [&] { gpu::requireDevice(deviceArgument(info, 0)); });
+  gpu::requireDevice(deviceArgument(info, 0));
   return info.Env().Undefined();
 }
 
@@ -92,7 +97,7 @@ Napi::Value BuildInfo(const Napi::CallbackInfo &info) {
 Napi::Value MemoryInfo(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   const int device = deviceArgument(info, 0);
-  const gpu::MemoryInfo m = guarded(env, [&] { return gpu::memoryInfo(device); });
+  const gpu::MemoryInfo m = gpu::memoryInfo(device);
   Napi::Object o = Napi::Object::New(env);
   o.Set("allocatedBytes", double(m.allocated));
   o.Set("peakAllocatedBytes", double(m.peakAllocated));
@@ -103,39 +108,74 @@ Napi::Value MemoryInfo(const Napi::CallbackInfo &info) {
 }
 
 Napi::Value ResetPeakMemory(const Napi::CallbackInfo &info) {
-  guarded(info.Env(), [&] { gpu::resetPeakMemory(deviceArgument(info, 0)); });
+  gpu::resetPeakMemory(deviceArgument(info, 0));
   return info.Env().Undefined();
 }
+
+// The events recordEvent made that are still alive: elapsedMs takes no other External (another
+// addon's, say) for one.
+std::mutex eventsMutex;
+std::unordered_set<void *> liveEvents;
 
 // recordEvent(device): a timing event queued on the device's stream; elapsedMs(start, end).
 Napi::Value RecordEvent(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
-  void *event = guarded(env, [&] { return gpu::recordEvent(deviceArgument(info, 0)); });
-  return Napi::External<void>::New(env, event, [](Napi::Env, void *e) { gpu::destroyEvent(e); });
+  void *event = gpu::recordEvent(deviceArgument(info, 0));
+  {
+    std::lock_guard<std::mutex> lock(eventsMutex);
+    liveEvents.insert(event);
+  }
+  return Napi::External<void>::New(env, event, [](Napi::Env, void *e) {
+    {
+      std::lock_guard<std::mutex> lock(eventsMutex);
+      liveEvents.erase(e);
+    }
+    gpu::destroyEvent(e);
+  });
+}
+
+void *eventArgument(const Napi::CallbackInfo &info, size_t index) {
+  void *event = info[index].IsExternal() ? info[index].As<Napi::External<void>>().Data() : nullptr;
+  std::lock_guard<std::mutex> lock(eventsMutex);
+  if (!liveEvents.count(event)) internalError(info.Env(), "elapsedMs takes two events of recordEvent");
+  return event;
 }
 
 Napi::Value ElapsedMs(const Napi::CallbackInfo &info) {
-  Napi::Env env = info.Env();
-  if (!info[0].IsExternal() || !info[1].IsExternal()) internalError(env, "elapsedMs takes two events of recordEvent");
-  void *start = info[0].As<Napi::External<void>>().Data();
-  void *end = info[1].As<Napi::External<void>>().Data();
-  return Napi::Number::New(env, guarded(env, [&] { return gpu::elapsedMs(start, end); }));
+  void *start = eventArgument(info, 0), *end = eventArgument(info, 1);
+  return Napi::Number::New(info.Env(), gpu::elapsedMs(start, end));
 }
 
 // measureExp2Rate(device): exp2 evaluations per second on the CPU (-1, all threads) or a GPU.
 Napi::Value MeasureExp2Rate(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   const int device = deviceArgument(info, 0);
-  return Napi::Number::New(
-      env, guarded(env, [&] { return device == kHostDevice ? cpu::measureExp2Rate() : gpu::measureExp2Rate(device); }));
+  return Napi::Number::New(env, device == kHostDevice ? cpu::measureExp2Rate() : gpu::measureExp2Rate(device));
 }
 
 Napi::Value SetNumThreads(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
   const Napi::Value n = info[0];
-  const int threads = n.IsNumber() ? n.As<Napi::Number>().Int32Value() : 0;
-  if (threads < 1 || threads > 4096) internalError(info.Env(), "bad thread count");
-  cpu::setThreadCount(threads);
-  return info.Env().Undefined();
+  const double threads = n.IsNumber() ? n.As<Napi::Number>().DoubleValue() : 0;
+  if (!(threads >= 1 && threads <= cpu::kMaxThreads) || threads != double(int(threads)))
+    internalError(env, "bad thread count");
+  try {
+    cpu::setThreadCount(int(threads));
+  } catch (const std::system_error &e) {
+    throw Napi::RangeError::New(env, "setNumThreads: could not start " + std::to_string(int(threads)) + " threads (" +
+                                         e.what() + "); the CPU backend runs with " +
+                                         std::to_string(cpu::threadCount()));
+  }
+  return env.Undefined();
+}
+
+// takeEnvironmentWarnings(): what was wrong with the environment variables the addon reads, to
+// the first caller in the process (lib/native.ts emits them as warnings when it loads).
+Napi::Value TakeEnvironmentWarnings(const Napi::CallbackInfo &info) {
+  const std::vector<std::string> warnings = cpu::takeEnvironmentWarnings();
+  Napi::Array list = Napi::Array::New(info.Env(), warnings.size());
+  for (size_t i = 0; i < warnings.size(); ++i) list.Set(uint32_t(i), warnings[i]);
+  return list;
 }
 
 }  // namespace
@@ -145,6 +185,7 @@ SS_REGISTER_FUNCTION(requireDevice, RequireDevice);
 SS_REGISTER_FUNCTION(cudaInfo, CudaInfo);
 SS_REGISTER_FUNCTION(buildInfo, BuildInfo);
 SS_REGISTER_FUNCTION(setNumThreads, SetNumThreads);
+SS_REGISTER_FUNCTION(takeEnvironmentWarnings, TakeEnvironmentWarnings);
 SS_REGISTER_FUNCTION(memoryInfo, MemoryInfo);
 SS_REGISTER_FUNCTION(resetPeakMemory, ResetPeakMemory);
 // Benchmark support (lib/internal.ts), not part of the public API.

@@ -12,9 +12,10 @@ namespace ss {
 namespace {
 constexpr size_t kHostAlignment = 64;
 
-struct StorageClass {
-  Napi::FunctionReference constructor;
-};
+// Marks the objects that are Storages (Node-API type tags): FromValue takes no other object for one,
+// whatever its prototype says, and accepts the Storages of every instance of the addon in the
+// process (a package loaded twice).
+constexpr napi_type_tag kStorageTag = {0x5e1ec71e5ca45705, 0x7a6e5f0b0d1c2a93};
 
 size_t roundUp(size_t n, size_t m) { return (n + m - 1) / m * m; }
 
@@ -37,21 +38,20 @@ Napi::Function Storage::Init(Napi::Env env) {
                                         InstanceAccessor<&Storage::GetBytes>("bytes"),
                                         InstanceAccessor<&Storage::GetDevice>("device"),
                                     });
-  env.SetInstanceData<StorageClass>(new StorageClass{Napi::Persistent(ctor)});  // freed by the env
   return ctor;
 }
 
 Storage *Storage::FromValue(Napi::Value value, const char *what) {
   Napi::Env env = value.Env();
-  auto *cls = env.GetInstanceData<StorageClass>();
-  if (!value.IsObject() || !value.As<Napi::Object>().InstanceOf(cls->constructor.Value())) {
-    throw Napi::TypeError::New(env, std::string("internal: ") + what + " is not a Storage");
-  }
+  bool tagged = false;
+  if (!value.IsObject() || napi_check_object_type_tag(env, value, &kStorageTag, &tagged) != napi_ok || !tagged)
+    internalError(env, std::string(what) + " is not a Storage");
   return Napi::ObjectWrap<Storage>::Unwrap(value.As<Napi::Object>());
 }
 
 Storage::Storage(const Napi::CallbackInfo &info) : Napi::ObjectWrap<Storage>(info) {
   Napi::Env env = info.Env();
+  if (napi_type_tag_object(env, info.This(), &kStorageTag) != napi_ok) internalError(env, "cannot tag a Storage");
   device_ = info[0].As<Napi::Number>().Int32Value();
   const double bytes = info[1].As<Napi::Number>().DoubleValue();
   if (!(bytes >= 0) || bytes > double(SIZE_MAX / 2)) throw Napi::RangeError::New(env, "internal: bad byte count");

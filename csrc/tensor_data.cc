@@ -111,7 +111,7 @@ Napi::Value WriteValues(const Napi::CallbackInfo &info) {
   } else {
     std::vector<char> staged(op::checkedBytes(env, n, dtypeSize(t), "values"));
     encodeInto(staged.data());
-    guarded(env, [&] { gpu::upload(s->device(), s->data(), staged.data(), staged.size()); });
+    gpu::upload(s->device(), s->data(), staged.data(), staged.size());
   }
   return env.Undefined();
 }
@@ -126,7 +126,7 @@ Napi::Value WriteBits(const Napi::CallbackInfo &info) {
   if (s->onHost())
     std::memcpy(s->data(), bits.Data(), bytes);
   else
-    guarded(env, [&] { gpu::upload(s->device(), s->data(), bits.Data(), bytes); });
+    gpu::upload(s->device(), s->data(), bits.Data(), bytes);
   return env.Undefined();
 }
 
@@ -143,7 +143,7 @@ Napi::Value ReadValues(const Napi::CallbackInfo &info) {
     decode(s->data(), t, n, out.Data());
   } else {
     std::vector<char> staged(op::checkedBytes(env, n, dtypeSize(t), "values"));
-    guarded(env, [&] { gpu::downloadSync(s->device(), staged.data(), s->data(), staged.size()); });
+    gpu::downloadSync(s->device(), staged.data(), s->data(), staged.size());
     decode(staged.data(), t, n, out.Data());
   }
   return out;
@@ -158,7 +158,7 @@ Napi::Value ReadBits(const Napi::CallbackInfo &info) {
   if (s->onHost())
     std::memcpy(out.Data(), s->data(), size_t(n) * 2);
   else
-    guarded(env, [&] { gpu::downloadSync(s->device(), out.Data(), s->data(), size_t(n) * 2); });
+    gpu::downloadSync(s->device(), out.Data(), s->data(), size_t(n) * 2);
   return out;
 }
 
@@ -216,7 +216,7 @@ Napi::Value ReadValuesAsync(const Napi::CallbackInfo &info) {
     deferred.Resolve(out);
     return deferred.Promise();
   }
-  auto *worker = guarded(env, [&] { return new ReadWorker(env, info[0].As<Napi::Object>(), s, t, n); });
+  auto *worker = new ReadWorker(env, info[0].As<Napi::Object>(), s, t, n);
   worker->Queue();
   return worker->promise();
 }
@@ -231,33 +231,31 @@ Napi::Value Copy(const Napi::CallbackInfo &info) {
   Storage *dst = liveStorage(info, 0, n, dstType);
   Storage *src = liveStorage(info, 2, n, srcType);
   const size_t dstBytes = size_t(n) * size_t(dtypeSize(dstType)), srcBytes = size_t(n) * size_t(dtypeSize(srcType));
-  guarded(env, [&] {
-    if (dst->onHost() && src->onHost()) {
-      convertHost(dst->data(), dstType, src->data(), srcType, n);
-    } else if (src->onHost()) {  // convert on the host, then upload
-      std::vector<char> staged(dstBytes);
-      convertHost(staged.data(), dstType, src->data(), srcType, n);
-      gpu::upload(dst->device(), dst->data(), staged.data(), dstBytes);
-    } else if (dst->onHost()) {  // download, then convert on the host
-      std::vector<char> staged(srcBytes);
-      gpu::downloadSync(src->device(), staged.data(), src->data(), srcBytes);
-      convertHost(dst->data(), dstType, staged.data(), srcType, n);
-    } else if (dstType == srcType) {
-      gpu::copyDevice(dst->device(), dst->data(), src->device(), src->data(), dstBytes);
-    } else if (dst->device() == src->device()) {
-      gpu::convert(dst->device(), dst->data(), dstType, src->data(), srcType, n);
-    } else {  // another GPU and another dtype: copy across, then convert there
-      void *tmp = gpu::allocate(dst->device(), srcBytes);
-      try {
-        gpu::copyDevice(dst->device(), tmp, src->device(), src->data(), srcBytes);
-        gpu::convert(dst->device(), dst->data(), dstType, tmp, srcType, n);
-      } catch (...) {
-        gpu::release(dst->device(), tmp);
-        throw;
-      }
+  if (dst->onHost() && src->onHost()) {
+    convertHost(dst->data(), dstType, src->data(), srcType, n);
+  } else if (src->onHost()) {  // convert on the host, then upload
+    std::vector<char> staged(dstBytes);
+    convertHost(staged.data(), dstType, src->data(), srcType, n);
+    gpu::upload(dst->device(), dst->data(), staged.data(), dstBytes);
+  } else if (dst->onHost()) {  // download, then convert on the host
+    std::vector<char> staged(srcBytes);
+    gpu::downloadSync(src->device(), staged.data(), src->data(), srcBytes);
+    convertHost(dst->data(), dstType, staged.data(), srcType, n);
+  } else if (dstType == srcType) {
+    gpu::copyDevice(dst->device(), dst->data(), src->device(), src->data(), dstBytes);
+  } else if (dst->device() == src->device()) {
+    gpu::convert(dst->device(), dst->data(), dstType, src->data(), srcType, n);
+  } else {  // another GPU and another dtype: copy across, then convert there
+    void *tmp = gpu::allocate(dst->device(), srcBytes);
+    try {
+      gpu::copyDevice(dst->device(), tmp, src->device(), src->data(), srcBytes);
+      gpu::convert(dst->device(), dst->data(), dstType, tmp, srcType, n);
+    } catch (...) {
       gpu::release(dst->device(), tmp);
+      throw;
     }
-  });
+    gpu::release(dst->device(), tmp);
+  }
   return env.Undefined();
 }
 

@@ -4,7 +4,7 @@
 import type { DType } from './dtype.js';
 import { codedError, describe } from './errors.js';
 import type { Storage } from './native.js';
-import { type Device, Tensor, parseOptions, storageOf } from './tensor.js';
+import { type Device, type Tensor, parseOptions, storageOf, tensorArgument } from './tensor.js';
 
 export { ALL_DTYPES } from './dtype.js';
 
@@ -20,12 +20,11 @@ export class ArgumentChecker {
 
   constructor(readonly fn: string) {}
 
-  /** A required tensor argument. */
+  /** A required tensor argument: a live Tensor of this copy of the package. */
   tensor(name: string, value: unknown): Tensor {
-    if (!(value instanceof Tensor)) throw new TypeError(`${this.fn}: ${name} must be a Tensor, got ${describe(value)}`);
-    storageOf(value, this.fn, name); // ERR_DISPOSED
-    this.#tensors.push({ name, tensor: value });
-    return value;
+    const t = tensorArgument(this.fn, name, value);
+    this.#tensors.push({ name, tensor: t });
+    return t;
   }
 
   optionalTensor(name: string, value: unknown): Tensor | undefined {

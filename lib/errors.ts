@@ -1,5 +1,7 @@
 // The errors selective-scan throws. Wrong types and dtypes are TypeErrors, wrong shapes and values
 // RangeErrors; everything else is an Error with a stable `code`.
+import { types } from 'node:util';
+import { typedArrayName } from './typed-arrays.js';
 
 export type ErrorCode =
   | 'ERR_DISPOSED'
@@ -20,12 +22,70 @@ export function codedError(code: ErrorCode, message: string): CodedError {
   return error;
 }
 
-/** Formats a value for an error message: shapes as [2, 3], strings quoted, others by type. */
+/** A coded error of the addon (which knows no function names) as thrown by the public function fn. */
+export function fromFunction(fn: string, error: unknown): unknown {
+  if (!(error instanceof Error) || typeof (error as Partial<CodedError>).code !== 'string') return error;
+  return codedError((error as CodedError).code, `${fn}: ${error.message}`);
+}
+
+const MAX_ITEMS = 8;
+const MAX_CHARS = 60;
+
+/**
+ * Formats a value for an error message: shapes as [2, 3], strings quoted, objects by their type.
+ * Never runs code of the value's (no getters, proxy traps or toString) and stays short.
+ */
 export function describe(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.join(', ')}]`;
-  if (typeof value === 'string') return `'${value}'`;
-  if (value === null) return 'null';
-  if (typeof value === 'object') return (value as object).constructor?.name ?? 'an object';
-  if (typeof value === 'bigint') return `${value}n`;
-  return String(value);
+  switch (typeof value) {
+    case 'string':
+      return `'${value.length > MAX_CHARS ? `${value.slice(0, MAX_CHARS)}...` : value}'`;
+    case 'bigint':
+      return `${shorten(value.toString())}n`;
+    case 'symbol':
+      return shorten(String(value));
+    case 'function':
+      return 'a function';
+    case 'object':
+      return value === null ? 'null' : describeObject(value);
+    default:
+      return String(value);
+  }
+}
+
+function shorten(text: string): string {
+  return text.length > MAX_CHARS ? `${text.slice(0, MAX_CHARS)}...` : text;
+}
+
+function describeObject(value: object): string {
+  if (types.isProxy(value)) return 'a Proxy';
+  const typed = typedArrayName(value);
+  if (typed !== undefined) {
+    const claimed = constructorName(value);
+    return claimed === typed
+      ? typed
+      : `${typed.startsWith('Int') ? 'an' : 'a'} ${typed} (with the prototype of ${claimed ?? 'no class'})`;
+  }
+  if (Array.isArray(value)) {
+    const items: string[] = [];
+    for (let i = 0; i < Math.min(value.length, MAX_ITEMS); i++) {
+      const slot = Object.getOwnPropertyDescriptor(value, i);
+      if (slot === undefined) items.push('empty');
+      else if (!('value' in slot)) items.push('a getter');
+      else items.push(Array.isArray(slot.value) ? '[...]' : describe(slot.value));
+    }
+    if (value.length > MAX_ITEMS) items.push(`... ${value.length - MAX_ITEMS} more`);
+    return `[${items.join(', ')}]`;
+  }
+  return constructorName(value) ?? 'an object';
+}
+
+// The name of the class an object claims to be an instance of, read from data properties only.
+function constructorName(value: object): string | undefined {
+  const proto: unknown = Object.getPrototypeOf(value);
+  if (proto === null) return undefined;
+  if (types.isProxy(proto)) return 'a Proxy';
+  const ctor: unknown = Object.getOwnPropertyDescriptor(proto, 'constructor')?.value;
+  if (typeof ctor !== 'function') return undefined;
+  const name: unknown = Object.getOwnPropertyDescriptor(ctor, 'name')?.value;
+  return typeof name === 'string' && name !== '' ? shorten(name) : undefined;
 }

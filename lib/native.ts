@@ -153,6 +153,8 @@ export interface Native {
   cudaInfo(): { compiled: boolean; available: boolean; reason: string | null; deviceCount: number };
   buildInfo(): BuildInfo;
   setNumThreads(n: number): void;
+  /** What is wrong with the environment variables the addon reads; the first call in the process only. */
+  takeEnvironmentWarnings(): string[];
   memoryInfo(device: DeviceIndex): CudaMemoryInfo;
   resetPeakMemory(device: DeviceIndex): void;
   // Benchmark support, reached through lib/internal.ts only.
@@ -161,7 +163,8 @@ export interface Native {
   measureExp2Rate(device: DeviceIndex): number;
 }
 
-const packageRoot = path.join(__dirname, '..');
+/** The folder of this copy of the package. */
+export const packageRoot = path.join(__dirname, '..');
 
 function load(): Native {
   try {
@@ -184,3 +187,9 @@ function load(): Native {
 }
 
 export const native: Native = load();
+
+// Bad values of SELECTIVE_SCAN_NUM_THREADS or SELECTIVE_SCAN_CPU_ISA: the addon used its default
+// instead, and says so once per process.
+for (const message of native.takeEnvironmentWarnings()) {
+  process.emitWarning(message, { type: 'SelectiveScanWarning', code: 'SELECTIVE_SCAN_ENV' });
+}

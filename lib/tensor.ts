@@ -1,11 +1,18 @@
 // Tensors: row-major, contiguous arrays of float32, float16 or bfloat16 on the CPU or one GPU.
+import { markPrototype, notBranded } from './brand.js';
 import { type DType, dtypeBytes, dtypeCode, isDType } from './dtype.js';
-import { codedError, describe } from './errors.js';
+import { codedError, describe, fromFunction } from './errors.js';
 import { type DeviceIndex, native, type Storage } from './native.js';
+import { typedArrayLength, typedArrayName } from './typed-arrays.js';
 
 export type { DType };
 export type DeviceSpec = 'cpu' | 'cuda' | `cuda:${number}`;
 export type Device = 'cpu' | `cuda:${number}`;
+
+/** Device indices are below this (the addon's limit). */
+const MAX_DEVICES = 1 << 16;
+/** The most dimensions a shape may have. */
+const MAX_RANK = 64;
 
 /** The addon's device index: -1 for the host, i for cuda:i. */
 export function deviceIndex(device: Device): DeviceIndex {
@@ -15,13 +22,18 @@ export function deviceIndex(device: Device): DeviceIndex {
 /** Parses a device string; CUDA devices must be usable (ERR_CUDA_UNAVAILABLE with the reason). */
 export function parseDevice(fn: string, spec: unknown): Device {
   if (spec === undefined || spec === 'cpu') return 'cpu';
-  if (typeof spec !== 'string') {
-    throw new TypeError(`${fn}: device must be 'cpu', 'cuda' or 'cuda:<index>', got ${describe(spec)}`);
-  }
+  const expected = `${fn}: device must be 'cpu', 'cuda' or 'cuda:<index>'`;
+  if (typeof spec !== 'string') throw new TypeError(`${expected}, got ${describe(spec)}`);
   const match = /^cuda(?::(0|[1-9][0-9]*))?$/.exec(spec);
-  if (!match) throw new RangeError(`${fn}: device must be 'cpu', 'cuda' or 'cuda:<index>', got ${describe(spec)}`);
-  const index = match[1] === undefined ? 0 : Number(match[1]);
-  native.requireDevice(index);
+  if (!match) throw new RangeError(`${expected}, got ${describe(spec)}`);
+  const index = match[1] === undefined ? 0 : Number(match[1]); // exact below 2^53; larger ones fail below
+  if (index >= MAX_DEVICES)
+    throw new RangeError(`${fn}: device index must be below ${MAX_DEVICES}, got ${describe(spec)}`);
+  try {
+    native.requireDevice(index);
+  } catch (error) {
+    throw fromFunction(fn, error);
+  }
   return `cuda:${index}`;
 }
 
@@ -33,27 +45,89 @@ export function parseDType(fn: string, dtype: unknown, name = 'dtype'): DType {
   return dtype;
 }
 
+// A copy of the user's shape, read once (a Proxy or getters see one read of each element).
 function parseShape(fn: string, shape: unknown): number[] {
   if (!Array.isArray(shape)) throw new TypeError(`${fn}: shape must be an array of integers, got ${describe(shape)}`);
-  for (const size of shape) {
+  const rank: number = shape.length;
+  if (rank > MAX_RANK) throw new RangeError(`${fn}: shape has ${rank} dimensions; at most ${MAX_RANK} are allowed`);
+  const dims: number[] = [];
+  for (let i = 0; i < rank; i++) {
+    const size: unknown = shape[i];
     if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) {
       throw new RangeError(`${fn}: shape must hold non-negative integers, got ${describe(shape)}`);
     }
+    dims.push(size === 0 ? 0 : size); // no -0
   }
-  return [...shape];
+  return dims;
 }
 
+function product(dims: readonly number[]): number {
+  return dims.reduce((a, b) => a * b, 1);
+}
+
+// The element count of a new tensor of this shape and dtype; its bytes must be countable exactly.
+function checkedNumel(fn: string, dims: readonly number[], dtype: DType): number {
+  const numel = product(dims);
+  if (numel * dtypeBytes(dtype) > Number.MAX_SAFE_INTEGER) {
+    throw new RangeError(`${fn}: shape ${describe(dims)} holds ${numel} elements, too many to allocate`);
+  }
+  return numel;
+}
+
+/**
+ * The options a function was given: the own properties of `opts` (inherited ones, from
+ * Object.prototype say, are never read), each read once, in an object without a prototype.
+ */
 function parseOptions(fn: string, opts: unknown, allowed: readonly string[]): Record<string, unknown> {
-  if (opts === undefined) return {};
+  const options: Record<string, unknown> = Object.create(null);
+  if (opts === undefined) return options;
   if (typeof opts !== 'object' || opts === null || Array.isArray(opts)) {
     throw new TypeError(`${fn}: options must be an object, got ${describe(opts)}`);
   }
   for (const key of Object.keys(opts)) {
     if (!allowed.includes(key)) {
-      throw new TypeError(`${fn}: unknown option '${key}' (expected one of ${allowed.join(', ')})`);
+      throw new TypeError(`${fn}: unknown option ${describe(key)} (expected one of ${allowed.join(', ')})`);
     }
   }
-  return opts as Record<string, unknown>;
+  for (const key of allowed) if (Object.hasOwn(opts, key)) options[key] = (opts as Record<string, unknown>)[key];
+  return options;
+}
+
+// Tensor.from's values as numbers the addon takes: a Float32Array or Float64Array as given (the
+// addon reads it by its real type and length), anything else copied into a Float64Array, each
+// element read once.
+function numbersOf(fn: string, values: unknown, dims: readonly number[], numel: number): Float32Array | Float64Array {
+  const lengthError = (length: unknown) =>
+    new RangeError(`${fn}: shape ${describe(dims)} holds ${numel} values, got ${describe(length)}`);
+  const typed = typedArrayName(values);
+  if (typed === 'BigInt64Array' || typed === 'BigUint64Array') {
+    throw new TypeError(`${fn}: values must hold numbers, got ${typed}`);
+  }
+  if (typed !== undefined) {
+    const array = values as Float32Array | Float64Array;
+    if (typedArrayLength(array) !== numel) throw lengthError(typedArrayLength(array));
+    return typed === 'Float32Array' || typed === 'Float64Array' ? array : new Float64Array(array);
+  }
+  if (values === null || typeof values !== 'object') {
+    throw new TypeError(`${fn}: values must be an array or typed array of numbers, got ${describe(values)}`);
+  }
+  const length: unknown = (values as ArrayLike<unknown>).length;
+  if (typeof length !== 'number') {
+    throw new TypeError(`${fn}: values must be an array or typed array of numbers, got ${describe(values)}`);
+  }
+  if (length !== numel) throw lengthError(length);
+  let numbers: Float64Array;
+  try {
+    numbers = new Float64Array(numel);
+  } catch {
+    throw codedError('ERR_OUT_OF_MEMORY', `${fn}: out of host memory copying ${numel} values`);
+  }
+  for (let i = 0; i < numel; i++) {
+    const value: unknown = (values as ArrayLike<unknown>)[i];
+    if (typeof value !== 'number') throw new TypeError(`${fn}: values[${i}] must be a number, got ${describe(value)}`);
+    numbers[i] = value;
+  }
+  return numbers;
 }
 
 const INTERNAL = Symbol('selective-scan internal');
@@ -62,21 +136,27 @@ const INTERNAL = Symbol('selective-scan internal');
 const owners = new WeakMap<Tensor, unknown>();
 // Tensors made and not yet disposed (liveTensorCount).
 let liveTensors = 0;
-// Set in Tensor's static block: reads a tensor's private storage for the rest of lib/.
+// Set in Tensor's static block: whether a value is a Tensor of this copy of the package, and its
+// private storage (null once disposed), for the rest of lib/.
+let isTensor: (value: unknown) => value is Tensor;
 let storageField: (t: Tensor) => Storage | null;
 // Set there too: makes a tensor around a storage (the constructor is private to the class).
 let wrapStorage: (storage: Storage, shape: number[], dtype: DType, device: Device) => Tensor;
 
 export class Tensor {
-  readonly shape: readonly number[];
-  readonly dtype: DType;
-  readonly device: Device;
-  readonly numel: number;
+  // Own, read-only and non-configurable properties (set in the constructor): assigning to them
+  // changes nothing, and the checks and the addon always see what the tensor really is.
+  declare readonly shape: readonly number[];
+  declare readonly dtype: DType;
+  declare readonly device: Device;
+  declare readonly numel: number;
   #storage: Storage | null;
 
   static {
+    isTensor = (value): value is Tensor => typeof value === 'object' && value !== null && #storage in value;
     storageField = (t) => t.#storage;
     wrapStorage = (storage, shape, dtype, device) => new Tensor(INTERNAL, storage, shape, dtype, device);
+    markPrototype(Tensor.prototype);
   }
 
   /** Tensors are made by Tensor.from, fromBits, zeros, fromDevicePointer and the ops. */
@@ -85,10 +165,12 @@ export class Tensor {
       throw new TypeError('Tensor: use Tensor.from, Tensor.fromBits, Tensor.zeros or Tensor.fromDevicePointer');
     }
     this.#storage = storage;
-    this.shape = Object.freeze(shape);
-    this.dtype = dtype;
-    this.device = device;
-    this.numel = shape.reduce((a, b) => a * b, 1);
+    Object.defineProperties(this, {
+      shape: { value: Object.freeze(shape), enumerable: true },
+      dtype: { value: dtype, enumerable: true },
+      device: { value: device, enumerable: true },
+      numel: { value: product(shape), enumerable: true },
+    });
     liveTensors++;
   }
 
@@ -96,29 +178,11 @@ export class Tensor {
   static from(values: ArrayLike<number>, shape: number[], opts?: { dtype?: DType; device?: DeviceSpec }): Tensor {
     const fn = 'Tensor.from';
     const o = parseOptions(fn, opts, ['dtype', 'device']);
-    if (values === null || typeof values !== 'object' || typeof (values as ArrayLike<number>).length !== 'number') {
-      throw new TypeError(`${fn}: values must be an array or typed array of numbers, got ${describe(values)}`);
-    }
     const dims = parseShape(fn, shape);
     const dtype = parseDType(fn, o.dtype);
-    const numel = dims.reduce((a, b) => a * b, 1);
-    if (values.length !== numel) {
-      throw new RangeError(`${fn}: shape ${describe(dims)} holds ${numel} values, got ${values.length}`);
-    }
-    if (!ArrayBuffer.isView(values)) {
-      for (let i = 0; i < numel; i++) {
-        if (typeof values[i] !== 'number') {
-          throw new TypeError(`${fn}: values[${i}] must be a number, got ${describe(values[i])}`);
-        }
-      }
-    } else if (values instanceof BigInt64Array || values instanceof BigUint64Array) {
-      throw new TypeError(`${fn}: values must hold numbers, got ${describe(values)}`);
-    }
-    // Float32Array and Float64Array go to the addon as they are; anything else as doubles.
-    const numbers =
-      values instanceof Float32Array || values instanceof Float64Array ? values : Float64Array.from(values);
+    const numbers = numbersOf(fn, values, dims, checkedNumel(fn, dims, dtype));
     const device = parseDevice(fn, o.device);
-    const t = allocate(dims, dtype, device, false);
+    const t = allocate(fn, dims, dtype, device, false);
     native.writeValues(storageField(t)!, dtypeCode(dtype), numbers);
     return t;
   }
@@ -130,17 +194,19 @@ export class Tensor {
     opts: { dtype: 'float16' | 'bfloat16'; device?: DeviceSpec },
   ): Tensor {
     const fn = 'Tensor.fromBits';
-    if (!(bits instanceof Uint16Array)) throw new TypeError(`${fn}: bits must be a Uint16Array, got ${describe(bits)}`);
+    if (typedArrayName(bits) !== 'Uint16Array') {
+      throw new TypeError(`${fn}: bits must be a Uint16Array, got ${describe(bits)}`);
+    }
     const o = parseOptions(fn, opts, ['dtype', 'device']);
     if (o.dtype !== 'float16' && o.dtype !== 'bfloat16') {
       throw new TypeError(`${fn}: dtype must be 'float16' or 'bfloat16', got ${describe(o.dtype)}`);
     }
     const dims = parseShape(fn, shape);
-    const numel = dims.reduce((a, b) => a * b, 1);
-    if (bits.length !== numel)
-      throw new RangeError(`${fn}: shape ${describe(dims)} holds ${numel} values, got ${bits.length}`);
+    const numel = checkedNumel(fn, dims, o.dtype);
+    const length = typedArrayLength(bits);
+    if (length !== numel) throw new RangeError(`${fn}: shape ${describe(dims)} holds ${numel} values, got ${length}`);
     const device = parseDevice(fn, o.device);
-    const t = allocate(dims, o.dtype, device, false);
+    const t = allocate(fn, dims, o.dtype, device, false);
     native.writeBits(storageField(t)!, bits);
     return t;
   }
@@ -150,7 +216,8 @@ export class Tensor {
     const o = parseOptions(fn, opts, ['dtype', 'device']);
     const dims = parseShape(fn, shape);
     const dtype = parseDType(fn, o.dtype);
-    return allocate(dims, dtype, parseDevice(fn, o.device), true);
+    checkedNumel(fn, dims, dtype);
+    return allocate(fn, dims, dtype, parseDevice(fn, o.device), true);
   }
 
   /**
@@ -169,11 +236,13 @@ export class Tensor {
     if (o.dtype === undefined) throw new TypeError(`${fn}: dtype is required`);
     const dtype = parseDType(fn, o.dtype);
     const dims = parseShape(fn, shape);
-    if (ptr <= 0n || ptr >= 1n << 64n) throw new RangeError(`${fn}: ptr must be a non-null 64-bit address, got ${ptr}`);
+    const numel = checkedNumel(fn, dims, dtype);
+    if (ptr <= 0n || ptr >= 1n << 64n) {
+      throw new RangeError(`${fn}: ptr must be a non-null 64-bit address, got ${describe(ptr)}`);
+    }
     if (ptr % 16n !== 0n) throw new RangeError(`${fn}: ptr must be 16-byte aligned, got 0x${ptr.toString(16)}`);
     const device = parseDevice(fn, o.device ?? 'cuda');
     if (device === 'cpu') throw new RangeError(`${fn}: device must be a CUDA device, got 'cpu'`);
-    const numel = dims.reduce((a, b) => a * b, 1);
     const storage = new native.Storage(deviceIndex(device), numel * dtypeBytes(dtype), ptr);
     const t = new Tensor(INTERNAL, storage, dims, dtype, device);
     if (o.owner !== undefined) owners.set(t, o.owner);
@@ -181,25 +250,28 @@ export class Tensor {
   }
 
   get isDisposed(): boolean {
-    return this.#storage === null;
+    return liveOrNull(this, 'Tensor.isDisposed') === null;
   }
 
   /** The device address of a CUDA tensor's data. */
   get devicePointer(): bigint {
-    if (this.device === 'cpu')
-      throw new TypeError('Tensor.devicePointer: only CUDA tensors have one; this tensor is on cpu');
-    return storageOf(this, 'Tensor.devicePointer', 'tensor').pointer;
+    const fn = 'Tensor.devicePointer';
+    const storage = storageOf(this, fn, 'tensor');
+    if (this.device === 'cpu') throw new TypeError(`${fn}: only CUDA tensors have one; this tensor is on cpu`);
+    return storage.pointer;
   }
 
   /** The values as float32 (16-bit types decoded); waits for pending device work. */
   dataSync(): Float32Array {
-    return native.readValues(storageOf(this, 'Tensor.dataSync', 'tensor'), dtypeCode(this.dtype), this.numel);
+    const storage = storageOf(this, 'Tensor.dataSync', 'tensor');
+    return native.readValues(storage, dtypeCode(this.dtype), this.numel);
   }
 
   /** The values as float32, without blocking the event loop. */
   data(): Promise<Float32Array> {
     try {
-      return native.readValuesAsync(storageOf(this, 'Tensor.data', 'tensor'), dtypeCode(this.dtype), this.numel);
+      const storage = storageOf(this, 'Tensor.data', 'tensor');
+      return native.readValuesAsync(storage, dtypeCode(this.dtype), this.numel);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -207,11 +279,12 @@ export class Tensor {
 
   /** The raw bits of a float16 or bfloat16 tensor. */
   bits(): Uint16Array {
-    if (this.dtype === 'float32')
-      throw new TypeError(
-        `Tensor.bits: only float16 and bfloat16 tensors have 16-bit patterns; this tensor is float32`,
-      );
-    return native.readBits(storageOf(this, 'Tensor.bits', 'tensor'), this.numel);
+    const fn = 'Tensor.bits';
+    const storage = storageOf(this, fn, 'tensor');
+    if (this.dtype === 'float32') {
+      throw new TypeError(`${fn}: only float16 and bfloat16 tensors have 16-bit patterns; this tensor is float32`);
+    }
+    return native.readBits(storage, this.numel);
   }
 
   /** A copy on another device and/or in another dtype (values rounded to nearest even). */
@@ -222,21 +295,21 @@ export class Tensor {
     let dtype: DType = this.dtype;
     if (typeof target === 'string') {
       device = parseDevice(fn, target);
-    } else {
+    } else if (typeof target === 'object' && target !== null && !Array.isArray(target)) {
       const o = parseOptions(fn, target, ['device', 'dtype']);
-      if (typeof target !== 'object' || target === null)
-        throw new TypeError(`${fn}: target must be a device or { device, dtype }, got ${describe(target)}`);
       if (o.device !== undefined) device = parseDevice(fn, o.device);
       if (o.dtype !== undefined) dtype = parseDType(fn, o.dtype);
+    } else {
+      throw new TypeError(`${fn}: target must be a device or { device, dtype }, got ${describe(target)}`);
     }
-    const t = allocate([...this.shape], dtype, device, false);
+    const t = allocate(fn, [...this.shape], dtype, device, false);
     native.copy(storageField(t)!, dtypeCode(dtype), source, dtypeCode(this.dtype), this.numel);
     return t;
   }
 
   /** Frees the memory now; later use throws ERR_DISPOSED. Disposing twice is harmless. */
   dispose(): void {
-    const storage = this.#storage;
+    const storage = liveOrNull(this, 'Tensor.dispose');
     if (storage === null) return;
     this.#storage = null;
     liveTensors--;
@@ -248,8 +321,25 @@ export class Tensor {
   }
 
   toString(): string {
-    return `Tensor(${describe(this.shape)}, ${this.dtype}, ${this.device}${this.isDisposed ? ', disposed' : ''})`;
+    const disposed = liveOrNull(this, 'Tensor.toString') === null;
+    return `Tensor(${describe(this.shape)}, ${this.dtype}, ${this.device}${disposed ? ', disposed' : ''})`;
   }
+}
+
+// The storage of `t` (null once disposed), or a TypeError naming fn when t is not a Tensor of this
+// copy of the package (a method called on another object, say).
+function liveOrNull(t: unknown, fn: string, name = 'this'): Storage | null {
+  if (!isTensor(t)) throw notBranded(fn, name, 'Tensor', t);
+  return storageField(t);
+}
+
+/**
+ * @internal A tensor argument of fn: a Tensor of this copy of the package, not disposed. Anything
+ * else is a TypeError that says what it is (another copy's Tensor, a Proxy, ...).
+ */
+export function tensorArgument(fn: string, name: string, value: unknown): Tensor {
+  storageOf(value, fn, name);
+  return value as Tensor;
 }
 
 /**
@@ -259,18 +349,19 @@ export class Tensor {
  */
 export function wrapFloat32Array(values: Float32Array, shape: number[]): Tensor {
   const fn = 'wrapFloat32Array';
-  const numel = shape.reduce((a, b) => a * b, 1);
-  if (!(values instanceof Float32Array))
+  if (typedArrayName(values) !== 'Float32Array') {
     throw new TypeError(`${fn}: values must be a Float32Array, got ${describe(values)}`);
-  if (!(values.buffer instanceof ArrayBuffer) || (values.buffer as { resizable?: boolean }).resizable) {
-    throw new TypeError(`${fn}: values must be over a fixed-length ArrayBuffer, got ${describe(values.buffer)}`);
   }
-  if (values.length !== numel) {
-    // A detached array has length 0.
-    throw new RangeError(`${fn}: shape ${describe(shape)} holds ${numel} values, got ${values.length}`);
+  const buffer = values.buffer;
+  if (!(buffer instanceof ArrayBuffer) || (buffer as { resizable?: boolean }).resizable) {
+    throw new TypeError(`${fn}: values must be over a fixed-length ArrayBuffer, got ${describe(buffer)}`);
   }
+  const dims = parseShape(fn, shape);
+  const numel = checkedNumel(fn, dims, 'float32');
+  const length = typedArrayLength(values); // 0 once detached
+  if (length !== numel) throw new RangeError(`${fn}: shape ${describe(dims)} holds ${numel} values, got ${length}`);
   const storage = new native.Storage(-1, numel * 4, values);
-  const t = wrapStorage(storage, [...shape], 'float32', 'cpu');
+  const t = wrapStorage(storage, dims, 'float32', 'cpu');
   owners.set(t, values);
   return t;
 }
@@ -278,7 +369,7 @@ export function wrapFloat32Array(values: Float32Array, shape: number[]): Tensor 
 /** @internal The Float32Array a CPU tensor was made over (wrapFloat32Array, allocateInFloat32Arrays). */
 export function float32ArrayOf(t: Tensor): Float32Array | undefined {
   const owner = owners.get(t);
-  return t.device === 'cpu' && owner instanceof Float32Array ? owner : undefined;
+  return t.device === 'cpu' && typedArrayName(owner) === 'Float32Array' ? (owner as Float32Array) : undefined;
 }
 
 // Set while allocateInFloat32Arrays runs.
@@ -306,20 +397,25 @@ export function liveTensorCount(): number {
 }
 
 /** @internal A new tensor, zeroed or not (ops write every element of their outputs). */
-export function allocate(shape: number[], dtype: DType, device: Device, zero: boolean): Tensor {
-  const numel = shape.reduce((a, b) => a * b, 1);
+export function allocate(fn: string, shape: number[], dtype: DType, device: Device, zero: boolean): Tensor {
   if (inFloat32Arrays && device === 'cpu' && dtype === 'float32') {
     // As the addon's allocations: NaN where an op fails to write, when testing.
-    const values = new Float32Array(numel);
+    const values = new Float32Array(product(shape));
     return wrapFloat32Array(!zero && poisonAllocations ? values.fill(Number.NaN) : values, shape);
   }
-  const storage = new native.Storage(deviceIndex(device), numel * dtypeBytes(dtype), zero);
+  const bytes = product(shape) * dtypeBytes(dtype);
+  let storage: Storage;
+  try {
+    storage = new native.Storage(deviceIndex(device), bytes, zero);
+  } catch (error) {
+    throw fromFunction(fn, error);
+  }
   return wrapStorage(storage, shape, dtype, device);
 }
 
 /** @internal The storage of a live tensor, or ERR_DISPOSED naming where it was used. */
-export function storageOf(t: Tensor, fn: string, name: string): Storage {
-  const storage = storageField(t);
+export function storageOf(t: unknown, fn: string, name: string): Storage {
+  const storage = liveOrNull(t, fn, name);
   if (storage === null) throw codedError('ERR_DISPOSED', `${fn}: ${name} was disposed`);
   return storage;
 }

@@ -1,5 +1,6 @@
 #include "cpu_backend.h"
 
+#include <atomic>
 #include <chrono>
 #include <vector>
 
@@ -11,8 +12,17 @@ const char *activeIsaName() { return isaName(activeIsa()); }
 int threadCount() { return ThreadPool::instance().threads(); }
 void setThreadCount(int n) { ThreadPool::instance().setThreads(n); }
 
+std::vector<std::string> takeEnvironmentWarnings() {
+  static std::atomic<bool> taken{false};
+  std::vector<std::string> warnings;
+  if (taken.exchange(true)) return warnings;
+  for (const std::string *w : {&defaultThreadCount().warning, &activeIsaSetting().warning})
+    if (!w->empty()) warnings.push_back(*w);
+  return warnings;
+}
+
 double measureExp2Rate() {
-  ThreadPool &pool = ThreadPool::instance();
+  ThreadPool::Session pool;
   constexpr int64_t kPerThread = int64_t(1) << 26;
   const int threads = pool.threads();
   std::vector<float> sink(static_cast<size_t>(threads));

@@ -8,6 +8,7 @@
 //   SS_PER_CPU_ISA(void scanForward(const ScanForwardParams &p))
 //   inline void scanForward(const ScanForwardParams &p) { SS_CALL_CPU_ISA(scanForward, p); }
 #pragma once
+#include <string>
 
 namespace ss::cpu {
 
@@ -17,6 +18,16 @@ enum class Isa { Baseline, Avx2, Avx512 };
 // SELECTIVE_SCAN_CPU_ISA environment variable (tests use it to run a slower path).
 Isa activeIsa();
 const char *isaName(Isa isa);  // baseline, avx2 or avx512
+
+// The set to use given SELECTIVE_SCAN_CPU_ISA (null when unset or empty) and the fastest set the
+// machine supports: the one named if the machine has it, else `best` with a warning that says why.
+struct IsaSetting {
+  Isa isa;
+  std::string warning;  // empty when the variable was unset or valid
+};
+IsaSetting isaSetting(const char *value, Isa best);
+// activeIsa() with its warning, decided once, at the first call.
+const IsaSetting &activeIsaSetting();
 
 }  // namespace ss::cpu
 

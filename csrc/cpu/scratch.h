@@ -41,7 +41,7 @@ size_t scratchBytes(Args &&...args) {
   return carver.bytes();
 }
 
-// One buffer of `bytes` per worker (`workers` = the thread pool's size when the op started).
+// One buffer of `bytes` per worker (`workers` = the op's ThreadPool::Session::threads()).
 class WorkerScratch {
  public:
   WorkerScratch(int workers, size_t bytes)

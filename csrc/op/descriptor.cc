@@ -21,7 +21,7 @@ size_t checkedBytes(Napi::Env env, int64_t elements, int64_t elementSize, const 
 Descriptor::Descriptor(const Napi::CallbackInfo &info) : env_(info.Env()), device_(kHostDevice) {
   if (info.Length() < 1 || !info[0].IsObject()) internalError(env_, "an op takes one descriptor object");
   object_ = info[0].As<Napi::Object>();
-  const Napi::Value device = object_.Get("device");
+  const Napi::Value device = field("device");
   if (!device.IsNumber()) internalError(env_, "descriptor field device missing");
   const double value = device.As<Napi::Number>().DoubleValue();
   if (!(value >= -1 && value < 1 << 16) || value != double(int(value))) internalError(env_, "bad device index");
@@ -30,8 +30,12 @@ Descriptor::Descriptor(const Napi::CallbackInfo &info) : env_(info.Env()), devic
 
 bool Descriptor::onHost() const { return device_ == kHostDevice; }
 
+Napi::Value Descriptor::field(const char *key) const {
+  return object_.HasOwnProperty(key) ? object_.Get(key) : env_.Undefined();
+}
+
 int64_t Descriptor::size(const char *key) const {
-  const Napi::Value v = object_.Get(key);
+  const Napi::Value v = field(key);
   if (!v.IsNumber()) internalError(env_, std::string("descriptor field ") + key + " missing");
   const double value = v.As<Napi::Number>().DoubleValue();
   if (!(value >= 0 && value <= kMaxSafeInteger) || value != double(int64_t(value)))
@@ -40,19 +44,19 @@ int64_t Descriptor::size(const char *key) const {
 }
 
 bool Descriptor::flag(const char *key) const {
-  const Napi::Value v = object_.Get(key);
+  const Napi::Value v = field(key);
   if (!v.IsBoolean()) internalError(env_, std::string("descriptor field ") + key + " is not a boolean");
   return v.As<Napi::Boolean>().Value();
 }
 
 std::string Descriptor::string(const char *key) const {
-  const Napi::Value v = object_.Get(key);
+  const Napi::Value v = field(key);
   if (!v.IsString()) internalError(env_, std::string("descriptor field ") + key + " is not a string");
   return v.As<Napi::String>().Utf8Value();
 }
 
 Descriptor Descriptor::nested(const char *key) const {
-  const Napi::Value v = object_.Get(key);
+  const Napi::Value v = field(key);
   if (!v.IsObject()) internalError(env_, std::string("descriptor field ") + key + " is not an object");
   return Descriptor(env_, v.As<Napi::Object>(), device_);
 }
@@ -63,8 +67,8 @@ DType Descriptor::dtype(const char *key) const {
   return DType(code);
 }
 
-void *Descriptor::storageData(const char *key, int64_t elements, DType t, Presence presence) const {
-  const Napi::Value v = object_.Get(key);
+void *Descriptor::storageData(const char *key, Dims dims, DType t, Presence presence) const {
+  const Napi::Value v = field(key);
   if (v.IsUndefined() || v.IsNull()) {
     if (presence == Presence::Required) internalError(env_, std::string("descriptor field ") + key + " missing");
     return nullptr;
@@ -72,6 +76,10 @@ void *Descriptor::storageData(const char *key, int64_t elements, DType t, Presen
   Storage *s = Storage::FromValue(v, key);
   if (s->disposed()) throwCoded(env_, "ERR_DISPOSED", std::string(key) + " was disposed");
   if (s->device() != device_) internalError(env_, std::string(key) + " is on another device");
+  int64_t elements = 1;
+  for (const int64_t n : dims)
+    if (n < 0 || __builtin_mul_overflow(elements, n, &elements))
+      internalError(env_, std::string(key) + ": element count overflows");
   if (s->bytes() < checkedBytes(env_, elements, dtypeSize(t), key))
     internalError(env_, std::string(key) + " is smaller than its shape");
   return s->data();
@@ -79,7 +87,7 @@ void *Descriptor::storageData(const char *key, int64_t elements, DType t, Presen
 
 void Descriptor::indices(const char *key, int64_t length, const int32_t **slot, Presence presence) {
   *slot = nullptr;
-  const Napi::Value v = object_.Get(key);
+  const Napi::Value v = field(key);
   if (v.IsUndefined() || v.IsNull()) {
     if (presence == Presence::Required) internalError(env_, std::string("descriptor field ") + key + " missing");
     return;

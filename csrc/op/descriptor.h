@@ -3,14 +3,17 @@
 //
 // lib/ has checked every argument the user passed; what is checked again here is what memory
 // safety needs, so that no descriptor can make a kernel read or write out of bounds: every storage
-// is live, on the op's device, and covers the bytes its shape says (counted with overflow checks);
-// sizes are non-negative integers; index arrays are real Int32Arrays of the stated length. A
-// violation is an internal error (a bug in lib/), never a user error.
+// is live, on the op's device, and covers the bytes its shape says (the product of its dimensions,
+// counted with overflow checks); sizes are non-negative integers; index arrays are real
+// Int32Arrays of the stated length. Fields are read from the object's own properties only, so
+// that nothing on Object.prototype can stand in for a missing one. A violation is an internal error
+// (a bug in lib/), never a user error.
 #pragma once
 #include <napi.h>
 
 #include <cstdint>
 #include <deque>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -19,6 +22,9 @@
 namespace ss::op {
 
 enum class Presence { Required, Optional };
+
+// The dimensions of a tensor, e.g. {batch, dim, L}; their product is taken with overflow checks.
+using Dims = std::initializer_list<int64_t>;
 
 class Descriptor {
  public:
@@ -33,14 +39,14 @@ class Descriptor {
   bool flag(const char *key) const;     // a boolean
   DType dtype(const char *key = "dtype") const;
 
-  // The storage at `key`, holding at least `elements` elements of type t; null when absent and
-  // optional.
+  // The storage at `key`, holding at least the elements of type t that `dims` has; null when
+  // absent and optional.
   template <class T = void>
-  T *tensor(const char *key, int64_t elements, DType t, Presence presence = Presence::Required) const {
-    return static_cast<T *>(storageData(key, elements, t, presence));
+  T *tensor(const char *key, Dims dims, DType t, Presence presence = Presence::Required) const {
+    return static_cast<T *>(storageData(key, dims, t, presence));
   }
-  float *floats(const char *key, int64_t elements, Presence presence = Presence::Required) const {
-    return tensor<float>(key, elements, DType::Float32, presence);
+  float *floats(const char *key, Dims dims, Presence presence = Presence::Required) const {
+    return tensor<float>(key, dims, DType::Float32, presence);
   }
 
   // An Int32Array of exactly `length` elements (absent and optional: null), copied, so that the op
@@ -61,7 +67,8 @@ class Descriptor {
 
  private:
   Descriptor(Napi::Env env, Napi::Object object, int device) : env_(env), object_(object), device_(device) {}
-  void *storageData(const char *key, int64_t elements, DType t, Presence presence) const;
+  Napi::Value field(const char *key) const;  // an own property, or undefined
+  void *storageData(const char *key, Dims dims, DType t, Presence presence) const;
 
   Napi::Env env_;
   Napi::Object object_;

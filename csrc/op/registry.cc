@@ -1,5 +1,7 @@
 #include "registry.h"
 
+#include "../napi_errors.h"
+
 #include <string>
 #include <utility>
 #include <vector>
@@ -16,7 +18,14 @@ std::vector<std::pair<const char *, NativeFunction>> &registered() {
 Registration::Registration(const char *name, NativeFunction fn) { registered().emplace_back(name, fn); }
 
 void exportAll(Napi::Env env, Napi::Object exports) {
-  for (const auto &[name, fn] : registered()) exports.Set(name, Napi::Function::New(env, fn, name));
+  for (const auto &[name, fn] : registered()) {
+    const NativeFunction call = fn;
+    exports.Set(
+        name,
+        Napi::Function::New(
+            env, [call](const Napi::CallbackInfo &info) { return guarded(info.Env(), [&] { return call(info); }); },
+            name));
+  }
 }
 
 void noCudaBackend(const char *publicName) {

@@ -24,7 +24,8 @@ namespace ss::op {
 using NativeFunction = Napi::Value (*)(const Napi::CallbackInfo &);
 
 // Adds a native function to the addon's exports; one static Registration per function, made
-// when the addon is loaded.
+// when the addon is loaded. Every exported function runs inside `guarded` (napi_errors.h): CUDA
+// errors keep their code, a failed host allocation is ERR_OUT_OF_MEMORY.
 struct Registration {
   Registration(const char *name, NativeFunction fn);
 };
@@ -59,12 +60,13 @@ Napi::Value run(const Napi::CallbackInfo &info, const char *publicName, const Ba
   Descriptor d(info);
   Params p;
   backends.read(d, p);
-  guarded(d.env(), [&] {
-    if (d.onHost()) return backends.cpu(p);
+  if (d.onHost()) {
+    backends.cpu(p);
+  } else {
     if (!backends.cuda) noCudaBackend(publicName);
     StagedIndices staged(d);
     gpu::launch(d.device(), publicName, [&](gpu::Stream stream) { return backends.cuda(p, stream); });
-  });
+  }
   return d.env().Undefined();
 }
 
@@ -82,13 +84,10 @@ Napi::Value query(const Napi::CallbackInfo &info, const char *publicName, const 
   Descriptor d(info);
   Params p;
   backends.read(d, p);
-  const int64_t value = guarded(d.env(), [&] {
-    if (d.onHost()) return backends.cpu(p);
-    if (!backends.cuda) noCudaBackend(publicName);
-    gpu::requireDevice(d.device());
-    return backends.cuda(p);
-  });
-  return Napi::Number::New(d.env(), double(value));
+  if (d.onHost()) return Napi::Number::New(d.env(), double(backends.cpu(p)));
+  if (!backends.cuda) noCudaBackend(publicName);
+  gpu::requireDevice(d.device());
+  return Napi::Number::New(d.env(), double(backends.cuda(p)));
 }
 
 }  // namespace ss::op

@@ -4,6 +4,7 @@ import { ALL_DTYPES, ArgumentChecker, named, storage } from '../checks.js';
 import { type DType, dtypeCode } from '../dtype.js';
 import { codedError, describe } from '../errors.js';
 import { native, type ProjectionDescriptor, type ScanInputsDescriptor, type ScanShapeDescriptor } from '../native.js';
+import { markPrototype, notBranded } from '../brand.js';
 import { type Device, type Tensor, allocate, deviceIndex, storageOf } from '../tensor.js';
 
 export interface ScanOptions {
@@ -216,7 +217,10 @@ function inputDescriptor(fn: string, s: ScanInputs, chunkLength: number): ScanIn
 const CONTEXT_KEY = Symbol('ScanContext');
 // Set in ScanContext's static block: the constructor and the private state, for this file only.
 let makeContext: (inputs: ScanInputs, chunkLength: number, checkpoints: Tensor) => ScanContext;
-let contextState: (ctx: ScanContext, fn: string) => { inputs: ScanInputs; chunkLength: number; checkpoints: Tensor };
+let contextState: (ctx: unknown, fn: string) => { inputs: ScanInputs; chunkLength: number; checkpoints: Tensor };
+// The checkpoints of a ScanContext of this copy of the package (null once disposed), or a TypeError
+// naming fn for anything else.
+let checkpointsOf: (ctx: unknown, fn: string, name: string) => Tensor | null;
 
 /**
  * What the backward needs from a forward: references to its inputs (not copies) and the state at
@@ -229,10 +233,25 @@ export class ScanContext {
 
   static {
     makeContext = (inputs, chunkLength, checkpoints) => new ScanContext(CONTEXT_KEY, inputs, chunkLength, checkpoints);
-    contextState = (ctx, fn) => {
-      if (ctx.#checkpoints === null) throw codedError('ERR_DISPOSED', `${fn}: ctx was disposed`);
-      return { inputs: ctx.#inputs, chunkLength: ctx.#chunkLength, checkpoints: ctx.#checkpoints };
+    checkpointsOf = (ctx, fn, name) => {
+      if (typeof ctx !== 'object' || ctx === null || !(#checkpoints in ctx)) {
+        throw notBranded(
+          fn,
+          name,
+          'ScanContext',
+          ctx,
+          'the ScanContext of selectiveScan(..., { saveForBackward: true })',
+        );
+      }
+      return ctx.#checkpoints;
     };
+    contextState = (ctx, fn) => {
+      const checkpoints = checkpointsOf(ctx, fn, 'ctx');
+      if (checkpoints === null) throw codedError('ERR_DISPOSED', `${fn}: ctx was disposed`);
+      const c = ctx as ScanContext;
+      return { inputs: c.#inputs, chunkLength: c.#chunkLength, checkpoints };
+    };
+    markPrototype(ScanContext.prototype);
   }
 
   /** Made by selectiveScan(..., { saveForBackward: true }). */
@@ -244,16 +263,16 @@ export class ScanContext {
   }
 
   get isDisposed(): boolean {
-    return this.#checkpoints === null;
+    return checkpointsOf(this, 'ScanContext.isDisposed', 'this') === null;
   }
 
   /** Bytes held by the checkpoints (batch * dim * chunks * N float32). */
   get checkpointBytes(): number {
-    return this.#checkpoints === null ? 0 : this.#checkpoints.numel * 4;
+    return (checkpointsOf(this, 'ScanContext.checkpointBytes', 'this')?.numel ?? 0) * 4;
   }
 
   dispose(): void {
-    this.#checkpoints?.dispose();
+    checkpointsOf(this, 'ScanContext.dispose', 'this')?.dispose();
     this.#checkpoints = null;
   }
 
@@ -308,9 +327,11 @@ export function selectiveScan(
   const { batch, dim, seqlen, dstate } = s;
   const chunkLength = native.scanChunkLength(shapeDescriptor(s));
   const chunks = Math.ceil(seqlen / chunkLength);
-  const out = allocate([batch, dim, seqlen], s.dtype, s.device, false);
-  const lastState = returnLastState ? allocate([batch, dim, dstate], 'float32', s.device, false) : undefined;
-  const checkpoints = saveForBackward ? allocate([batch, dim, chunks, dstate], 'float32', s.device, false) : undefined;
+  const out = allocate(fn, [batch, dim, seqlen], s.dtype, s.device, false);
+  const lastState = returnLastState ? allocate(fn, [batch, dim, dstate], 'float32', s.device, false) : undefined;
+  const checkpoints = saveForBackward
+    ? allocate(fn, [batch, dim, chunks, dstate], 'float32', s.device, false)
+    : undefined;
   try {
     native.scanForward({
       ...inputDescriptor(fn, s, chunkLength),
@@ -330,11 +351,6 @@ export function selectiveScan(
 
 export function selectiveScanBackward(ctx: ScanContext, dout: Tensor, opts?: ScanBackwardOptions): ScanGradients {
   const fn = 'selectiveScanBackward';
-  if (!(ctx instanceof ScanContext)) {
-    throw new TypeError(
-      `${fn}: ctx must be the ScanContext of selectiveScan(..., { saveForBackward: true }), got ${describe(ctx)}`,
-    );
-  }
   const { inputs: s, chunkLength, checkpoints } = contextState(ctx, fn);
   const check = new ArgumentChecker(fn);
   const o = check.options(opts, ['dLastState', 'deterministic']);
@@ -357,7 +373,7 @@ export function selectiveScanBackward(ctx: ScanContext, dout: Tensor, opts?: Sca
     throw codedError('ERR_DEVICE_MISMATCH', `${fn}: dout is on ${doutT.device} but the forward ran on ${s.device}`);
   }
 
-  const like = (t: Tensor, dtype: DType = t.dtype) => allocate([...t.shape], dtype, s.device, false);
+  const like = (t: Tensor) => allocate(fn, [...t.shape], t.dtype, s.device, false);
   const grads: ScanGradients = {
     du: like(s.u),
     ddelta: like(s.delta),

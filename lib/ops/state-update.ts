@@ -5,6 +5,7 @@ import { dtypeCode } from '../dtype.js';
 import { describe } from '../errors.js';
 import { native } from '../native.js';
 import { type Tensor, allocate, deviceIndex, storageOf } from '../tensor.js';
+import { typedArrayLength, typedArrayName } from '../typed-arrays.js';
 
 export interface StateUpdateOptions {
   /** (dim), (H, P) or (H) float32: y += D * x. */
@@ -66,14 +67,17 @@ export function selectiveStateUpdate(
 
   // The state's rows: one per batch row, or the cache slots that stateBatchIndices points into.
   let indices: Int32Array | undefined;
-  if (o.stateBatchIndices !== undefined) {
-    if (!(o.stateBatchIndices instanceof Int32Array)) {
-      throw new TypeError(`${fn}: stateBatchIndices must be an Int32Array, got ${describe(o.stateBatchIndices)}`);
+  const given = o.stateBatchIndices;
+  if (given !== undefined) {
+    // Checked by its real type and length, and copied: what is checked is what the op reads.
+    if (typedArrayName(given) !== 'Int32Array') {
+      throw new TypeError(`${fn}: stateBatchIndices must be an Int32Array, got ${describe(given)}`);
     }
-    indices = o.stateBatchIndices;
-    if (indices.length !== batch) {
-      throw new RangeError(`${fn}: stateBatchIndices must have length batch=${batch}, got ${indices.length}`);
+    const length = typedArrayLength(given as Int32Array);
+    if (length !== batch) {
+      throw new RangeError(`${fn}: stateBatchIndices must have length batch=${batch}, got ${length}`);
     }
+    indices = new Int32Array(given as Int32Array);
     const seen = new Set<number>();
     for (const [i, slot] of indices.entries()) {
       if (slot < 0) continue; // padding
@@ -153,7 +157,7 @@ export function selectiveStateUpdate(
   const dtSoftplus = check.boolean('dtSoftplus', o.dtSoftplus);
   const device = check.device();
 
-  const y = allocate(xShape, xT.dtype, device, false);
+  const y = allocate(fn, xShape, xT.dtype, device, false);
   try {
     native.stateUpdate({
       device: deviceIndex(device),

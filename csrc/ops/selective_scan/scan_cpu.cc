@@ -491,7 +491,7 @@ void backwardTask(const ScanBackwardParams &bp, const Task &task, const Backward
 void scanForward(const ScanForwardParams &p) {
   const auto ranges = channelRanges(p.shape, p.B, p.C);
   const auto tasks = tasksFor(p.shape, ranges);
-  ThreadPool &pool = ThreadPool::instance();
+  ThreadPool::Session pool;
   WorkerScratch scratch(pool.threads(), scratchBytes<ForwardScratch>(p, ceilDiv(widestRange(ranges), kLanes)));
   dispatchDType(p.dtype, [&](auto dtype) {
     pool.parallelFor(int64_t(tasks.size()), [&](int64_t i, int worker) {
@@ -522,7 +522,7 @@ void scanBackward(const ScanBackwardParams &bp) {
   partials.dD = dD.data();
   partials.ddeltaBias = ddeltaBias.data();
 
-  ThreadPool &pool = ThreadPool::instance();
+  ThreadPool::Session pool;
   {
     WorkerScratch scratch(pool.threads(), scratchBytes<BackwardScratch>(p, ceilDiv(widestRange(ranges), kLanes)));
     dispatchDType(p.dtype, [&](auto dtype) {

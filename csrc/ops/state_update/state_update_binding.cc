@@ -18,19 +18,21 @@ void readStateUpdate(op::Descriptor &d, StateUpdateParams &p) {
   p.scalarPerHead = d.flag("scalarPerHead");
   p.dtSoftplus = d.flag("dtSoftplus");
   const int64_t B = p.batch, H = p.heads, P = p.headDim, N = p.dstate;
-  p.state = d.floats("state", p.stateSlots * H * P * N);
-  p.x = d.tensor("x", B * H * P, p.dtype);
-  p.dt = d.tensor("dt", p.scalarPerHead ? B * H : B * H * P, p.dtype);
-  p.z = d.tensor("z", B * H * P, p.dtype, op::Presence::Optional);
-  p.B = d.tensor("B", B * p.groups * N, p.dtype);
-  p.C = d.tensor("C", B * p.groups * N, p.dtype);
-  p.A = d.floats("A", p.scalarPerHead ? H : H * P * N);
+  // Per head (one scalar each) or per channel of a head.
+  const int64_t perHeadP = p.scalarPerHead ? 1 : P;
+  p.state = d.floats("state", {p.stateSlots, H, P, N});
+  p.x = d.tensor("x", {B, H, P}, p.dtype);
+  p.dt = d.tensor("dt", {B, H, perHeadP}, p.dtype);
+  p.z = d.tensor("z", {B, H, P}, p.dtype, op::Presence::Optional);
+  p.B = d.tensor("B", {B, p.groups, N}, p.dtype);
+  p.C = d.tensor("C", {B, p.groups, N}, p.dtype);
+  p.A = d.floats("A", {H, perHeadP, p.scalarPerHead ? 1 : N});
   const bool dPerHead = d.flag("dPerHead");
-  p.D = d.floats("D", dPerHead ? H : H * P, op::Presence::Optional);
+  p.D = d.floats("D", {H, dPerHead ? 1 : P}, op::Presence::Optional);
   p.dStrideHead = dPerHead ? 1 : P;
   p.dStrideP = dPerHead ? 0 : 1;
-  p.dtBias = d.floats("dtBias", p.scalarPerHead ? H : H * P, op::Presence::Optional);
-  p.y = d.tensor("y", B * H * P, p.dtype);
+  p.dtBias = d.floats("dtBias", {H, perHeadP}, op::Presence::Optional);
+  p.y = d.tensor("y", {B, H, P}, p.dtype);
   d.indices("stateBatchIndices", B, &p.stateBatchIndices, op::Presence::Optional);
   // Slots in range and distinct: lib/ checked the user's array; this copy is what the kernel reads.
   if (p.stateBatchIndices) {

@@ -72,8 +72,9 @@ void stateUpdateRows(const StateUpdateParams &p, int64_t begin, int64_t end) {
 
 void stateUpdate(const StateUpdateParams &p) {
   const int64_t rows = p.batch * p.heads * p.headDim;
+  ThreadPool::Session pool;
   dispatchDType(p.dtype, [&](auto dtype) {
-    ThreadPool::instance().parallelFor((rows + kRowsPerTask - 1) / kRowsPerTask, [&](int64_t task, int) {
+    pool.parallelFor((rows + kRowsPerTask - 1) / kRowsPerTask, [&](int64_t task, int) {
       stateUpdateRows<decltype(dtype)::value>(p, task * kRowsPerTask, std::min(rows, (task + 1) * kRowsPerTask));
     });
   });
