@@ -18,6 +18,7 @@ if (problems.length) {
   );
   process.exit(1);
 }
-console.log(
-  `selective-scan: packing the prebuilt binary (CUDA ${buildInfo.cudaRuntime}: ${buildInfo.cudaArchitectures.join(' ')})`,
+// On stderr: `npm pack --json` passes the script's stdout on into its own.
+process.stderr.write(
+  `selective-scan: packing the prebuilt binary (CUDA ${buildInfo.cudaRuntime}: ${buildInfo.cudaArchitectures.join(' ')})\n`,
 );
