@@ -3,6 +3,7 @@
 // descriptors after checking every user argument, and csrc/ops/<op>/<op>_binding.cc reads them.
 import path from 'node:path';
 import type { DTypeCode } from './dtype.js';
+import { loadAddon } from './load-addon.js';
 
 /** The bytes behind a tensor (csrc/storage.h). */
 export interface Storage {
@@ -166,27 +167,8 @@ export interface Native {
 /** The folder of this copy of the package. */
 export const packageRoot = path.join(__dirname, '..');
 
-function load(): Native {
-  try {
-    // node-gyp-build looks in build/Release (a local build) and then prebuilds/<platform>-<arch>.
-    const nodeGypBuild = require('node-gyp-build') as (dir: string) => Native;
-    return nodeGypBuild(packageRoot);
-  } catch (error) {
-    const reason = error instanceof Error ? error.message.trim() : String(error);
-    throw new Error(
-      `selective-scan: its native addon could not be loaded on ${process.platform}-${process.arch}.\n${reason}\n\n` +
-        'The package ships a prebuilt binary for Linux x64 with glibc 2.28 or newer (prebuilds/linux-x64), ' +
-        'which needs no install script. Elsewhere the addon is built from source when the package is installed, ' +
-        'which needs cmake 3.25 or newer, a C++17 compiler (g++ 9 or newer), the CUDA toolkit 13.0 or newer for ' +
-        'the GPU backend (optional), and three packages:\n' +
-        '  npm install --save-dev cmake-js node-addon-api node-api-headers\n' +
-        '  npm install-scripts approve selective-scan    # npm 11 skips install scripts it has not approved\n' +
-        '  npm rebuild selective-scan --foreground-scripts',
-    );
-  }
-}
-
-export const native: Native = load();
+// A source build in build/Release, else the prebuilt binary in prebuilds/ (lib/load-addon.ts).
+export const native: Native = loadAddon<Native>(packageRoot);
 
 // Bad values of SELECTIVE_SCAN_NUM_THREADS or SELECTIVE_SCAN_CPU_ISA: the addon used its default
 // instead, and says so once per process.

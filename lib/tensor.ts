@@ -5,6 +5,16 @@ import { codedError, describe, fromFunction } from './errors.js';
 import { type DeviceIndex, native, type Storage } from './native.js';
 import { typedArrayLength, typedArrayName } from './typed-arrays.js';
 
+// Tensor and ScanContext implement [Symbol.dispose] (for `using`). Node has the symbol from 20.5 on,
+// but TypeScript declares it only in lib "esnext.disposable" or in @types/node, so the shipped
+// .d.ts files declare it themselves, as @types/node does: they then compile for a user who has
+// neither, and the declarations merge where the user has either.
+declare global {
+  interface SymbolConstructor {
+    readonly dispose: unique symbol;
+  }
+}
+
 export type { DType };
 export type DeviceSpec = 'cpu' | 'cuda' | `cuda:${number}`;
 export type Device = 'cpu' | `cuda:${number}`;

@@ -14,6 +14,7 @@
 const fs = require('node:fs');
 const path = require('node:path');
 const { spawnSync } = require('node:child_process');
+const { architectureNames, checkPrebuilt, releaseArchitectures } = require('./prebuilt-binary.js');
 
 const root = path.join(__dirname, '..');
 const env = { ...process.env, SELECTIVE_SCAN_RELEASE: '1' };
@@ -36,26 +37,18 @@ const run = spawnSync(process.execPath, [prebuildify, '--napi', '--strip', '--ta
 });
 if (run.status !== 0) process.exit(run.status ?? 1);
 
-// Load what was made, in a fresh process, and say what it carries.
-const dir = path.join(root, 'prebuilds', `${process.platform}-${process.arch}`);
-for (const file of fs.readdirSync(dir)) {
-  const binary = path.join(dir, file);
-  const probe = spawnSync(
-    process.execPath,
-    [
-      '-e',
-      `const m = { exports: {} }; process.dlopen(m, ${JSON.stringify(binary)}); console.log(JSON.stringify(m.exports.buildInfo()))`,
-    ],
-    { encoding: 'utf8' },
-  );
-  if (probe.status !== 0) {
-    console.error(`prebuilds: ${binary} does not load:\n${probe.stderr}`);
-    process.exit(1);
-  }
-  const size = (fs.statSync(binary).size / 2 ** 20).toFixed(1);
-  console.log(`prebuilds: ${path.relative(root, binary)} (${size} MiB) ${probe.stdout.trim()}`);
-  checkSharedLibraries(binary);
+// Load what was made, in a fresh process, and check that it carries what was asked for.
+const { problems, binaries, buildInfo } = checkPrebuilt(
+  process.env.CUDAARCHS ? architectureNames(process.env.CUDAARCHS) : releaseArchitectures(),
+);
+if (problems.length) {
+  console.error(`prebuilds: ${problems.join('\n  ')}`);
+  process.exit(1);
 }
+const [binary] = binaries;
+const size = (fs.statSync(binary).size / 2 ** 20).toFixed(1);
+console.log(`prebuilds: ${path.relative(root, binary)} (${size} MiB) ${JSON.stringify(buildInfo)}`);
+checkSharedLibraries(binary);
 
 // The binary may ask only for the C library's own parts, and for no newer glibc than allowed.
 function checkSharedLibraries(binary) {

@@ -49,12 +49,28 @@ const TITLE = SKIP ? `CUDA kernels on the CPU emulator (skipped: ${SKIP})` : 'CU
 // The binary is built while the tests are collected (a rerun compiles nothing), so that the groups
 // of cases come from the binary itself (`--groups`: one test each) rather than a hand-kept list.
 // The first build compiles every kernel, the CPU backend three times and the cases: about a minute
-// on two cores; each compiled file is reported as it starts.
-const build = SKIP
-  ? null
-  : await buildEmulator({ log: (message: string) => console.info(`kernel emulation: ${message}`) }).catch(
-      (error: unknown) => (error instanceof Error ? error : new Error(String(error))),
-    );
+// on two idle cores, several on a busy machine. Each compiled file is reported as it starts, and
+// a compile that takes long is reported every 30 s, so that `npm test` is never silent for long
+// (vitest prints these lines as they come, while the other test files run).
+async function buildWithProgress() {
+  const started = Date.now();
+  let lastMessage = started;
+  const log = (message: string) => {
+    lastMessage = Date.now();
+    console.info(`kernel emulation: ${message}`);
+  };
+  const progress = setInterval(() => {
+    if (Date.now() - lastMessage >= 30_000) log(`still compiling (${Math.round((Date.now() - started) / 1000)} s)`);
+  }, 5_000);
+  try {
+    return await buildEmulator({ log });
+  } catch (error) {
+    return error instanceof Error ? error : new Error(String(error));
+  } finally {
+    clearInterval(progress);
+  }
+}
+const build = SKIP ? null : await buildWithProgress();
 const built = build instanceof Error ? null : build;
 const GROUPS: string[] = built
   ? execFileSync(built.binary, ['--groups'], { encoding: 'utf8' }).split('\n').filter(Boolean)

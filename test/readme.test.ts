@@ -1,11 +1,38 @@
 // The README's TypeScript example runs as written (on the GPU where there is one, else the CPU),
-// so the first thing a user copies keeps working.
-import { readFileSync, writeFileSync, rmSync } from 'node:fs';
+// as an ES module and as CommonJS, and prints what the README says it prints: the first thing a
+// user copies keeps working.
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
+import { cuda } from './helpers/api.js';
+import { consumerProject } from './helpers/consumer.js';
 
 const readme = readFileSync(path.join(__dirname, '..', 'README.md'), 'utf8');
-const example = /```ts\n([\s\S]*?)```/.exec(readme)?.[1] ?? '';
+const exampleBlock = /```ts\n([\s\S]*?)```\n/.exec(readme);
+const example = exampleBlock?.[1] ?? '';
+// The plain block after the example: what it prints.
+const printed = /```\n([\s\S]*?)```/.exec(
+  readme.slice((exampleBlock?.index ?? 0) + (exampleBlock?.[0].length ?? 0)),
+)?.[1];
+
+const NUMBER = String.raw`-?\d+\.\d{4}`;
+const FOUR = `${NUMBER}( ${NUMBER}){3}`;
+/** The lines the example prints, on `device`. */
+function expectedLines(device: string): RegExp[] {
+  const t = (shape: string, dtype: string) => String.raw`Tensor\(\[${shape}\], ${dtype}, ${device}\)`;
+  return [
+    new RegExp(`^forward: out ${t('2, 64, 128', 'bfloat16')}, lastState ${t('2, 64, 16', 'float32')}$`),
+    new RegExp(`^backward: du ${t('2, 64, 128', 'bfloat16')}, dD ${t('64', 'float32')}, dA\\[0\\.\\.3\\] = ${FOUR}$`),
+    new RegExp(`^step: y ${t('2, 64', 'bfloat16')}, y\\[0\\.\\.3\\] = ${FOUR}$`),
+  ];
+}
+
+function expectPrinted(output: string, device: string) {
+  const lines = output.trim().split('\n');
+  const patterns = expectedLines(device);
+  expect(lines.length, output).toBe(patterns.length);
+  for (const [i, pattern] of patterns.entries()) expect(lines[i]).toMatch(pattern);
+}
 
 describe('README', () => {
   it('has a TypeScript example that uses forward, backward and the stepwise update', () => {
@@ -19,19 +46,46 @@ describe('README', () => {
     expect(readme).toMatch(/npm test\s/);
   });
 
-  it('runs its example, which produces finite values', async () => {
-    // The example ends by binding y; export what we check.
-    const file = path.join(__dirname, `.readme-example-${process.pid}.ts`);
-    writeFileSync(file, `${example}\nexport { y, dA, out };\n`);
-    try {
-      const m = await import(file);
-      const [y, dA, out] = [m.y.dataSync(), m.dA.dataSync(), m.out.dataSync()];
-      expect(y.length).toBe(2 * 64);
-      expect(dA.length).toBe(64 * 16);
-      expect(out.length).toBe(2 * 64 * 128);
-      for (const values of [y, dA, out]) expect(values.every(Number.isFinite)).toBe(true);
-    } finally {
-      rmSync(file, { force: true });
+  it('shows what its example prints', () => {
+    expect(printed).toBeDefined();
+    expectPrinted(printed ?? '', 'cpu');
+  });
+
+  describe('its example, compiled with tsc --strict --module nodenext', () => {
+    const project = consumerProject(
+      {
+        'package.json': '{ "name": "readme-example", "private": true }',
+        'tsconfig.json': JSON.stringify({
+          compilerOptions: { strict: true, module: 'nodenext', outDir: 'out' },
+          files: ['example.mts', 'example.cts'],
+        }),
+        'example.mts': example,
+        'example.cts': example,
+      },
+      'link',
+    );
+    afterAll(() => project.remove());
+    const device = cuda.isAvailable() ? 'cuda:0' : 'cpu';
+
+    it('compiles', () => {
+      const { ok, output } = project.tsc(['-p', '.']);
+      expect(output).toBe('');
+      expect(ok).toBe(true);
+      // Really one module of each kind.
+      expect(readFileSync(path.join(project.dir, 'out', 'example.cjs'), 'utf8')).toContain('require("selective-scan")');
+      expect(readFileSync(path.join(project.dir, 'out', 'example.mjs'), 'utf8')).toContain("from 'selective-scan'");
+    });
+
+    for (const [kind, file] of [
+      ['ES module', 'out/example.mjs'],
+      ['CommonJS', 'out/example.cjs'],
+    ]) {
+      it(`runs as ${kind} and prints what it computed`, () => {
+        const run = project.node(file);
+        expect(run.stderr).toBe('');
+        expect(run.ok).toBe(true);
+        expectPrinted(run.stdout, device);
+      });
     }
   });
 });

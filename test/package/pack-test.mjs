@@ -14,21 +14,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { checkPrebuilt, releaseArchitectures } from '../../scripts/prebuilt-binary.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const argv = process.argv.slice(2);
-// CMake's architecture list as buildInfo() names it: "90-real" -> sm_90, "120" -> sm_120 and compute_120.
-function releaseArchitectures() {
-  const cmake = fs.readFileSync(path.join(root, 'CMakeLists.txt'), 'utf8');
-  const list = /set\(release_cuda_architectures "([^"]+)"\)/.exec(cmake);
-  if (!list) fail('CMakeLists.txt has no release_cuda_architectures');
-  return list[1].split(';').flatMap((arch) => {
-    const number = /^\d+[a-z]?/.exec(arch)[0];
-    if (arch.endsWith('-real')) return [`sm_${number}`];
-    if (arch.endsWith('-virtual')) return [`compute_${number}`];
-    return [`sm_${number}`, `compute_${number}`];
-  });
-}
 const expectArchs = argv.includes('--expect-archs')
   ? argv[argv.indexOf('--expect-archs') + 1].split(',')
   : releaseArchitectures();
@@ -53,19 +42,19 @@ function environmentWithoutCuda() {
   return env;
 }
 
-const prebuildDir = path.join(root, 'prebuilds', `${process.platform}-${process.arch}`);
-if (!fs.existsSync(prebuildDir) || fs.readdirSync(prebuildDir).length === 0) {
-  fail(`no prebuilt binary in ${path.relative(root, prebuildDir)}: run \`npm run prebuilds\` first`);
-}
+const { problems } = checkPrebuilt(expectArchs);
+if (problems.length) fail(`${problems.join('; ')}: run \`npm run prebuilds\` first`);
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'selective-scan-pack-'));
 console.log(`pack-test: working in ${work}`);
 
 // ---- The tarball ---------------------------------------------------------------------------------
+// npm pack runs the prepack check (scripts/prepack.js), told of the architectures expected here.
 const packJson = execFileSync('npm', ['pack', '--json', '--pack-destination', work], {
   cwd: root,
   encoding: 'utf8',
   stdio: ['ignore', 'pipe', 'inherit'],
+  env: { ...process.env, SELECTIVE_SCAN_PACK_ARCHS: expectArchs.join(',') },
 });
 const [pack] = JSON.parse(packJson);
 const tarball = path.join(work, pack.filename);
@@ -196,6 +185,7 @@ function tryWithoutPrebuild() {
   const run = spawnSync(process.execPath, ['-e', "require('selective-scan')"], { cwd: dir, env, encoding: 'utf8' });
   if (run.status === 0) fail('no-prebuild: the import succeeded without a binary');
   for (const advice of [
+    'no prebuilt binary: this copy of the package carries none',
     'npm install --save-dev cmake-js node-addon-api node-api-headers',
     'npm install-scripts approve selective-scan',
   ]) {
