@@ -8,7 +8,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { cuda } from 'selective-scan';
 import { resultHeader } from './lib/device.mjs';
-import { makeTarget } from './lib/measure.mjs';
+import { makeTarget } from './lib/targets.mjs';
 
 const [what, ...rest] = process.argv.slice(2);
 const target = () => makeTarget(cuda.isAvailable() ? 'cuda' : 'cpu');
