@@ -1,12 +1,20 @@
 // The harness of `npm run bench` (bench/): the bytes and exp2 counts of each op's roofline, counted
-// by hand here; the op modules' interface and the options checked against it; and a whole run on
-// the CPU and on the simulated GPU path at tiny shapes (the machine's ceilings fixed, not measured),
-// whose progress must add up to the plan.
+// by hand here; the op modules' interface and the options checked against it; a whole run on the
+// CPU and on the simulated GPU path at tiny shapes (the machine's ceilings fixed, not measured),
+// whose progress must add up to the plan; and what the GPU session (bench/gpu-session.sh) makes of
+// sanitizer logs and of mamba_ssm's peer binary's output.
 import { describe, expect, it } from 'vitest';
 import { parseOptions } from '../bench/lib/cli.mjs';
 import { DeviceRun } from '../bench/lib/device-run.mjs';
 import { markdownReport } from '../bench/lib/report.mjs';
 import { convStepTraffic, convTraffic, roofline, scanTraffic, ssdTraffic } from '../bench/lib/roofline.mjs';
+import {
+  peerComparison,
+  preflightProblems,
+  readPeerLines,
+  readSanitizerRun,
+  sessionGoals,
+} from '../bench/lib/session.mjs';
 import { makeTarget } from '../bench/lib/targets.mjs';
 import { BENCH_OPS } from '../bench/ops/index.mjs';
 
@@ -141,4 +149,129 @@ describe('a run at tiny shapes', () => {
       expect(md).toContain('| step-b1-heads | (1, 80x64, N=16) | float32 | step |');
     }, 60_000);
   }
+});
+
+describe('the GPU session: preflight, sanitizer logs, mamba_ssm beside ours, the goals', () => {
+  it('stops a session whose addon has no CUDA, no sm_90 code, or no GPU', () => {
+    const build = { cuda: true, cudaArchitectures: ['sm_90', 'compute_90'] };
+    expect(preflightProblems(build, { available: true, reason: null })).toEqual([]);
+    expect(preflightProblems({ cuda: false, cudaArchitectures: [] }, { available: false, reason: 'x' })).toEqual([
+      'the addon was built without CUDA (buildInfo().cuda is false): build it with nvcc',
+    ]);
+    expect(preflightProblems({ cuda: true, cudaArchitectures: ['sm_80'] }, { available: true, reason: null })).toEqual([
+      'the addon has CUDA code for sm_80 only, not sm_90 (H100, H200)',
+    ]);
+    expect(preflightProblems(build, { available: false, reason: 'no NVIDIA driver found' })).toEqual([
+      'CUDA is not usable here: no NVIDIA driver found',
+    ]);
+  });
+
+  it('reads a sanitizer log as passed, failed, timed out, or refused by the device (neither)', () => {
+    const ok = '{"ok":true,"calls":12}';
+    const read = (exit: number, log: string) => readSanitizerRun({ tool: 'memcheck', exit, seconds: 3, log });
+    expect(read(0, `========= COMPUTE-SANITIZER\n${ok}\n========= ERROR SUMMARY: 0 errors\n`)).toMatchObject({
+      ran: true,
+      pass: true,
+      errors: 0,
+    });
+    const bad = read(
+      99,
+      `========= Invalid __global__ read of size 4 bytes\n${ok}\n========= ERROR SUMMARY: 2 errors\n`,
+    );
+    expect(bad).toMatchObject({ ran: true, pass: false, errors: 2 });
+    expect(bad.firstReports).toEqual(['========= Invalid __global__ read of size 4 bytes']);
+    expect(read(124, `========= COMPUTE-SANITIZER\n`)).toMatchObject({ ran: true, pass: false, timedOut: true });
+    const race = '========= RACECHECK SUMMARY: 3 hazards displayed (1 error, 2 warnings)\n';
+    expect(read(0, `${ok}\n${race}`)).toMatchObject({ pass: false, racecheck: { hazards: 3, errors: 1, warnings: 2 } });
+    expect(read(1, '========= COMPUTE-SANITIZER\n========= Error: Device not supported\n')).toEqual({
+      tool: 'memcheck',
+      command: undefined,
+      exitCode: 1,
+      timedOut: false,
+      seconds: 3,
+      ran: false,
+      pass: null,
+      skipped: 'the device refused it: Error: Device not supported',
+    });
+  });
+
+  // A line as mamba-peer --op both prints it (harness.cu), and our bench rows of the same shape.
+  const peerLine = (name: string, shape: number[], fwd: number, bwd: number, extra = {}) =>
+    JSON.stringify({
+      shape,
+      shape_name: name,
+      dtype: 'bf16',
+      op: 'both',
+      l2_flush: false,
+      median_ms: fwd + bwd,
+      peak_mem_bytes: 1000,
+      fwd: { median_ms: fwd },
+      bwd: { median_ms: bwd },
+      check: { pass: true },
+      ...extra,
+    });
+  const row = (shapeName: string, shape: object, op: string, medianMs: number) => ({
+    kind: 'scan',
+    shapeName,
+    shape,
+    dtype: 'bfloat16',
+    op,
+    medianMs,
+  });
+  const S1 = { batch: 8, dim: 4096, L: 2048, N: 16, G: 1 };
+  const S3 = { batch: 64, dim: 2048, L: 64, N: 16, G: 1 };
+  const bench = {
+    cases: [
+      row('S1', S1, 'fwd', 2),
+      row('S1', S1, 'bwd', 5),
+      row('S1', S1, 'bwd-det', 6),
+      row('S1', S1, 'fwd+bwd', 8),
+      row('S3', S3, 'fwd', 0.5),
+      {
+        kind: 'step',
+        shapeName: 'step-b256-channels',
+        dtype: 'bfloat16',
+        roofline: { gbps: 3600, copyBandwidthGBps: 4000 },
+      },
+    ],
+    memory: [{ peakAllocatedBytes: 1200, inputBytes: 500, outputBytes: 300, gradientBytes: 300 }],
+  };
+  const lines = readPeerLines(
+    [
+      '{"mamba_commit":"e9594ce"}',
+      peerLine('S1', [8, 4096, 2048, 16], 3, 5),
+      peerLine('S3', [64, 2048, 64, 16], 0.6, 1),
+      peerLine('S3', [64, 2048, 64, 16], 0.9, 1.2, { l2_flush: true, check: undefined }),
+      '{"shape":[1,4096,65536,16],"shape_name":"S2","error":"no CUDA device"}',
+      'Segmentation fault',
+    ].join('\n'),
+  );
+
+  it("puts mamba_ssm's times beside our rows of the same shape: their time over ours", () => {
+    expect(lines[5]).toEqual({ unparsed: 'Segmentation fault' });
+    const cmp = peerComparison(bench, lines);
+    expect(cmp.map((c: { shapeName: string }) => c.shapeName)).toEqual(['S1', 'S3']);
+    expect(cmp[0]).toMatchObject({
+      ours: { fwd: 2, bwd: 5, bwdDet: 6, fwdBwd: 8 },
+      mamba: { fwd: 3, bwd: 5, fwdBwd: 8, check: true },
+      speedup: { fwd: 1.5, bwd: 1, fwdBwd: 1 },
+      mambaWithL2Flush: null,
+    });
+    expect(cmp[1].speedup.fwd).toBeCloseTo(1.2);
+    expect(cmp[1].speedup.bwd).toBeNull();
+    expect(cmp[1].mambaWithL2Flush).toEqual({ fwd: 0.9, fwdBwd: 2.1 });
+  });
+
+  it('measures the goals of the first GPU run, and says which were not measured', () => {
+    const goals = sessionGoals(bench, peerComparison(bench, lines));
+    expect(goals.map((g) => [g.measured === null ? null : +g.measured.toFixed(3), g.met])).toEqual([
+      [1.5, true], // forward S1 ≥ 1.3
+      [1.2, false], // forward S3 ≥ 2
+      [1, false], // backward S1 ≥ 1.2
+      [1.2, true], // deterministic ≤ 1.25 of the default
+      [0.9, true], // step ≥ 80 % of the copy bandwidth
+      [1.091, true], // peak memory ≤ 1.1 of inputs, outputs and gradients
+    ]);
+    expect(sessionGoals(null, []).every((g) => g.met === null)).toBe(true);
+  });
 });
