@@ -4,7 +4,7 @@
 // With no device: the first GPU when cuda.isAvailable(), else the CPU.
 import { cuda } from 'selective-scan';
 import { describeDevice, resultHeader } from './lib/device.mjs';
-import { makeTarget } from './lib/measure.mjs';
+import { makeTarget } from './lib/targets.mjs';
 
 const args = process.argv.slice(2);
 const fieldAt = args.indexOf('--field');

@@ -1,149 +1,183 @@
 #!/usr/bin/env bash
-# The GPU session in one go, on the GPU host (a copy of the project with .gpu-bundle/):
+# The GPU session in one command, on a GPU host with a copy of the project that `npm run
+# gpu:prepare` made ready (.gpu-bundle/ brings node, which the host lacks; .peers/mamba/ brings
+# mamba_ssm's kernels):
 #
-#   bash .gpu-bundle/enter.sh bash bench/gpu-session.sh
+#   bash .gpu-bundle/enter.sh bash bench/gpu-session.sh            on the GPU (H100/H200, sm_90)
+#   bash .gpu-bundle/enter.sh bash bench/gpu-session.sh --dry-run  without one: every step on the CPU
 #
-#   1. the GPU test suite          npx vitest run test/gpu.test.ts
-#   2. compute-sanitizer           memcheck and racecheck over bench/sanitizer-case.mjs
-#   3. the benchmark               node bench/bench.mjs --device cuda (fewer repetitions), then a
-#                                  quick CPU run (the CPU ratio on this host's cores)
-#
-# Writes bench/results/YYYY-MM-DD-<device>-{tests,sanitizer,bench}.json (+ the bench's .md and .svg,
-# and the CPU run's files), copies them into $OUT when it is set (with the logs packed into
-# gpu-session-logs.tar.gz: at most 8 files come back), and prints a short summary last.
-# Every step has a time limit so that the whole stays within SESSION_BUDGET_S (default 480 s: a
-# session gets 15 minutes of device time, start-up included, and a rerun must still fit).
-#
-# Environment:
-#   SESSION_BUDGET_S   total seconds (default 480)
-#   BENCH_ARGS         arguments of the GPU benchmark (default below)
-#   SESSION_CPU_BENCH  0 skips the quick CPU benchmark
-#   SANITIZER_TOOLS    default "memcheck racecheck" (synccheck, initcheck also work)
-#   TESTS              default test/gpu.test.ts
-# Exit status: 0 when the tests, the sanitizer runs and the benchmark's checks all passed, else 1.
+# Steps, each with a time limit, within SESSION_BUDGET_S (default 300 s; with the bundle's unpacking
+# and the kills' grace, under 6 minutes: a rerun and two machine start-ups fit in 15 minutes of
+# device time):
+#   0. preflight   the addon must have CUDA for sm_90 and see a GPU: else it stops at once (exit 2)
+#   1. tests       vitest run test/gpu.test.ts: the kernels against the CPU backend            (80 s)
+#   2. bench       S1-S4 and the step in bfloat16, agreement checks, peak memory at S1         (90 s)
+#   3. mamba_ssm   its kernels (.peers/mamba/mamba-peer, with --check) at S1-S4, bf16, z, D,
+#                  softplus, on the same call and GPU; the report puts its times beside ours   (40 s)
+#   4. sanitizers  compute-sanitizer memcheck and racecheck over bench/sanitizer-case.mjs;
+#                  skipped, with the reason, where it is missing or the device refuses it     (30 s each)
+#   5. report      bench/results/YYYY-MM-DD-<gpu>-{tests,sanitizer,bench,session}.json, the bench's
+#                  and the session's .md; each copied into $OUT (when set) as soon as it is written,
+#                  with the logs so far (7 files in all)
+# The last lines printed are the session's report (ours beside mamba_ssm, the goals).
+# Exit status: 0 all passed, 1 something failed (see the report), 2 stopped at the preflight.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-root=$(pwd)
-budget=${SESSION_BUDGET_S:-480}
+dry=0
+case "${1:-}" in
+"") ;;
+--dry-run) dry=1 ;;
+-h | --help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//' && exit 0 ;;
+*) echo "gpu-session: unknown argument $1 (--dry-run, --help)" >&2 && exit 2 ;;
+esac
+budget=${SESSION_BUDGET_S:-300}
 start=$(date +%s)
-elapsed() { echo $(( $(date +%s) - start )); }
-# limit WANTED RESERVE: WANTED seconds, or less so that RESERVE seconds remain for the later steps.
-limit() {
-  local want=$1 reserve=$2 left
-  left=$(( budget - $(elapsed) - reserve ))
-  [ "$left" -lt "$want" ] && want=$left
-  [ "$want" -lt 20 ] && want=20
-  echo "$want"
-}
+elapsed() { echo $(($(date +%s) - start)); }
 say() { echo "== gpu-session [$(elapsed) s]: $*" >&2; }
-
+# limit WANT RESERVE: WANT seconds, or fewer so that RESERVE seconds stay for the later steps.
+limit() {
+  local left=$((budget - $(elapsed) - $2))
+  local want=$(($1 < left ? $1 : left))
+  echo $((want < 15 ? 15 : want))
+}
 results=bench/results
-mkdir -p "$results"
 logs=$(mktemp -d "${TMPDIR:-/tmp}/gpu-session.XXXXXX")
-day=$(date -u +%F)
+mkdir -p "$results"
+steps=() # NAME:EXIT:SECONDS, for the report
+# step NAME LIMIT LOG COMMAND...: runs COMMAND under timeout, its output in LOG; sets $rc.
+step() {
+  local name=$1 lim=$2 log=$3 t0
+  shift 3
+  say "$name (limit $lim s): $*"
+  t0=$(date +%s)
+  timeout -k 5 "$lim" "$@" >"$log" 2>&1
+  rc=$?
+  steps+=("$name:$rc:$(($(date +%s) - t0))")
+  [ "$rc" = 124 ] && say "$name: timed out after $lim s"
+}
+# save FILE...: copies the files and the logs so far into $OUT after each step, so that what was
+# done comes back even if the call is cut short.
+save() {
+  [ -n "${OUT:-}" ] || return 0
+  mkdir -p "$OUT"
+  for f in "$@"; do [ -f "$f" ] && cp "$f" "$OUT/"; done
+  tar -czf "$OUT/gpu-session-logs.tar.gz" -C "$logs" .
+}
 
-gpu=1
-if ! node -e "process.exit(require('selective-scan').cuda.isAvailable() ? 0 : 1)" 2>/dev/null; then
-  gpu=0
-  say "WARNING: cuda.isAvailable() is false ($(node -e "console.log(require('selective-scan').cuda.unavailableReason)")): the GPU steps will fail or be skipped"
+# ---- 0. preflight ---------------------------------------------------------------------------------
+if ! node bench/session-record.mjs preflight $([ $dry = 1 ] && echo --dry-run) >"$logs/preflight.json" 2>"$logs/preflight.err"; then
+  cat "$logs/preflight.err" >&2
+  echo "gpu-session: STOPPED before any step: this is not a GPU session (--dry-run runs the steps on the CPU)." >&2
+  save
+  exit 2
 fi
-slug=$(node bench/device-info.mjs "$([ $gpu = 1 ] && echo cuda || echo cpu)" --field slug 2>/dev/null || echo unknown-device)
-[ "$gpu" = 0 ] && slug=simulated-gpu  # no GPU: the harness runs its GPU code path on the CPU (a test of this script)
-say "device: $(node bench/device-info.mjs "$([ $gpu = 1 ] && echo cuda || echo cpu)" --field name 2>/dev/null) ($slug), commit ${BUNDLE_COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}"
-command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total,temperature.gpu,clocks.sm --format=csv >"$logs/nvidia-smi.txt" 2>&1
+device=cuda
+[ $dry = 1 ] && device=cpu
+slug=$(node bench/device-info.mjs "$device" --field slug)
+[ $dry = 1 ] && slug=simulated-gpu
+day=$(date -u +%F)
+say "device: $(node bench/device-info.mjs "$device" --field name) ($slug), commit ${BUNDLE_COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}"
+command -v nvidia-smi >/dev/null && nvidia-smi >"$logs/nvidia-smi.txt" 2>&1
+stem="$results/$day-$slug"
 
-tests_json="$results/$day-$slug-tests.json"
-sanitizer_json="$results/$day-$slug-sanitizer.json"
-status=0
+# ---- 1. the GPU tests ------------------------------------------------------------------------------
+cmd=(npx vitest run test/gpu.test.ts --reporter=default --reporter=json "--outputFile.json=$logs/vitest.json")
+step tests "$(limit 80 205)" "$logs/tests.log" "${cmd[@]}"
+t=${steps[-1]}
+node bench/session-record.mjs tests --out "$stem-tests.json" --vitest-json "$logs/vitest.json" --exit "$rc" \
+  --seconds "${t##*:}" --log "$logs/tests.log" --command "${cmd[*]}"
+tail -n 6 "$logs/tests.log" >&2
+save "$stem-tests.json"
 
-# ---- 1. the GPU tests ----------------------------------------------------------------------------
-tests=${TESTS:-test/gpu.test.ts}
-t_limit=$(limit 180 330)
-say "tests: vitest run $tests (limit ${t_limit} s)"
-t0=$(date +%s)
-cmd="npx vitest run $tests --reporter=default --reporter=json --outputFile.json=$logs/vitest.json"
-timeout -k 10 "$t_limit" $cmd >"$logs/tests.log" 2>&1
-t_exit=$?
-tail -n 15 "$logs/tests.log" >&2
-node bench/session-record.mjs tests --out "$tests_json" --vitest-json "$logs/vitest.json" --exit "$t_exit" \
-  --seconds "$(( $(date +%s) - t0 ))" --log "$logs/tests.log" --command "$cmd" || status=1
-[ "$t_exit" = 0 ] || status=1
+# ---- 2. the benchmark ------------------------------------------------------------------------------
+b_limit=$(limit 90 115)
+if [ $dry = 1 ]; then
+  bench_args=(--simulate-gpu --shapes S1,S3,S4,step --reps 3 --max-case-ms 300)
+else
+  bench_args=(--device cuda --shapes S1,S2,S3,S4,step --reps 10 --max-case-ms 1500)
+fi
+# --deadline-s: no new case after it, so that the results are written before the timeout.
+bench_args+=(--dtypes bfloat16 --no-torch --deadline-s $((b_limit - 25)) --json "$stem-bench.json")
+rm -f "$stem-bench.json"
+step bench "$b_limit" "$logs/bench.log" node bench/bench.mjs "${bench_args[@]}"
+grep -E '^bench:' "$logs/bench.log" >&2
+save "$stem-bench.json" "$stem-bench.md"
 
-# ---- 2. compute-sanitizer --------------------------------------------------------------------------
-sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
+# ---- 3. mamba_ssm ------------------------------------------------------------------------------------
+peer=.peers/mamba/mamba-peer
+peer_missing=
+if [ ! -x "$peer" ] && [ -f "$peer.xz" ]; then
+  if command -v xz >/dev/null; then xz -dkf "$peer.xz"; else
+    python3 -c 'import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2],"wb"))' "$peer.xz" "$peer"
+  fi
+  chmod +x "$peer"
+fi
+if [ -x "$peer" ]; then
+  # Ours has no deltaBias and does not flush the L2 between calls: the same for mamba_ssm. Then S1
+  # and S3 with its own default, the L2 flushed before each call (S3's inputs are near the L2's size).
+  p_limit=$(limit 40 75)
+  p_start=$(date +%s)
+  "$peer" --version >"$logs/mamba-peer.jsonl" 2>"$logs/mamba-peer.err"
+  for run in "S1 --check --no-flush-l2" "S2 --check --no-flush-l2" "S3 --check --no-flush-l2" \
+    "S4 --check --no-flush-l2" "S1" "S3"; do
+    left=$((p_limit - ($(date +%s) - p_start)))
+    [ "$left" -lt 5 ] && { echo "{\"error\":\"not run: the step's $p_limit s were spent\",\"run\":\"$run\"}" >>"$logs/mamba-peer.jsonl"; continue; }
+    # shellcheck disable=SC2086
+    timeout -k 5 "$((left < 30 ? left : 30))" "$peer" --shape $run --dtype bf16 --op both --z --softplus \
+      --no-delta-bias --iters 20 --warmup 5 >>"$logs/mamba-peer.jsonl" 2>>"$logs/mamba-peer.err" ||
+      echo "{\"run\":\"$run\",\"exit\":$?}" >>"$logs/mamba-peer.jsonl"
+  done
+  steps+=("mamba_ssm:0:$(($(date +%s) - p_start))")
+  peer_args=(--peer-jsonl "$logs/mamba-peer.jsonl")
+  save
+else
+  peer_missing="no $peer or $peer.xz (npm run gpu:prepare -- --peer DIR copies it)"
+  say "mamba_ssm: skipped: $peer_missing"
+  steps+=("mamba_ssm:0:0")
+  peer_args=(--peer-missing "$peer_missing")
+fi
+
+# ---- 4. compute-sanitizer ----------------------------------------------------------------------------
+sanitizer=${SANITIZER:-$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)}
 runs=()
-for tool in ${SANITIZER_TOOLS:-memcheck racecheck}; do
-  s_limit=$(limit 120 240)
-  log="$logs/sanitizer-$tool.log"
-  if [ -z "$sanitizer" ] || [ "$gpu" = 0 ]; then
-    say "sanitizer $tool: skipped (compute-sanitizer: ${sanitizer:-not found}; GPU: $gpu)"
-    runs+=(--run "$tool:skipped:0:$log:")
-    status=1
+refused=
+for tool in memcheck racecheck; do
+  if [ -z "$sanitizer" ]; then
+    runs+=(--skip "$tool:compute-sanitizer not found on this machine")
+    steps+=("$tool:0:0")
     continue
   fi
-  say "sanitizer: $tool (limit ${s_limit} s)"
-  t0=$(date +%s)
+  if [ -n "$refused" ]; then
+    runs+=(--skip "$tool:$refused")
+    steps+=("$tool:0:0")
+    continue
+  fi
+  # racecheck looks at shared memory within a block and is the slower tool: two dtypes suffice.
   extra=()
   case_args=()
-  # racecheck looks at shared memory within a block: two dtypes are enough, and it is the slower tool.
-  [ "$tool" = racecheck ] && { extra=(--racecheck-report all); case_args=(--quick); }
-  s_cmd="compute-sanitizer --tool $tool ${extra[*]} --print-limit 100 --error-exitcode 99 node bench/sanitizer-case.mjs ${case_args[*]}"
-  timeout -k 10 "$s_limit" "$sanitizer" --tool "$tool" "${extra[@]}" --print-limit 100 --error-exitcode 99 \
-    node bench/sanitizer-case.mjs "${case_args[@]}" >"$log" 2>&1
-  s_exit=$?
-  grep -E "SUMMARY|^\{\"ok\"" "$log" | tail -n 3 >&2
-  runs+=(--run "$tool:$s_exit:$(( $(date +%s) - t0 )):$log:$s_cmd")
+  [ "$tool" = racecheck ] && extra=(--racecheck-report all) && case_args=(--quick)
+  s_cmd=("$sanitizer" --tool "$tool" "${extra[@]}" --print-limit 100 --error-exitcode 99 node bench/sanitizer-case.mjs "${case_args[@]}")
+  step "$tool" "$(limit 30 $([ $tool = memcheck ] && echo 45 || echo 15))" "$logs/sanitizer-$tool.log" "${s_cmd[@]}"
+  runs+=(--run "$tool:$rc:${steps[-1]##*:}:$logs/sanitizer-$tool.log:${s_cmd[*]}")
+  grep -E "SUMMARY|^\{\"ok\"" "$logs/sanitizer-$tool.log" | tail -n 2 >&2
+  # A device that refuses the first tool refuses the second: say why once, skip it.
+  refused=$(node bench/session-record.mjs sanitizer-refused "$logs/sanitizer-$tool.log")
 done
-node bench/session-record.mjs sanitizer --out "$sanitizer_json" \
-  --command "compute-sanitizer --tool TOOL ... node bench/sanitizer-case.mjs, for TOOL in ${SANITIZER_TOOLS:-memcheck racecheck}" \
-  "${runs[@]}" || status=1
-node -e "process.exit(JSON.parse(require('fs').readFileSync('$sanitizer_json','utf8')).pass ? 0 : 1)" || status=1
+node bench/session-record.mjs sanitizer --out "$stem-sanitizer.json" "${runs[@]}" \
+  --command "compute-sanitizer --tool TOOL ... node bench/sanitizer-case.mjs, TOOL = memcheck, racecheck"
+save "$stem-sanitizer.json"
 
-# ---- 3. the benchmark -------------------------------------------------------------------------------
-# Full shape set, fewer repetitions; PyTorch's sequential reference up to L=8192 (its loop is slow).
-bench_args=${BENCH_ARGS:---device cuda --reps 10 --max-case-ms 1500 --torch-max-l 8192 --torch-reps 3}
-[ "$gpu" = 0 ] && bench_args="--simulate-gpu --reps 3"
-b_limit=$(limit 300 45)
-bench_json="$results/$day-$slug-bench.json"
-say "bench: node bench/bench.mjs $bench_args (limit ${b_limit} s)"
-rm -f "$bench_json"
-# --deadline-s: stop starting cases in time to write the results (timeout is the backstop).
-timeout -k 15 "$b_limit" node bench/bench.mjs $bench_args --deadline-s $(( b_limit > 120 ? b_limit - 60 : b_limit / 2 )) \
-  --json "$bench_json" >"$logs/bench.log" 2>"$logs/bench.err"
-b_exit=$?
-tail -n 5 "$logs/bench.err" >&2
-[ "$b_exit" = 0 ] || status=1
-[ -f "$bench_json" ] || bench_json=""
-
-cpu_json=""
-if [ "${SESSION_CPU_BENCH:-1}" != 0 ] && [ $(( budget - $(elapsed) )) -gt 50 ]; then
-  c_limit=$(limit 90 5)
-  cpu_json="$results/$day-$(node bench/device-info.mjs cpu --field slug)-bench.json"
-  say "bench (CPU, quick): limit ${c_limit} s"
-  rm -f "$cpu_json"
-  timeout -k 10 "$c_limit" node bench/bench.mjs --device cpu --quick --deadline-s $(( c_limit * 2 / 3 )) \
-    --json "$cpu_json" >"$logs/bench-cpu.log" 2>"$logs/bench-cpu.err"
-  tail -n 2 "$logs/bench-cpu.err" >&2
-  [ -f "$cpu_json" ] || cpu_json=""
-fi
-
-# ---- results, copies, summary ----------------------------------------------------------------------
-summary_files=("$tests_json" "$sanitizer_json")
-[ -n "$bench_json" ] && summary_files+=("$bench_json")
-[ -n "$cpu_json" ] && [ "$cpu_json" != "$bench_json" ] && summary_files+=("$cpu_json")
-node bench/session-record.mjs summary "${summary_files[@]}" >"$logs/summary.txt" 2>&1
-if [ -n "${OUT:-}" ]; then
-  mkdir -p "$OUT"
-  for f in "$tests_json" "$sanitizer_json" "$bench_json" "${bench_json%.json}.svg" "${bench_json%.json}.md" "$cpu_json"; do
-    [ -n "$f" ] && [ -f "$f" ] && cp "$f" "$OUT/"
-  done
-  [ -n "$cpu_json" ] && cp "${cpu_json%.json}.md" "${cpu_json%.json}.svg" "$logs/" 2>/dev/null
-  tar -czf "$OUT/gpu-session-logs.tar.gz" -C "$logs" .
-fi
-echo
-echo "== gpu-session summary ($(elapsed) s; $slug; commit ${BUNDLE_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}) =="
-cat "$logs/summary.txt"
-echo "results: ${summary_files[*]}${OUT:+ (copied to \$OUT)}"
-[ "$status" = 0 ] && echo "status: all passed" || echo "status: FAILURES (see above and the JSON files)"
+# ---- 5. report ----------------------------------------------------------------------------------------
+step_args=()
+for s in "${steps[@]}"; do step_args+=(--step "$s"); done
+bench_file=()
+[ -f "$stem-bench.json" ] && bench_file=(--bench "$stem-bench.json")
+echo >&2
+node bench/session-record.mjs report --out-json "$stem-session.json" --out-md "$stem-session.md" \
+  --tests "$stem-tests.json" --sanitizer "$stem-sanitizer.json" "${bench_file[@]}" "${peer_args[@]}" \
+  "${step_args[@]}" --budget "$budget" --seconds "$(elapsed)" $([ $dry = 1 ] && echo --dry-run)
+status=$?
+save "$stem-session.json" "$stem-session.md"
+echo "results: $stem-{tests,sanitizer,bench,session}.json, $stem-{bench,session}.md${OUT:+ (copied to \$OUT with the logs)}"
 rm -rf "$logs"
 exit "$status"

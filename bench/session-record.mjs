@@ -1,14 +1,30 @@
 #!/usr/bin/env node
-// Result files of bench/gpu-session.sh (docs/ARCHITECTURE.md, "Benchmarks and the roofline"), and its summary.
+// The result files of bench/gpu-session.sh (docs/ARCHITECTURE.md, "Benchmarks and the roofline"):
+//   node bench/session-record.mjs preflight [--dry-run]
+//       the addon must have CUDA for sm_90 and see a GPU: prints what it found as JSON; exit 2 and
+//       the reason on stderr when not (with --dry-run: exit 0, the reason in the JSON)
 //   node bench/session-record.mjs tests --out F --vitest-json J --exit N --seconds S --log L --command C
-//   node bench/session-record.mjs sanitizer --out F --command C --run TOOL:EXIT:SECONDS:LOG:COMMAND [--run ...]
-//   node bench/session-record.mjs summary FILE.json...
+//   node bench/session-record.mjs sanitizer --out F --command C --run TOOL:EXIT:SECONDS:LOG:COMMAND ...
+//                                 [--skip TOOL:REASON ...]
+//   node bench/session-record.mjs sanitizer-refused LOG
+//       prints why the device refused compute-sanitizer, per its log; nothing when it did not
+//   node bench/session-record.mjs report --out-json F --out-md F [--tests F] [--sanitizer F] [--bench F]
+//        [--peer-jsonl F | --peer-missing REASON] --step NAME:EXIT:SECONDS ... --budget S --seconds S [--dry-run]
+//       the session's report (ours beside mamba_ssm, the goals); prints it; exit 1 when something failed
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { cuda } from 'selective-scan';
+import { buildInfo, cuda } from 'selective-scan';
 import { resultHeader } from './lib/device.mjs';
-import { makeTarget } from './lib/measure.mjs';
+import {
+  peerComparison,
+  preflightProblems,
+  readPeerLines,
+  readSanitizerRun,
+  sessionGoals,
+  sessionMarkdown,
+} from './lib/session.mjs';
+import { makeTarget } from './lib/targets.mjs';
 
 const [what, ...rest] = process.argv.slice(2);
 const target = () => makeTarget(cuda.isAvailable() ? 'cuda' : 'cpu');
@@ -19,7 +35,22 @@ const readMaybe = (f) => {
     return null;
   }
 };
+const readJson = (f) => (f && readMaybe(f) ? JSON.parse(readMaybe(f)) : null);
 const tail = (text, n = 30) => (text ?? '').split('\n').slice(-n).join('\n');
+const write = (file, obj) => fs.writeFileSync(file, `${JSON.stringify(obj, null, 1)}\n`);
+
+function preflight() {
+  const dryRun = rest.includes('--dry-run');
+  const build = buildInfo();
+  const problems = preflightProblems(build, { available: cuda.isAvailable(), reason: cuda.unavailableReason });
+  const found = { build, cudaAvailable: cuda.isAvailable(), unavailableReason: cuda.unavailableReason, problems };
+  if (cuda.isAvailable()) found.devices = cuda.deviceCount();
+  console.log(JSON.stringify(found));
+  if (problems.length && !dryRun) {
+    console.error(problems.map((p) => `gpu-session: ${p}`).join('\n'));
+    process.exitCode = 2;
+  }
+}
 
 function tests() {
   const { values: v } = parseArgs({
@@ -68,161 +99,109 @@ function tests() {
   } else {
     res.success = false;
     res.counts = null;
-    res.error = exit === 124 ? 'timed out' : 'no vitest JSON report (see logTail)';
+    res.error = exit === 124 ? `timed out after ${v.seconds} s` : 'no vitest JSON report (see logTail)';
   }
   res.logTail = tail(readMaybe(v.log), res.success ? 8 : 60);
-  fs.writeFileSync(v.out, `${JSON.stringify(res, null, 1)}\n`);
+  write(v.out, res);
 }
 
 function sanitizer() {
   const { values: v } = parseArgs({
     args: rest,
-    options: { out: { type: 'string' }, command: { type: 'string' }, run: { type: 'string', multiple: true } },
+    options: {
+      out: { type: 'string' },
+      command: { type: 'string' },
+      run: { type: 'string', multiple: true },
+      skip: { type: 'string', multiple: true },
+    },
   });
   const runs = (v.run ?? []).map((spec) => {
-    const [tool, exit, seconds, log, command] = spec.split(':');
-    const text = readMaybe(log);
-    const r = {
+    const [tool, exit, seconds, log, ...command] = spec.split(':');
+    return readSanitizerRun({
       tool,
-      command: command || undefined,
-      exitCode: Number(exit),
-      timedOut: Number(exit) === 124,
+      exit: Number(exit),
       seconds: Number(seconds),
-    };
-    if (exit === 'skipped')
-      return {
-        ...r,
-        exitCode: null,
-        ran: false,
-        pass: false,
-        error: 'skipped: compute-sanitizer not found, or no GPU',
-      };
-    if (text === null) return { ...r, ran: false, pass: false, error: 'no log' };
-    const err = /ERROR SUMMARY:\s*(\d+)\s+error/.exec(text);
-    const race = /RACECHECK SUMMARY:\s*(\d+)\s+hazards? displayed\s*\((\d+)\s+errors?,\s*(\d+)\s+warnings?\)/.exec(
-      text,
-    );
-    const caseLine = text
-      .split('\n')
-      .reverse()
-      .find((l) => l.startsWith('{"ok"'));
-    r.ran = true;
-    r.errors = err ? Number(err[1]) : race ? Number(race[2]) : null;
-    if (race) r.racecheck = { hazards: Number(race[1]), errors: Number(race[2]), warnings: Number(race[3]) };
-    r.case = caseLine ? JSON.parse(caseLine) : null;
-    // The first reports, e.g. "Invalid __global__ read of size 4 bytes" with the kernel's name.
-    r.firstReports = text
-      .split('\n')
-      .filter((l) => l.startsWith('=========') && !/SUMMARY|COMPUTE-SANITIZER|^=========\s*$/.test(l))
-      .slice(0, 40);
-    r.pass = r.exitCode === 0 && r.errors === 0 && (!race || Number(race[2]) === 0) && !!r.case?.ok;
-    if (!r.pass) r.logTail = tail(text, 40);
-    return r;
+      log: readMaybe(log),
+      command: command.join(':'),
+    });
   });
+  for (const spec of v.skip ?? []) {
+    const [tool, ...reason] = spec.split(':');
+    runs.push({ tool, ran: false, pass: null, skipped: reason.join(':') });
+  }
   const res = {
     ...resultHeader('sanitizer', target(), v.command ?? null),
     runs,
-    pass: runs.length > 0 && runs.every((r) => r.pass),
+    // Skipped runs (no compute-sanitizer, or the device refused it) neither pass nor fail.
+    pass: runs.every((r) => r.pass !== false),
+    ran: runs.some((r) => r.ran),
   };
-  fs.writeFileSync(v.out, `${JSON.stringify(res, null, 1)}\n`);
+  write(v.out, res);
 }
 
-function summary() {
-  const lines = [];
-  const ms = (x) =>
-    x === null || x === undefined ? '–' : x >= 100 ? x.toFixed(0) : x >= 1 ? x.toFixed(2) : x.toPrecision(3);
-  const pct = (x) => (x ? `${(x * 100).toFixed(0)} %` : '–');
-  const gib = (b) => (b === null || b === undefined ? '–' : `${(b / 2 ** 30).toFixed(2)} GiB`);
-  const files = rest.filter((f) => fs.existsSync(f));
-  for (const f of files) {
-    const r = JSON.parse(fs.readFileSync(f, 'utf8'));
-    if (r.what === 'tests') {
-      const c = r.counts;
-      lines.push(
-        c
-          ? `tests: ${c.passed} passed, ${c.failed} failed, ${c.skipped} skipped (${r.seconds} s)${r.success ? '' : ' — FAILED'}` +
-              (r.failures?.length
-                ? `\n  failed: ${r.failures
-                    .slice(0, 8)
-                    .map((x) => x.name)
-                    .join('; ')}`
-                : '')
-          : `tests: ${r.error} (exit ${r.exitCode}, ${r.seconds} s)`,
-      );
-    } else if (r.what === 'sanitizer') {
-      for (const s of r.runs) {
-        lines.push(
-          `${s.tool}: ${s.ran ? `${s.errors ?? '?'} errors` : 'did not run'}` +
-            (s.racecheck
-              ? `, ${s.racecheck.hazards} hazards (${s.racecheck.errors} errors, ${s.racecheck.warnings} warnings)`
-              : '') +
-            (s.case ? `, case ${s.case.ok ? 'ok' : 'NOT ok'} (${s.case.calls} calls)` : '') +
-            ` (${s.seconds} s${s.timedOut ? ', timed out' : ''})${s.pass ? '' : ' — FAILED'}`,
-        );
-        if (!s.pass && s.firstReports?.length) lines.push(...s.firstReports.slice(0, 6).map((l) => `    ${l}`));
-      }
-    } else if (r.what === 'bench') {
-      const d = r.device;
-      const num = (x, k, scale = 1) => (typeof x === 'number' ? (x / scale).toFixed(k) : '?');
-      lines.push(
-        `bench on ${d.name}: copy ${num(r.machine?.copyBandwidthGBps, 0)} GB/s, exp2 ${num(r.machine?.exp2Rate, 1, 1e9)} G/s`,
-      );
-      if (r.errors?.length)
-        lines.push(
-          `  ${r.errors.length} case(s) threw: ${r.errors
-            .slice(0, 4)
-            .map((e) => `${e.case}: ${e.message}`)
-            .join('; ')}`,
-        );
-      const names = [...new Set(r.cases.filter((c) => c.kind === 'scan').map((c) => c.shapeName))];
-      for (const name of names) {
-        for (const dtype of ['bfloat16', 'float32']) {
-          const get = (op) => r.cases.find((c) => c.shapeName === name && c.dtype === dtype && c.op === op);
-          const f = get('fwd');
-          const b = get('bwd');
-          const bd = get('bwd-det');
-          if (!f) continue;
-          lines.push(
-            `  ${name} ${dtype}: fwd ${ms(f.medianMs)} ms (${pct(f.roofline?.fractionOfFloor)} of floor)` +
-              (b ? `, bwd ${ms(b.medianMs)} ms (${pct(b.roofline?.fractionOfFloor)})` : '') +
-              (bd ? `, bwd-det ${ms(bd.medianMs)} ms` : ''),
-          );
-        }
-      }
-      const steps = r.cases.filter((c) => c.kind === 'step' && c.dtype === 'bfloat16');
-      if (steps.length)
-        lines.push(
-          `  step bf16: ${steps.map((c) => `${c.shapeName.replace('step-', '')} ${ms(c.medianMs)} ms`).join(', ')}`,
-        );
-      for (const m of r.memory ?? []) {
-        lines.push(
-          `  peak memory ${m.shapeName} ${m.dtype} fwd+bwd: ${gib(m.peakAllocatedBytes)} (live before ${gib(m.allocatedBeforeBytes)}; inputs ${gib(m.inputBytes)}, out+checkpoints ${gib(m.outputBytes)}, gradients ${gib(m.gradientBytes)})`,
-        );
-      }
-      for (const c of r.comparisons ?? []) {
-        if (c.speedup?.torchFwd || c.speedup?.torchFwdBwd) {
-          lines.push(
-            `  vs ${c.torch?.kind?.split(' (')[0] ?? 'PyTorch'} at ${c.shapeName}: fwd ${c.speedup.torchFwd?.toFixed(1) ?? '–'}×, fwd+bwd ${c.speedup.torchFwdBwd?.toFixed(1) ?? '–'}×`,
-          );
-        }
-      }
-      if (r.ratio)
-        lines.push(
-          `  CPU ratio vs PyTorch at (2, 256, 1024, 16): fwd ${r.ratio.fwd.toFixed(1)}×, fwd+bwd ${r.ratio.fwdBwd.toFixed(1)}× (target 20×)`,
-        );
-      const failed = (r.checks ?? []).filter((c) => !c.pass);
-      lines.push(
-        `  agreement checks: ${(r.checks ?? []).length - failed.length} passed${failed.length ? `, FAILED: ${failed.map((c) => `${c.name} ${c.dtype}`).join('; ')}` : ''}`,
-      );
-    }
-  }
-  console.log(lines.join('\n'));
+function sanitizerRefused() {
+  const r = readSanitizerRun({ tool: '', exit: 0, seconds: 0, log: readMaybe(rest[0]) });
+  if (r.skipped) console.log(r.skipped);
 }
 
-if (what === 'tests') tests();
-else if (what === 'sanitizer') sanitizer();
-else if (what === 'summary') summary();
+function report() {
+  const { values: v } = parseArgs({
+    args: rest,
+    options: {
+      'out-json': { type: 'string' },
+      'out-md': { type: 'string' },
+      tests: { type: 'string' },
+      sanitizer: { type: 'string' },
+      bench: { type: 'string' },
+      'peer-jsonl': { type: 'string' },
+      'peer-missing': { type: 'string' },
+      step: { type: 'string', multiple: true },
+      budget: { type: 'string' },
+      seconds: { type: 'string' },
+      'dry-run': { type: 'boolean' },
+    },
+  });
+  const bench = readJson(v.bench);
+  const lines = v['peer-jsonl'] ? readPeerLines(readMaybe(v['peer-jsonl']) ?? '') : [];
+  const comparison = peerComparison(bench, lines);
+  const s = {
+    ...resultHeader('session', target(), 'bash bench/gpu-session.sh'),
+    dryRun: !!v['dry-run'],
+    budgetSeconds: Number(v.budget),
+    seconds: Number(v.seconds),
+    steps: (v.step ?? []).map((spec) => {
+      const [name, exit, seconds] = spec.split(':');
+      return { name, exit: Number(exit), seconds: Number(seconds) };
+    }),
+    tests: readJson(v.tests),
+    sanitizer: readJson(v.sanitizer),
+    bench,
+    peer: { dtype: 'bfloat16', missing: v['peer-missing'], lines, comparison },
+    goals: sessionGoals(bench, comparison),
+    notes: [],
+  };
+  const failures = [];
+  if (!s.tests?.success) failures.push('tests');
+  if (s.sanitizer && !s.sanitizer.pass) failures.push('sanitizer');
+  if (!bench) failures.push('bench (no result)');
+  else if (bench.errors.length || bench.checks.some((c) => !c.pass)) failures.push('bench (errors or checks)');
+  if (lines.some((p) => p.check && !p.check.pass)) failures.push("mamba_ssm's --check");
+  s.status = failures.length ? `FAILED: ${failures.join(', ')}` : 'all passed';
+  if (s.dryRun)
+    s.notes.push('Dry run: no GPU; the benchmark ran its GPU code path on the CPU at tiny shapes (CPU numbers).');
+  if (s.sanitizer && !s.sanitizer.ran) s.notes.push('compute-sanitizer did not run: see the sanitizer step.');
+  const md = sessionMarkdown(s);
+  // The full bench and test results are in their own files; the session keeps what it adds.
+  const { bench: _b, tests: _t, sanitizer: _s, ...kept } = s;
+  write(v['out-json'], { ...kept, files: { tests: v.tests, sanitizer: v.sanitizer, bench: v.bench } });
+  fs.writeFileSync(v['out-md'], md);
+  process.stdout.write(md);
+  process.exitCode = failures.length ? 1 : 0;
+}
+
+const commands = { preflight, tests, sanitizer, 'sanitizer-refused': sanitizerRefused, report };
+if (commands[what]) commands[what]();
 else {
-  console.error('usage: session-record.mjs tests|sanitizer|summary ...');
+  console.error(`usage: session-record.mjs ${Object.keys(commands).join('|')} ...`);
   process.exit(2);
 }

@@ -115,18 +115,10 @@ export function findTorchPython(preferred) {
   return { python: null, tried };
 }
 
-/** The CPU anchor script: ../shared/bench (a developer checkout), shared/bench, or bench/. */
-export function findBaselineScript(preferred) {
-  for (const p of [
-    preferred,
-    process.env.TORCH_CPU_BASELINE,
-    path.join(repoRoot, '..', 'shared', 'bench', 'torch_cpu_baseline.py'),
-    path.join(repoRoot, 'shared', 'bench', 'torch_cpu_baseline.py'),
-    path.join(benchDir, 'torch_cpu_baseline.py'),
-  ].filter(Boolean)) {
-    if (fs.existsSync(p)) return path.resolve(p);
-  }
-  return null;
+/** The PyTorch CPU baseline script: $TORCH_CPU_BASELINE, else the repository's bench/torch_cpu_baseline.py. */
+export function findBaselineScript() {
+  const script = process.env.TORCH_CPU_BASELINE || path.join(benchDir, 'torch_cpu_baseline.py');
+  return fs.existsSync(script) ? path.resolve(script) : null;
 }
 
 export function today() {

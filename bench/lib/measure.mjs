@@ -4,18 +4,6 @@
 import { Tensor, cuda } from 'selective-scan';
 import { copyInto, elapsedMs, measureExp2Rate, recordEvent } from 'selective-scan/internal';
 
-/**
- * Where a benchmark runs. kind: 'cpu' | 'cuda'; device: the tensors' device; index: the native
- * device number (-1 = CPU). simulated: the GPU flow on the CPU (tests of this harness).
- */
-export function makeTarget(spec, { simulated = false } = {}) {
-  if (simulated) return { id: 'cuda:sim', kind: 'cuda', device: 'cpu', index: -1, simulated: true };
-  if (spec === 'cpu') return { id: 'cpu', kind: 'cpu', device: 'cpu', index: -1, simulated: false };
-  const index = spec === 'cuda' ? 0 : Number(/^cuda:(\d+)$/.exec(spec)?.[1]);
-  if (!Number.isInteger(index)) throw new Error(`unknown device ${spec}`);
-  return { id: `cuda:${index}`, kind: 'cuda', device: `cuda:${index}`, index, simulated: false };
-}
-
 const usesEvents = (target) => target.index >= 0;
 
 export async function sync(target) {
@@ -73,6 +61,21 @@ export async function measure(target, fn, o) {
     hostMsPerCall: median(hostMs),
     samplesMs: ms,
   };
+}
+
+/** Times a plain JS function (the CPU comparisons): one call to warm up, then up to reps calls within maxTotalMs. */
+export function measureJs(fn, { reps, maxTotalMs }) {
+  let t0 = performance.now();
+  fn(); // warm-up (and the JIT)
+  const first = performance.now() - t0;
+  const n = Math.max(1, Math.min(reps, Math.floor(maxTotalMs / first)));
+  const ms = [];
+  for (let i = 0; i < n; i++) {
+    t0 = performance.now();
+    fn();
+    ms.push(performance.now() - t0);
+  }
+  return { medianMs: median(ms), minMs: Math.min(...ms), reps: n };
 }
 
 /**

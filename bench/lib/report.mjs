@@ -1,5 +1,5 @@
 // Markdown for a run's result object (printed, and saved beside the JSON).
-import { shapeText, stepShapeText } from './shapes.mjs';
+import { shapeText } from './shapes.mjs';
 
 const p3 = (v) =>
   v === null || v === undefined || !Number.isFinite(v) ? '–' : v >= 1000 ? v.toFixed(0) : `${+v.toPrecision(3)}`;
@@ -21,11 +21,9 @@ export function mdTable(headers, rows, align) {
   return [headers, sep, ...rows].map((r) => `| ${r.join(' | ')} |`).join('\n');
 }
 
-export function caseSize(c) {
-  return c.kind === 'step' ? stepShapeText(c.shape) : shapeText(c.shape);
-}
-
-export function markdownReport(res) {
+/** The report of one device's run; ops (bench/ops/index.mjs) give each row kind's size text. */
+export function markdownReport(res, ops) {
+  const sizeText = Object.fromEntries(ops.map((op) => [op.kind, op.sizeText]));
   const d = res.device;
   const out = [];
   out.push(`## selective-scan benchmark: ${d.name} (${d.id})`);
@@ -54,7 +52,7 @@ export function markdownReport(res) {
   out.push('');
   const rows = res.cases.map((c) => [
     c.shapeName,
-    caseSize(c),
+    sizeText[c.kind](c.shape),
     c.dtype,
     c.op,
     p3(c.medianMs),

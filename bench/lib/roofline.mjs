@@ -1,8 +1,12 @@
 // Bytes and exp2 evaluations per op, as docs/ARCHITECTURE.md counts them: each tensor read or
-// written once (the backward re-reads the inputs and writes each gradient once), checkpoints of
-// batch*dim*ceil(L/chunk)*N float32 when saved, one exp2 per (batch, dim, L, N) element per pass.
+// written once (the backward re-reads the inputs and writes each gradient once), checkpoints when
+// saved (the scan's batch*dim*ceil(L/chunk)*N float32), one exp2 per (batch, dim, L, N) element
+// per pass of the scan. One function per op; an op's bench module (bench/ops/) passes its rows'
+// traffic to run.record(), which adds the roofline.
 
 export const DTYPE_BYTES = { float32: 4, float16: 2, bfloat16: 2 };
+
+const sum = (parts) => Object.values(parts).reduce((a, b) => a + b, 0);
 
 /**
  * A scan case: { batch, dim, L, N, G } (G: groups of the input-dependent B and C; 1 for (batch, N, L)),
@@ -29,25 +33,7 @@ export function scanTraffic(shape, dtype, op, chunk) {
     checkpoints,
     'A, D, dA, dD': 2 * params,
   };
-  const sum = (o) => Object.values(o).reduce((a, b) => a + b, 0);
-  const exps = rowElems * N;
-  switch (op) {
-    case 'fwd':
-      return { bytes: sum(fwd), exps, parts: fwd };
-    case 'fwd-save':
-      return { bytes: sum(fwd) + checkpoints, exps, parts: { ...fwd, checkpoints } };
-    case 'bwd':
-    case 'bwd-det':
-      return { bytes: sum(bwd), exps, parts: bwd };
-    case 'fwd+bwd':
-      return {
-        bytes: sum(fwd) + checkpoints + sum(bwd),
-        exps: 2 * exps,
-        parts: { forward: sum(fwd) + checkpoints, backward: sum(bwd) },
-      };
-    default:
-      throw new Error(`scanTraffic: unknown op ${op}`);
-  }
+  return phases('scanTraffic', op, { fwd, bwd, exps: rowElems * N, extra: checkpoints });
 }
 
 /**
@@ -67,7 +53,7 @@ export function stepTraffic(step, dtype) {
       'B, C': 2 * batch * G * N * s,
       'A, D': (dim * N + dim) * 4,
     };
-    return { bytes: Object.values(parts).reduce((a, b) => a + b, 0), exps: batch * dim * N, parts };
+    return { bytes: sum(parts), exps: batch * dim * N, parts };
   }
   const { H, P } = step;
   const parts = {
@@ -77,7 +63,89 @@ export function stepTraffic(step, dtype) {
     'B, C': 2 * batch * G * N * s,
     'A, D, dtBias': 3 * H * 4,
   };
-  return { bytes: Object.values(parts).reduce((a, b) => a + b, 0), exps: batch * H, parts };
+  return { bytes: sum(parts), exps: batch * H, parts };
+}
+
+/**
+ * A causal depthwise convolution (causalConv1d) as a Mamba block runs it: x (batch, dim, L) in the
+ * dtype, weight (dim, W) and bias (dim) float32, SiLU. Forward: x read, out written, one exp per
+ * output (the SiLU). Backward: x and dout read, dx written, weight read, dweight and dbias written
+ * (float32), the SiLU recomputed (one exp per element). op: fwd | bwd | fwd+bwd.
+ */
+export function convTraffic(shape, dtype, op) {
+  const { batch, dim, L, W } = shape;
+  const s = DTYPE_BYTES[dtype];
+  const elems = batch * dim * L;
+  const params = (dim * W + dim) * 4; // weight, bias; likewise dweight, dbias
+  const fwd = { 'x, out': 2 * elems * s, 'weight, bias': params };
+  const bwd = { 'x, dout (read), dx (written)': 3 * elems * s, 'weight, bias, dweight, dbias': 2 * params };
+  return phases('convTraffic', op, { fwd, bwd, exps: elems, extra: 0 });
+}
+
+/**
+ * One causalConv1dUpdate: the state (batch, dim, W - 1) in the dtype read and written (shifted in
+ * place), x read, out written, weight and bias; one exp per output (the SiLU).
+ */
+export function convStepTraffic(step, dtype) {
+  const { batch, dim, W } = step;
+  const s = DTYPE_BYTES[dtype];
+  const parts = {
+    'state (read + written)': 2 * batch * dim * (W - 1) * s,
+    'x, out': 2 * batch * dim * s,
+    'weight, bias': (dim * W + dim) * 4,
+  };
+  return { bytes: sum(parts), exps: batch * dim, parts };
+}
+
+/**
+ * A Mamba-2 scan (ssdScan) case { batch, L, H, P, G, N } with z, D, dtBias and softplus: x, z, out
+ * (batch, L, H, P), dt (batch, L, H), B, C (batch, L, G, N) in the dtype; A, D, dtBias (H) float32;
+ * chunk: the backend's checkpoint interval (batch·H·ceil(L/chunk)·P·N float32 when saved). One exp
+ * per (batch, L, H), the fewest there are (the chunked matrix form evaluates more).
+ * op: fwd | fwd-save | bwd | fwd+bwd.
+ */
+export function ssdTraffic(shape, dtype, op, chunk) {
+  const { batch, L, H, P, N } = shape;
+  const G = shape.G ?? 1;
+  const s = DTYPE_BYTES[dtype];
+  const elems = batch * L * H * P; // each of x, z, out, dout, dx, dz
+  const dtElems = batch * L * H; // dt, ddt
+  const projElems = batch * L * G * N; // each of B, C, dB, dC
+  const params = 3 * H * 4; // A, D, dtBias; likewise dA, dD, ddtBias
+  const checkpoints = batch * H * Math.ceil(L / chunk) * P * N * 4;
+  const fwd = { 'x, z, out': 3 * elems * s, dt: dtElems * s, 'B, C': 2 * projElems * s, 'A, D, dtBias': params };
+  const bwd = {
+    'x, z, dout (read), dx, dz (written)': 5 * elems * s,
+    'dt (read), ddt (written)': 2 * dtElems * s,
+    'B, C (read), dB, dC (written)': 4 * projElems * s,
+    checkpoints,
+    'A, D, dtBias, dA, dD, ddtBias': 2 * params,
+  };
+  return phases('ssdTraffic', op, { fwd, bwd, exps: dtElems, extra: checkpoints });
+}
+
+/**
+ * { bytes, exps, parts } of op from the parts of a forward and a backward pass and the exps of one
+ * pass: fwd-save adds extra (the checkpoints) to the forward; fwd+bwd is both passes.
+ */
+function phases(name, op, { fwd, bwd, exps, extra }) {
+  switch (op) {
+    case 'fwd':
+      return { bytes: sum(fwd), exps, parts: fwd };
+    case 'fwd-save':
+      return { bytes: sum(fwd) + extra, exps, parts: { ...fwd, checkpoints: extra } };
+    case 'bwd':
+    case 'bwd-det':
+      return { bytes: sum(bwd), exps, parts: bwd };
+    case 'fwd+bwd':
+      return {
+        bytes: sum(fwd) + extra + sum(bwd),
+        exps: 2 * exps,
+        parts: { forward: sum(fwd) + extra, backward: sum(bwd) },
+      };
+    default:
+      throw new Error(`${name}: unknown op ${op}`);
+  }
 }
 
 /** Floors and the achieved fraction of the larger one. */

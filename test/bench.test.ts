@@ -1,0 +1,277 @@
+// The harness of `npm run bench` (bench/): the bytes and exp2 counts of each op's roofline, counted
+// by hand here; the op modules' interface and the options checked against it; a whole run on the
+// CPU and on the simulated GPU path at tiny shapes (the machine's ceilings fixed, not measured),
+// whose progress must add up to the plan; and what the GPU session (bench/gpu-session.sh) makes of
+// sanitizer logs and of mamba_ssm's peer binary's output.
+import { describe, expect, it } from 'vitest';
+import { parseOptions } from '../bench/lib/cli.mjs';
+import { DeviceRun } from '../bench/lib/device-run.mjs';
+import { markdownReport } from '../bench/lib/report.mjs';
+import { convStepTraffic, convTraffic, roofline, scanTraffic, ssdTraffic } from '../bench/lib/roofline.mjs';
+import {
+  peerComparison,
+  preflightProblems,
+  readPeerLines,
+  readSanitizerRun,
+  sessionGoals,
+} from '../bench/lib/session.mjs';
+import { makeTarget } from '../bench/lib/targets.mjs';
+import { BENCH_OPS } from '../bench/ops/index.mjs';
+
+describe('roofline bytes and exp2 counts', () => {
+  it('the scan: each tensor once, checkpoints when saved, one exp2 per element·state', () => {
+    // rows 2·3·10 = 60, B/C 2·4·10 = 80 each, A/D (12 + 3)·4 = 60 B, checkpoints 2·3·ceil(10/4)·4·4 = 288 B.
+    const shape = { batch: 2, dim: 3, L: 10, N: 4, G: 1 };
+    expect(scanTraffic(shape, 'float32', 'fwd', 4)).toMatchObject({ bytes: 4 * 60 * 4 + 2 * 80 * 4 + 60, exps: 240 });
+    expect(scanTraffic(shape, 'float32', 'fwd-save', 4).bytes).toBe(1660 + 288);
+    expect(scanTraffic(shape, 'bfloat16', 'bwd', 4).bytes).toBe(7 * 60 * 2 + 4 * 80 * 2 + 288 + 120);
+    expect(scanTraffic(shape, 'bfloat16', 'fwd+bwd', 4)).toMatchObject({ bytes: 860 + 288 + 1888, exps: 480 });
+  });
+
+  it('the causal convolution: x and out, the weights; its SiLU one exp per element', () => {
+    // 2·3·5 = 30 elements, weight and bias (3·4 + 3)·4 = 60 B.
+    const shape = { batch: 2, dim: 3, L: 5, W: 4 };
+    expect(convTraffic(shape, 'bfloat16', 'fwd')).toMatchObject({ bytes: 2 * 30 * 2 + 60, exps: 30 });
+    expect(convTraffic(shape, 'bfloat16', 'bwd')).toMatchObject({ bytes: 3 * 30 * 2 + 120, exps: 30 });
+    expect(convTraffic(shape, 'bfloat16', 'fwd+bwd')).toMatchObject({ bytes: 180 + 300, exps: 60 });
+    // The step: a (2, 3, W - 1) state read and written, x and out, the weights.
+    expect(convStepTraffic({ batch: 2, dim: 3, W: 4 }, 'float32')).toMatchObject({ bytes: 144 + 48 + 60, exps: 6 });
+    expect(() => convTraffic(shape, 'float32', 'step')).toThrow('convTraffic: unknown op step');
+  });
+
+  it('the Mamba-2 scan: x, z, out per head and position, dt per head, one exp per (batch, L, head)', () => {
+    // x 2·10·3·4 = 240, dt 60, B/C 2·10·1·5 = 100 each, A/D/dtBias 36 B, checkpoints 2·3·3·4·5·4 = 1440 B.
+    const shape = { batch: 2, L: 10, H: 3, P: 4, G: 1, N: 5 };
+    const fwd = 3 * 240 * 2 + 60 * 2 + 2 * 100 * 2 + 36;
+    const bwd = 5 * 240 * 2 + 2 * 60 * 2 + 4 * 100 * 2 + 1440 + 72;
+    expect(ssdTraffic(shape, 'bfloat16', 'fwd', 4)).toMatchObject({ bytes: fwd, exps: 60 });
+    expect(ssdTraffic(shape, 'bfloat16', 'fwd-save', 4).bytes).toBe(fwd + 1440);
+    expect(ssdTraffic(shape, 'bfloat16', 'bwd', 4).bytes).toBe(bwd);
+    expect(ssdTraffic(shape, 'bfloat16', 'fwd+bwd', 4)).toMatchObject({ bytes: fwd + 1440 + bwd, exps: 120 });
+    expect(ssdTraffic({ ...shape, G: 3 }, 'float32', 'fwd', 4).bytes).toBe(3 * 240 * 4 + 60 * 4 + 2 * 300 * 4 + 36);
+  });
+
+  it('the floors: bytes / bandwidth and exps / rate, the larger binds', () => {
+    const r = roofline({ bytes: 1e9, exps: 1e9 }, 500, { copyBandwidthGBps: 4, exp2Rate: 2e9 });
+    expect(r).toMatchObject({
+      memFloorMs: 250,
+      expFloorMs: 500,
+      floorMs: 500,
+      bound: 'exp2',
+      fractionOfFloor: 1,
+      gbps: 2,
+    });
+  });
+});
+
+describe('op modules and options', () => {
+  it('every module names its rows, shapes and phases; kinds and shape names are unique', () => {
+    for (const op of BENCH_OPS) {
+      expect(typeof op.kind).toBe('string');
+      expect(op.shapes.length).toBeGreaterThan(0);
+      expect(typeof op.sizeText).toBe('function');
+      expect(typeof op.plan).toBe('function');
+      expect(typeof op.rows).toBe('function');
+    }
+    const kinds = BENCH_OPS.map((op) => op.kind);
+    expect(new Set(kinds).size).toBe(kinds.length);
+    const shapes = BENCH_OPS.flatMap((op) => op.shapes);
+    expect(new Set(shapes).size).toBe(shapes.length);
+  });
+
+  it('--ops defaults to every variant; unknown ops and shapes are errors that list the known ones', () => {
+    expect(parseOptions([], BENCH_OPS).ops).toEqual(['fwd', 'fwd-save', 'bwd', 'bwd-det', 'fwd+bwd']);
+    expect(parseOptions(['--shapes', 'S1,step,2x8x64x4'], BENCH_OPS).shapes).toEqual(['S1', 'step', '2x8x64x4']);
+    expect(() => parseOptions(['--ops', 'fwd,back'], BENCH_OPS)).toThrow('unknown op back');
+    expect(() => parseOptions(['--shapes', 'S9'], BENCH_OPS)).toThrow(
+      'unknown shape S9 (S1, S2, S3, S4, sweep, step or BxDxLxN)',
+    );
+    expect(() => parseOptions(['--reps', '0'], BENCH_OPS)).toThrow('--reps must be an integer >= 1, got 0');
+  });
+});
+
+/** What the test reads of a run's result. */
+interface BenchResult {
+  machine: unknown;
+  errors: unknown[];
+  cases: { kind: string; shapeName: string; op: string }[];
+  checks: { name: string; pass: boolean }[];
+  comparisons: { js?: { fwdMs: number } }[];
+  plan: unknown;
+}
+
+/** A run with fixed ceilings: measuring them copies 256 MiB several times, seconds on a small machine. */
+class RunWithoutCeilings extends DeviceRun {
+  async ceilings() {
+    this.machine = { copyBandwidthGBps: 10, exp2Rate: 1e9 };
+    (this.res as unknown as BenchResult).machine = {
+      ...this.machine,
+      copyMethod: 'fixed by the test',
+      exp2Method: 'fixed by the test',
+    };
+    this.progress.done('copy bandwidth (fixed)');
+    this.progress.done('exp2 rate (fixed)');
+  }
+}
+
+describe('a run at tiny shapes', () => {
+  const argv = ['--quick', '--shapes', '1x8x70x4,step', '--dtypes', 'float32', '--no-torch'];
+  const timing = ['--reps', '1', '--warmup', '0', '--target-ms', '1', '--max-case-ms', '20', '--no-save'];
+  for (const target of [makeTarget('cpu'), makeTarget('cuda', { simulated: true })]) {
+    it(`${target.id}: every planned unit is reported, every row recorded, the checks pass`, async () => {
+      const o = parseOptions([...argv, ...timing], BENCH_OPS);
+      const run = new RunWithoutCeilings(target, o, 'test', BENCH_OPS, {
+        python: null,
+        tried: [],
+        baselineScript: null,
+      });
+      const res = (await run.run()) as unknown as BenchResult;
+      expect(res.errors).toEqual([]);
+      expect(run.progress.i).toBe(run.progress.total);
+      const rows = res.cases.map(
+        (c: { kind: string; shapeName: string; op: string }) => `${c.kind} ${c.shapeName} ${c.op}`,
+      );
+      expect(rows).toEqual([
+        ...['fwd', 'fwd-save', 'bwd', 'bwd-det', 'fwd+bwd'].map((op) => `scan 1x8x70x4 ${op}`),
+        ...['b1-channels', 'b1-heads', 'b64-channels', 'b64-heads'].map((s) => `step step-${s} step`),
+      ]);
+      expect(res.checks.length).toBeGreaterThanOrEqual(2);
+      for (const c of res.checks) expect(c.pass, c.name).toBe(true);
+      expect(res.comparisons).toHaveLength(1);
+      if (target.kind === 'cpu') expect(res.comparisons[0].js?.fwdMs).toBeGreaterThan(0);
+      expect(res.plan).toEqual({
+        scans: [{ name: '1x8x70x4', shape: '(1, 8, 70, 4)', torchRepsCpu: 0, torchGpu: [] }],
+        sweep: null,
+        steps: ['step-b1-channels', 'step-b1-heads', 'step-b64-channels', 'step-b64-heads'],
+      });
+      const md = markdownReport(res, BENCH_OPS);
+      expect(md).toContain('| 1x8x70x4 | (1, 8, 70, 4) | float32 | fwd |');
+      expect(md).toContain('| step-b1-heads | (1, 80x64, N=16) | float32 | step |');
+    }, 60_000);
+  }
+});
+
+describe('the GPU session: preflight, sanitizer logs, mamba_ssm beside ours, the goals', () => {
+  it('stops a session whose addon has no CUDA, no sm_90 code, or no GPU', () => {
+    const build = { cuda: true, cudaArchitectures: ['sm_90', 'compute_90'] };
+    expect(preflightProblems(build, { available: true, reason: null })).toEqual([]);
+    expect(preflightProblems({ cuda: false, cudaArchitectures: [] }, { available: false, reason: 'x' })).toEqual([
+      'the addon was built without CUDA (buildInfo().cuda is false): build it with nvcc',
+    ]);
+    expect(preflightProblems({ cuda: true, cudaArchitectures: ['sm_80'] }, { available: true, reason: null })).toEqual([
+      'the addon has CUDA code for sm_80 only, not sm_90 (H100, H200)',
+    ]);
+    expect(preflightProblems(build, { available: false, reason: 'no NVIDIA driver found' })).toEqual([
+      'CUDA is not usable here: no NVIDIA driver found',
+    ]);
+  });
+
+  it('reads a sanitizer log as passed, failed, timed out, or refused by the device (neither)', () => {
+    const ok = '{"ok":true,"calls":12}';
+    const read = (exit: number, log: string) => readSanitizerRun({ tool: 'memcheck', exit, seconds: 3, log });
+    expect(read(0, `========= COMPUTE-SANITIZER\n${ok}\n========= ERROR SUMMARY: 0 errors\n`)).toMatchObject({
+      ran: true,
+      pass: true,
+      errors: 0,
+    });
+    const bad = read(
+      99,
+      `========= Invalid __global__ read of size 4 bytes\n${ok}\n========= ERROR SUMMARY: 2 errors\n`,
+    );
+    expect(bad).toMatchObject({ ran: true, pass: false, errors: 2 });
+    expect(bad.firstReports).toEqual(['========= Invalid __global__ read of size 4 bytes']);
+    expect(read(124, `========= COMPUTE-SANITIZER\n`)).toMatchObject({ ran: true, pass: false, timedOut: true });
+    const race = '========= RACECHECK SUMMARY: 3 hazards displayed (1 error, 2 warnings)\n';
+    expect(read(0, `${ok}\n${race}`)).toMatchObject({ pass: false, racecheck: { hazards: 3, errors: 1, warnings: 2 } });
+    expect(read(1, '========= COMPUTE-SANITIZER\n========= Error: Device not supported\n')).toEqual({
+      tool: 'memcheck',
+      command: undefined,
+      exitCode: 1,
+      timedOut: false,
+      seconds: 3,
+      ran: false,
+      pass: null,
+      skipped: 'the device refused it: Error: Device not supported',
+    });
+  });
+
+  // A line as mamba-peer --op both prints it (harness.cu), and our bench rows of the same shape.
+  const peerLine = (name: string, shape: number[], fwd: number, bwd: number, extra = {}) =>
+    JSON.stringify({
+      shape,
+      shape_name: name,
+      dtype: 'bf16',
+      op: 'both',
+      l2_flush: false,
+      median_ms: fwd + bwd,
+      peak_mem_bytes: 1000,
+      fwd: { median_ms: fwd },
+      bwd: { median_ms: bwd },
+      check: { pass: true },
+      ...extra,
+    });
+  const row = (shapeName: string, shape: object, op: string, medianMs: number) => ({
+    kind: 'scan',
+    shapeName,
+    shape,
+    dtype: 'bfloat16',
+    op,
+    medianMs,
+  });
+  const S1 = { batch: 8, dim: 4096, L: 2048, N: 16, G: 1 };
+  const S3 = { batch: 64, dim: 2048, L: 64, N: 16, G: 1 };
+  const bench = {
+    cases: [
+      row('S1', S1, 'fwd', 2),
+      row('S1', S1, 'bwd', 5),
+      row('S1', S1, 'bwd-det', 6),
+      row('S1', S1, 'fwd+bwd', 8),
+      row('S3', S3, 'fwd', 0.5),
+      {
+        kind: 'step',
+        shapeName: 'step-b256-channels',
+        dtype: 'bfloat16',
+        roofline: { gbps: 3600, copyBandwidthGBps: 4000 },
+      },
+    ],
+    memory: [{ peakAllocatedBytes: 1200, inputBytes: 500, outputBytes: 300, gradientBytes: 300 }],
+  };
+  const lines = readPeerLines(
+    [
+      '{"mamba_commit":"e9594ce"}',
+      peerLine('S1', [8, 4096, 2048, 16], 3, 5),
+      peerLine('S3', [64, 2048, 64, 16], 0.6, 1),
+      peerLine('S3', [64, 2048, 64, 16], 0.9, 1.2, { l2_flush: true, check: undefined }),
+      '{"shape":[1,4096,65536,16],"shape_name":"S2","error":"no CUDA device"}',
+      'Segmentation fault',
+    ].join('\n'),
+  );
+
+  it("puts mamba_ssm's times beside our rows of the same shape: their time over ours", () => {
+    expect(lines[5]).toEqual({ unparsed: 'Segmentation fault' });
+    const cmp = peerComparison(bench, lines);
+    expect(cmp.map((c: { shapeName: string }) => c.shapeName)).toEqual(['S1', 'S3']);
+    expect(cmp[0]).toMatchObject({
+      ours: { fwd: 2, bwd: 5, bwdDet: 6, fwdBwd: 8 },
+      mamba: { fwd: 3, bwd: 5, fwdBwd: 8, check: true },
+      speedup: { fwd: 1.5, bwd: 1, fwdBwd: 1 },
+      mambaWithL2Flush: null,
+    });
+    expect(cmp[1].speedup.fwd).toBeCloseTo(1.2);
+    expect(cmp[1].speedup.bwd).toBeNull();
+    expect(cmp[1].mambaWithL2Flush).toEqual({ fwd: 0.9, fwdBwd: 2.1 });
+  });
+
+  it('measures the goals of the first GPU run, and says which were not measured', () => {
+    const goals = sessionGoals(bench, peerComparison(bench, lines));
+    expect(goals.map((g) => [g.measured === null ? null : +g.measured.toFixed(3), g.met])).toEqual([
+      [1.5, true], // forward S1 ≥ 1.3
+      [1.2, false], // forward S3 ≥ 2
+      [1, false], // backward S1 ≥ 1.2
+      [1.2, true], // deterministic ≤ 1.25 of the default
+      [0.9, true], // step ≥ 80 % of the copy bandwidth
+      [1.091, true], // peak memory ≤ 1.1 of inputs, outputs and gradients
+    ]);
+    expect(sessionGoals(null, []).every((g) => g.met === null)).toBe(true);
+  });
+});
