@@ -174,6 +174,9 @@ __global__ void __launch_bounds__(kForwardThreads, kForwardMinBlocksPerSM) scanF
           if (kIntervalsPerChunk == 2) checkpoint[n] = midCheckpoint[n];
           if (endIsCheckpoint) checkpoint[(kIntervalsPerChunk - 1) * N + n] = carryOut[n];
         }
+        // These reads of midCheckpoint are done before lane 15 rewrites it in the next chunk's
+        // state loop (otherwise ordered only by that loop's shuffles).
+        if (kIntervalsPerChunk == 2) __syncwarp();
       }
 
       // u again (an L1 hit) rather than held in registers through the state loop.
