@@ -344,7 +344,19 @@ double measureExp2Rate(int device) {
 }
 
 void launch(int device, const char *what, const std::function<Status(Stream)> &enqueue) {
-  check(cudaError_t(enqueue(Runtime::get().use(device))), what, device);
+  cudaStream_t stream = Runtime::get().use(device);
+  const cudaError_t e = cudaError_t(enqueue(stream));
+  if (e == cudaSuccess) return;
+  // A fault of an earlier asynchronous op is sticky: every later call returns it, this launch's
+  // included. The stream then reports the same error; say so rather than blame this op. Asked only
+  // after a failure, so a successful launch costs no extra driver call.
+  const cudaError_t earlier = cudaStreamQuery(stream);
+  if (earlier == e) {
+    cudaGetLastError();
+    throw Error("ERR_CUDA", "cuda:" + std::to_string(device) + ": an earlier asynchronous operation failed (" +
+                                errorText(e) + "); " + what + " was not run");
+  }
+  fail(e, what, device);
 }
 
 }  // namespace ss::gpu
