@@ -199,10 +199,13 @@ struct ForwardScratch {
   }
 };
 
-// The recurrence over one chunk for one block of channels: h advances in place, y_t = C_t . h_t.
-template <bool kVaryingB, bool kVaryingC>
-void forwardChunk(int64_t len, int64_t N, const Vec *A2, const Vec *Bfixed, const Vec *Cfixed, const float *Bt,
-                  const float *Ct, const Vec *u, const Vec *dt, Vec *h, Vec *y) {
+// The recurrence over one chunk for one block of channels, shared by the forward and the
+// backward's recompute: h[n] enters as the state the chunk starts from and leaves as its last
+// state; y_t = C_t . h_t. With kKeepStates every h_t is also written to states[t][n] (the backward
+// needs them all; the forward only the last).
+template <bool kVaryingB, bool kVaryingC, bool kKeepStates>
+void scanChunk(int64_t len, int64_t N, const Vec *A2, const Vec *Bfixed, const Vec *Cfixed, const float *Bt,
+               const float *Ct, const Vec *u, const Vec *dt, Vec *h, Vec *states, Vec *y) {
   for (int64_t t = 0; t < len; ++t) {
     const Vec dtv = dt[t], dtu = dtv * u[t];
     Vec acc = {};
@@ -212,10 +215,20 @@ void forwardChunk(int64_t len, int64_t N, const Vec *A2, const Vec *Bfixed, cons
       const Vec c = kVaryingC ? splat(Ct[t * N + n]) : Cfixed[n];
       const Vec hn = stateStep(a, h[n], dtu, b);
       h[n] = hn;
+      if (kKeepStates) states[t * N + n] = hn;
       acc += c * hn;
     }
     y[t] = acc;
   }
+}
+
+using ScanChunkFn = void (*)(int64_t, int64_t, const Vec *, const Vec *, const Vec *, const float *, const float *,
+                             const Vec *, const Vec *, Vec *, Vec *, Vec *);
+
+template <bool kKeepStates>
+ScanChunkFn scanChunkFor(bool varyingB, bool varyingC) {
+  return varyingB ? (varyingC ? scanChunk<true, true, kKeepStates> : scanChunk<true, false, kKeepStates>)
+                  : (varyingC ? scanChunk<false, true, kKeepStates> : scanChunk<false, false, kKeepStates>);
 }
 
 template <DType DT>
@@ -234,8 +247,7 @@ void forwardTask(const ScanForwardParams &p, const Task &task, void *scratch) {
       }
     }
   }
-  auto *chunkFn = p.B.varying() ? (p.C.varying() ? forwardChunk<true, true> : forwardChunk<true, false>)
-                                : (p.C.varying() ? forwardChunk<false, true> : forwardChunk<false, false>);
+  const ScanChunkFn chunkFn = scanChunkFor<false>(p.B.varying(), p.C.varying());
 
   for (int64_t c = 0; c < chunks; ++c) {
     const int64_t t0 = c * T, len = std::min(T, L - t0);
@@ -252,7 +264,7 @@ void forwardTask(const ScanForwardParams &p, const Task &task, void *scratch) {
       for (int64_t t = 0; t < len; ++t) s.dt[t] = deltaToDt(s.dt[t], bias, p.deltaSoftplus);
       Vec *h = s.state + k * N;
       chunkFn(len, N, s.constants.A2 + k * N, s.constants.Bfixed ? s.constants.Bfixed + k * N : nullptr,
-              s.constants.Cfixed ? s.constants.Cfixed + k * N : nullptr, s.Bt, s.Ct, s.u, s.dt, h, s.y);
+              s.constants.Cfixed ? s.constants.Cfixed + k * N : nullptr, s.Bt, s.Ct, s.u, s.dt, h, nullptr, s.y);
       for (int64_t t = 0; t < len; ++t) {
         const Vec y = s.y[t] + D * s.u[t];
         s.y[t] = s.z ? y * silu(s.z[t]) : y;
@@ -285,7 +297,7 @@ struct BackwardScratch {
   // per-channel sums over time.
   Vec *carry = nullptr, *dA = nullptr, *dBFixed = nullptr, *dCFixed = nullptr;
   Vec *dD = nullptr, *ddeltaBias = nullptr;    // [blocks]
-  Vec *hStart = nullptr;                       // [N]
+  Vec *hStart = nullptr;                       // [N]: the chunk's start state (scanned in place)
   float *Bt = nullptr, *Ct = nullptr;          // [chunk][N], varying only
   Vec *h = nullptr;                            // [chunk][N]: recomputed states of one block
   Vec *dBLanes = nullptr, *dCLanes = nullptr;  // [chunk][N]: varying dB/dC, per lane, all blocks
@@ -315,26 +327,6 @@ struct BackwardScratch {
     if (p.z) z = c.take<Vec>(T);
   }
 };
-
-// Recomputes one chunk's states from hStart: h[t][n], and y_t = C_t . h_t.
-template <bool kVaryingB, bool kVaryingC>
-void recomputeChunk(int64_t len, int64_t N, const Vec *A2, const Vec *Bfixed, const Vec *Cfixed, const float *Bt,
-                    const float *Ct, const Vec *u, const Vec *dt, const Vec *hStart, Vec *h, Vec *y) {
-  for (int64_t t = 0; t < len; ++t) {
-    const Vec dtv = dt[t], dtu = dtv * u[t];
-    const Vec *prev = t == 0 ? hStart : h + (t - 1) * N;
-    Vec *cur = h + t * N;
-    Vec acc = {};
-    for (int64_t n = 0; n < N; ++n) {
-      const Vec a = simd::exp2(dtv * A2[n]);
-      const Vec b = kVaryingB ? splat(Bt[t * N + n]) : Bfixed[n];
-      const Vec c = kVaryingC ? splat(Ct[t * N + n]) : Cfixed[n];
-      cur[n] = stateStep(a, prev[n], dtu, b);
-      acc += c * cur[n];
-    }
-    y[t] = acc;
-  }
-}
 
 // The reverse sweep over one chunk. carry[n] enters as a_{t+1} g_{t+1} of the chunk's last step
 // (dLastState for the sequence's last step) and leaves as a_{t0} g_{t0} for the chunk before.
@@ -371,117 +363,180 @@ void reverseChunk(int64_t len, int64_t N, const BlockConstants &k, int64_t block
   }
 }
 
+// The backward of one task, in stages per chunk (last chunk first) and per block of channels:
+// load the block's inputs and the state its chunk starts from (startBlockChunk), recompute the
+// chunk's states (scanChunk), take the output gate apart (gateBackward), sweep the chunk in
+// reverse (reverseChunk), and add the chunk to the per-channel sums (finishBlockChunk). The task's
+// sums go out at the end (writeTaskSums).
 template <DType DT>
-void backwardTask(const ScanBackwardParams &bp, const Task &task, const BackwardPartials &out, void *scratch) {
-  const ScanForwardParams &p = bp.fwd;
-  const int64_t N = p.shape.dstate, L = p.shape.seqlen, dim = p.shape.dim, batch = p.shape.batch, b = task.b;
-  const int64_t T = p.chunkLength, chunks = ceilDiv(L, T);
-  const int64_t blocks = ceilDiv(task.d1 - task.d0, kLanes);
-  const bool varyingB = p.B.varying(), varyingC = p.C.varying();
-  Carver carver(scratch);
-  BackwardScratch s(carver, p, blocks);
-  s.constants.fill(p, task, blocks);
-  for (int64_t k = 0; k < blocks; ++k) {
-    s.dD[k] = s.ddeltaBias[k] = Vec{};
-    for (int64_t n = 0; n < N; ++n) {
-      s.dA[k * N + n] = Vec{};
-      if (s.dBFixed) s.dBFixed[k * N + n] = Vec{};
-      if (s.dCFixed) s.dCFixed[k * N + n] = Vec{};
-      for (int lane = 0; lane < kLanes; ++lane) {
-        const int64_t d = task.d0 + k * kLanes + lane;
-        s.carry[k * N + n][lane] = (d < task.d1 && bp.dLastState) ? bp.dLastState[(b * dim + d) * N + n] : 0.0f;
+struct BackwardTask {
+  const ScanBackwardParams &bp;
+  const ScanForwardParams &p;
+  const Task &task;
+  const BackwardPartials &out;
+  BackwardScratch &s;
+  const int64_t N, L, dim, batch, b, T, chunks, blocks;
+
+  BackwardTask(const ScanBackwardParams &bp_, const Task &task_, const BackwardPartials &out_, BackwardScratch &s_)
+      : bp(bp_),
+        p(bp_.fwd),
+        task(task_),
+        out(out_),
+        s(s_),
+        N(p.shape.dstate),
+        L(p.shape.seqlen),
+        dim(p.shape.dim),
+        batch(p.shape.batch),
+        b(task_.b),
+        T(p.chunkLength),
+        chunks(ceilDiv(L, T)),
+        blocks(ceilDiv(task_.d1 - task_.d0, kLanes)) {}
+
+  // Sums at zero; the carried gradient starts as dLastState.
+  void initSums() const {
+    for (int64_t k = 0; k < blocks; ++k) {
+      s.dD[k] = s.ddeltaBias[k] = Vec{};
+      for (int64_t n = 0; n < N; ++n) {
+        s.dA[k * N + n] = Vec{};
+        if (s.dBFixed) s.dBFixed[k * N + n] = Vec{};
+        if (s.dCFixed) s.dCFixed[k * N + n] = Vec{};
+        for (int lane = 0; lane < kLanes; ++lane) {
+          const int64_t d = task.d0 + k * kLanes + lane;
+          s.carry[k * N + n][lane] = (d < task.d1 && bp.dLastState) ? bp.dLastState[(b * dim + d) * N + n] : 0.0f;
+        }
       }
     }
   }
-  auto *recomputeFn = varyingB ? (varyingC ? recomputeChunk<true, true> : recomputeChunk<true, false>)
-                               : (varyingC ? recomputeChunk<false, true> : recomputeChunk<false, false>);
-  auto *reverseFn = varyingB ? (varyingC ? reverseChunk<true, true> : reverseChunk<true, false>)
-                             : (varyingC ? reverseChunk<false, true> : reverseChunk<false, false>);
 
-  for (int64_t c = chunks - 1; c >= 0; --c) {
-    const int64_t t0 = c * T, len = std::min(T, L - t0);
-    if (varyingB) {
+  // The chunk's varying B/C as [t][N] tables, and its varying dB/dC per lane at zero.
+  void loadChunkTables(int64_t t0, int64_t len) const {
+    if (s.Bt) {
       transposeTile<DT>(p.B.data, (b * p.B.groups + task.groupB) * N * L + t0, L, N, len, s.Bt);
       std::fill(s.dBLanes, s.dBLanes + len * N, Vec{});
     }
-    if (varyingC) {
+    if (s.Ct) {
       transposeTile<DT>(p.C.data, (b * p.C.groups + task.groupC) * N * L + t0, L, N, len, s.Ct);
       std::fill(s.dCLanes, s.dCLanes + len * N, Vec{});
     }
-    for (int64_t k = 0; k < blocks; ++k) {
-      // Inputs of the block's channels as [t][lane] tiles (zeros past the last channel; dout goes
-      // to dy for now), and the state the chunk starts from.
-      const int64_t d0 = task.d0 + k * kLanes, rows = (b * dim + d0) * L + t0;
-      const int lanes = int(std::min<int64_t>(kLanes, task.d1 - d0));
-      gatherRows<DT>(p.u, rows, L, lanes, len, s.u);
-      gatherRows<DT>(p.delta, rows, L, lanes, len, s.delta);
-      gatherRows<DT>(bp.dout, rows, L, lanes, len, s.dy);
-      if (s.z) gatherRows<DT>(p.z, rows, L, lanes, len, s.z);
-      for (int lane = 0; lane < kLanes; ++lane) {
-        const int64_t d = d0 + lane;
-        const bool valid = lane < lanes;
-        const float *start = !valid  ? nullptr
-                             : c > 0 ? p.checkpoints + ((b * dim + d) * chunks + c - 1) * N
-                                     : (p.initialState ? p.initialState + (b * dim + d) * N : nullptr);
-        for (int64_t n = 0; n < N; ++n) s.hStart[n][lane] = start ? start[n] : 0.0f;
-      }
-      const Vec bias = s.constants.deltaBias[k], D = s.constants.D[k];
-      for (int64_t t = 0; t < len; ++t) s.dt[t] = deltaToDt(s.delta[t], bias, p.deltaSoftplus);
-      recomputeFn(len, N, s.constants.A2 + k * N, s.constants.Bfixed ? s.constants.Bfixed + k * N : nullptr,
-                  s.constants.Cfixed ? s.constants.Cfixed + k * N : nullptr, s.Bt, s.Ct, s.u, s.dt, s.hStart, s.h, s.y);
-      // The output gate: dy = dout silu(z) and dz = dout y siluGrad(z), y taken before the gate
-      // (dz goes to the y tile, which is not needed after this).
-      if (s.z) {
-        for (int64_t t = 0; t < len; ++t) {
-          const Vec dout = s.dy[t], y = s.y[t] + D * s.u[t];
-          s.dy[t] = dout * silu(s.z[t]);
-          s.y[t] = dout * y * siluGrad(s.z[t]);
-        }
-      }
-      reverseFn(len, N, s.constants, k, s.Bt, s.Ct, s.h, s.u, s.dt, s.dy, s.carry + k * N, s.dA + k * N,
-                s.dBFixed ? s.dBFixed + k * N : nullptr, s.dCFixed ? s.dCFixed + k * N : nullptr, s.dBLanes, s.dCLanes,
-                s.ddt, s.du);
-      Vec dD = s.dD[k], ddeltaBias = s.ddeltaBias[k];
-      for (int64_t t = len - 1; t >= 0; --t) {
-        s.du[t] += D * s.dy[t];
-        s.ddt[t] = dtGradToDeltaGrad(s.ddt[t], s.delta[t], bias, p.deltaSoftplus);  // now d delta
-        dD += s.dy[t] * s.u[t];
-        ddeltaBias += s.ddt[t];
-      }
-      s.dD[k] = dD;
-      s.ddeltaBias[k] = ddeltaBias;
-      scatterRows<DT>(s.du, lanes, len, bp.du, rows, L);
-      scatterRows<DT>(s.ddt, lanes, len, bp.ddelta, rows, L);
-      if (bp.dz) scatterRows<DT>(s.y, lanes, len, bp.dz, rows, L);
+  }
+
+  // Inputs of block k's channels as [t][lane] tiles (zeros past the last channel; dout goes to dy
+  // for now), dt, and the state the chunk starts from (the previous chunk's checkpoint, or the
+  // initial state) in hStart.
+  void startBlockChunk(int64_t c, int64_t k, int64_t rows, int lanes, int64_t len) const {
+    const int64_t d0 = task.d0 + k * kLanes;
+    gatherRows<DT>(p.u, rows, L, lanes, len, s.u);
+    gatherRows<DT>(p.delta, rows, L, lanes, len, s.delta);
+    gatherRows<DT>(bp.dout, rows, L, lanes, len, s.dy);
+    if (s.z) gatherRows<DT>(p.z, rows, L, lanes, len, s.z);
+    for (int lane = 0; lane < kLanes; ++lane) {
+      const int64_t d = d0 + lane;
+      const bool valid = lane < lanes;
+      const float *start = !valid  ? nullptr
+                           : c > 0 ? p.checkpoints + ((b * dim + d) * chunks + c - 1) * N
+                                   : (p.initialState ? p.initialState + (b * dim + d) * N : nullptr);
+      for (int64_t n = 0; n < N; ++n) s.hStart[n][lane] = start ? start[n] : 0.0f;
     }
-    // This task's share of the varying dB/dC over its channels: lanes summed in a fixed order.
-    if (varyingB) {
+    const Vec bias = s.constants.deltaBias[k];
+    for (int64_t t = 0; t < len; ++t) s.dt[t] = deltaToDt(s.delta[t], bias, p.deltaSoftplus);
+  }
+
+  // The output gate: dy = dout silu(z) and dz = dout y siluGrad(z), y taken before the gate (dz goes
+  // to the y tile, which is not needed after this).
+  void gateBackward(int64_t k, int64_t len) const {
+    if (!s.z) return;
+    const Vec D = s.constants.D[k];
+    for (int64_t t = 0; t < len; ++t) {
+      const Vec dout = s.dy[t], y = s.y[t] + D * s.u[t];
+      s.dy[t] = dout * silu(s.z[t]);
+      s.y[t] = dout * y * siluGrad(s.z[t]);
+    }
+  }
+
+  // du gains the skip term, ddt becomes d delta, dD and ddeltaBias gain the chunk; du, ddelta and
+  // dz go out.
+  void finishBlockChunk(int64_t k, int64_t rows, int lanes, int64_t len) const {
+    const Vec bias = s.constants.deltaBias[k], D = s.constants.D[k];
+    Vec dD = s.dD[k], ddeltaBias = s.ddeltaBias[k];
+    for (int64_t t = len - 1; t >= 0; --t) {
+      s.du[t] += D * s.dy[t];
+      s.ddt[t] = dtGradToDeltaGrad(s.ddt[t], s.delta[t], bias, p.deltaSoftplus);  // now d delta
+      dD += s.dy[t] * s.u[t];
+      ddeltaBias += s.ddt[t];
+    }
+    s.dD[k] = dD;
+    s.ddeltaBias[k] = ddeltaBias;
+    scatterRows<DT>(s.du, lanes, len, bp.du, rows, L);
+    scatterRows<DT>(s.ddt, lanes, len, bp.ddelta, rows, L);
+    if (bp.dz) scatterRows<DT>(s.y, lanes, len, bp.dz, rows, L);
+  }
+
+  // This task's share of the chunk's varying dB/dC over its channels: lanes summed in a fixed order.
+  void writeChunkVaryingSums(int64_t t0, int64_t len) const {
+    if (s.dBLanes) {
       float *dst = out.dB + (task.partition * batch + b) * N * L + t0;
       for (int64_t t = 0; t < len; ++t)
         for (int64_t n = 0; n < N; ++n) dst[n * L + t] = simd::horizontalSum(s.dBLanes[t * N + n]);
     }
-    if (varyingC) {
+    if (s.dCLanes) {
       float *dst = out.dC + (task.partition * batch + b) * N * L + t0;
       for (int64_t t = 0; t < len; ++t)
         for (int64_t n = 0; n < N; ++n) dst[n * L + t] = simd::horizontalSum(s.dCLanes[t * N + n]);
     }
   }
 
-  for (int64_t k = 0; k < blocks; ++k) {
-    for (int lane = 0; lane < kLanes; ++lane) {
-      const int64_t d = task.d0 + k * kLanes + lane;
-      if (d >= task.d1) break;
-      const int64_t rowN = (b * dim + d) * N;
-      for (int64_t n = 0; n < N; ++n) {
-        if (bp.dInitialState) bp.dInitialState[rowN + n] = s.carry[k * N + n][lane];
-        out.dA[rowN + n] = s.dA[k * N + n][lane];
-        if (out.dBFixed) out.dBFixed[rowN + n] = s.dBFixed[k * N + n][lane];
-        if (out.dCFixed) out.dCFixed[rowN + n] = s.dCFixed[k * N + n][lane];
+  // dInitialState (the carried gradient past the first step) and the per-channel sums.
+  void writeTaskSums() const {
+    for (int64_t k = 0; k < blocks; ++k) {
+      for (int lane = 0; lane < kLanes; ++lane) {
+        const int64_t d = task.d0 + k * kLanes + lane;
+        if (d >= task.d1) break;
+        const int64_t rowN = (b * dim + d) * N;
+        for (int64_t n = 0; n < N; ++n) {
+          if (bp.dInitialState) bp.dInitialState[rowN + n] = s.carry[k * N + n][lane];
+          out.dA[rowN + n] = s.dA[k * N + n][lane];
+          if (out.dBFixed) out.dBFixed[rowN + n] = s.dBFixed[k * N + n][lane];
+          if (out.dCFixed) out.dCFixed[rowN + n] = s.dCFixed[k * N + n][lane];
+        }
+        out.dD[b * dim + d] = s.dD[k][lane];
+        out.ddeltaBias[b * dim + d] = s.ddeltaBias[k][lane];
       }
-      out.dD[b * dim + d] = s.dD[k][lane];
-      out.ddeltaBias[b * dim + d] = s.ddeltaBias[k][lane];
     }
   }
+
+  void run() const {
+    s.constants.fill(p, task, blocks);
+    initSums();
+    const ScanChunkFn recompute = scanChunkFor<true>(p.B.varying(), p.C.varying());
+    const bool varyingB = p.B.varying(), varyingC = p.C.varying();
+    auto *reverse = varyingB ? (varyingC ? reverseChunk<true, true> : reverseChunk<true, false>)
+                             : (varyingC ? reverseChunk<false, true> : reverseChunk<false, false>);
+    for (int64_t c = chunks - 1; c >= 0; --c) {
+      const int64_t t0 = c * T, len = std::min(T, L - t0);
+      loadChunkTables(t0, len);
+      for (int64_t k = 0; k < blocks; ++k) {
+        const int64_t d0 = task.d0 + k * kLanes, rows = (b * dim + d0) * L + t0;
+        const int lanes = int(std::min<int64_t>(kLanes, task.d1 - d0));
+        startBlockChunk(c, k, rows, lanes, len);
+        recompute(len, N, s.constants.A2 + k * N, s.constants.Bfixed ? s.constants.Bfixed + k * N : nullptr,
+                  s.constants.Cfixed ? s.constants.Cfixed + k * N : nullptr, s.Bt, s.Ct, s.u, s.dt, s.hStart, s.h, s.y);
+        gateBackward(k, len);
+        reverse(len, N, s.constants, k, s.Bt, s.Ct, s.h, s.u, s.dt, s.dy, s.carry + k * N, s.dA + k * N,
+                s.dBFixed ? s.dBFixed + k * N : nullptr, s.dCFixed ? s.dCFixed + k * N : nullptr, s.dBLanes, s.dCLanes,
+                s.ddt, s.du);
+        finishBlockChunk(k, rows, lanes, len);
+      }
+      writeChunkVaryingSums(t0, len);
+    }
+    writeTaskSums();
+  }
+};
+
+template <DType DT>
+void backwardTask(const ScanBackwardParams &bp, const Task &task, const BackwardPartials &out, void *scratch) {
+  Carver carver(scratch);
+  BackwardScratch s(carver, bp.fwd, ceilDiv(task.d1 - task.d0, kLanes));
+  BackwardTask<DT>(bp, task, out, s).run();
 }
 
 }  // namespace
