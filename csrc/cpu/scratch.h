@@ -4,14 +4,13 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
-#include <cstdlib>
-#include <memory>
-#include <new>
 #include <vector>
+
+#include "host_allocator.h"
 
 namespace ss::cpu {
 
-constexpr size_t kScratchAlignment = 64;  // a cache line, and the widest vector
+constexpr size_t kScratchAlignment = kHostAlignment;
 
 // Carves one buffer (kScratchAlignment-aligned) into aligned arrays; with a null base it only
 // measures, so that the size computation and the use share one description of the layout.
@@ -41,22 +40,30 @@ size_t scratchBytes(Args &&...args) {
   return carver.bytes();
 }
 
-// One buffer of `bytes` per worker (`workers` = the op's ThreadPool::Session::threads()).
+// One buffer of `bytes` per worker (`workers` = the op's ThreadPool::Session::threads()), from the
+// host allocator's cache: an op's scratch is the previous op's, without new pages to fault in.
 class WorkerScratch {
  public:
-  WorkerScratch(int workers, size_t bytes)
-      : bytes_((bytes + kScratchAlignment - 1) / kScratchAlignment * kScratchAlignment) {
-    for (int i = 0; i < workers; ++i) {
-      void *p = std::aligned_alloc(kScratchAlignment, bytes_);
-      if (!p) throw std::bad_alloc();
-      buffers_.emplace_back(p, std::free);
+  WorkerScratch(int workers, size_t bytes) {
+    buffers_.reserve(size_t(workers));
+    try {
+      for (int i = 0; i < workers; ++i) buffers_.push_back(hostAllocate(bytes));
+    } catch (...) {
+      release();
+      throw;
     }
   }
-  void *operator[](int worker) const { return buffers_[size_t(worker)].get(); }
+  ~WorkerScratch() { release(); }
+  WorkerScratch(const WorkerScratch &) = delete;
+  WorkerScratch &operator=(const WorkerScratch &) = delete;
+  void *operator[](int worker) const { return buffers_[size_t(worker)].data; }
 
  private:
-  size_t bytes_;
-  std::vector<std::unique_ptr<void, decltype(&std::free)>> buffers_;
+  void release() {
+    for (const HostBlock &b : buffers_) hostRelease(b);
+    buffers_.clear();
+  }
+  std::vector<HostBlock> buffers_;
 };
 
 }  // namespace ss::cpu

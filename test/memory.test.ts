@@ -1,0 +1,22 @@
+// Memory stays flat in a synchronous training loop (issue #10): native memory is freed by
+// dispose() at once, and by the garbage collector (inside the collection, not at the next turn of
+// the event loop) for tensors never disposed. Each run is a child process, so that RSS is its own.
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+const script = path.join(__dirname, 'memory', 'cycles.cjs');
+
+function peakRssMB(...args: string[]): number {
+  const out = execFileSync(process.execPath, [script, ...args], { encoding: 'utf8' });
+  return (JSON.parse(out.trim().split('\n').pop()!) as { peakRssMB: number }).peakRssMB;
+}
+
+describe('10,000 synchronous forward+backward cycles at (2, 64, 128, 16)', () => {
+  it('stay under 400 MB RSS when every tensor and ctx is disposed', { timeout: 120_000 }, () => {
+    expect(peakRssMB('10000')).toBeLessThan(400);
+  });
+  it('stay bounded when nothing is disposed (the garbage collector frees native memory)', { timeout: 120_000 }, () => {
+    expect(peakRssMB('10000', 'nodispose')).toBeLessThan(1000);
+  });
+});
