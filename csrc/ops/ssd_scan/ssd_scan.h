@@ -21,13 +21,13 @@ struct SsdShape {
 
 struct SsdForwardParams {
   SsdShape shape;
-  DType dtype = DType::Float32;         // of x, dt, z, B, C and out
-  const void *x = nullptr;              // (batch, L, H, P)
-  const void *dt = nullptr;             // (batch, L, H)
-  const float *A = nullptr;             // (H)
+  DType dtype = DType::Float32;           // of x, dt, z, B, C and out
+  const void *x = nullptr;                // (batch, L, H, P)
+  const void *dt = nullptr;               // (batch, L, H)
+  const float *A = nullptr;               // (H)
   const void *B = nullptr, *C = nullptr;  // (batch, L, G, N); head h uses group h / (H / G)
-  const void *z = nullptr;              // optional (batch, L, H, P)
-  const float *D = nullptr;             // optional: (H) when dPerHead, else (H, P)
+  const void *z = nullptr;                // optional (batch, L, H, P)
+  const float *D = nullptr;               // optional: (H) when dPerHead, else (H, P)
   bool dPerHead = false;
   const float *dtBias = nullptr;  // optional (H)
   bool dtSoftplus = false;
@@ -52,13 +52,13 @@ struct SsdBackwardParams {
   const float *dLastState = nullptr;  // optional (sequences, H, P, N)
   bool deterministic = false;         // the CPU backend always is
   // Outputs; each null where the input was not given.
-  void *dx = nullptr, *dz = nullptr;     // dtype, (batch, L, H, P)
-  void *ddt = nullptr;                   // dtype, (batch, L, H)
-  void *dB = nullptr, *dC = nullptr;     // dtype, (batch, L, G, N)
-  float *dA = nullptr;                   // (H)
-  float *dD = nullptr;                   // like D
-  float *ddtBias = nullptr;              // (H)
-  float *dInitialState = nullptr;        // (sequences, H, P, N)
+  void *dx = nullptr, *dz = nullptr;  // dtype, (batch, L, H, P)
+  void *ddt = nullptr;                // dtype, (batch, L, H)
+  void *dB = nullptr, *dC = nullptr;  // dtype, (batch, L, G, N)
+  float *dA = nullptr;                // (H)
+  float *dD = nullptr;                // like D
+  float *ddtBias = nullptr;           // (H)
+  float *dInitialState = nullptr;     // (sequences, H, P, N)
 };
 
 namespace cpu {

@@ -85,8 +85,8 @@ void readSsdBackward(op::Descriptor &d, SsdBackwardParams &p) {
 
 // ssdChunkLength({ device, batch, seqlen, heads, headDim, groups, dstate }): the checkpoint interval.
 SS_REGISTER_QUERY(
-    ssdChunkLength, "ssdScan", SsdShape, [](op::Descriptor &d, SsdShape &s) { s = readShape(d); },
-    cpu::ssdChunkLength, nullptr);
+    ssdChunkLength, "ssdScan", SsdShape, [](op::Descriptor &d, SsdShape &s) { s = readShape(d); }, cpu::ssdChunkLength,
+    nullptr);
 SS_REGISTER_OP(ssdForward, "ssdScan", SsdForwardParams, readSsdForward, cpu::ssdForward, nullptr);
 SS_REGISTER_OP(ssdBackward, "ssdScanBackward", SsdBackwardParams, readSsdBackward, cpu::ssdBackward, nullptr);
 

@@ -261,7 +261,7 @@ void forwardTask(const SsdForwardParams &p, int64_t b, int64_t h, void *scratch)
 
 // Sums that the driver finishes in a fixed order: per task (b, h).
 struct BackwardPartials {
-  float *dB = nullptr, *dC = nullptr;  // [batch][H][L][N]
+  float *dB = nullptr, *dC = nullptr;       // [batch][H][L][N]
   float *dA = nullptr, *ddtBias = nullptr;  // [batch][H]
   float *dD = nullptr;                      // [batch][H][P]
 };
@@ -269,10 +269,10 @@ struct BackwardPartials {
 struct BackwardScratch {
   ChunkTiles tiles;
   Vec *D = nullptr;
-  Vec *state = nullptr;   // [n][block]: the state a recomputation starts from
-  Vec *states = nullptr;  // [chunk][n][block]: h_t of the chunk
-  Vec *carry = nullptr;   // [n][block]: a_{t+1} g_{t+1}, carried across chunks
-  Vec *dout = nullptr;    // [chunk][blocks]; becomes dy (after the gate)
+  Vec *state = nullptr;              // [n][block]: the state a recomputation starts from
+  Vec *states = nullptr;             // [chunk][n][block]: h_t of the chunk
+  Vec *carry = nullptr;              // [n][block]: a_{t+1} g_{t+1}, carried across chunks
+  Vec *dout = nullptr;               // [chunk][blocks]; becomes dy (after the gate)
   Vec *dx = nullptr, *dz = nullptr;  // [chunk][blocks]
   Vec *dB = nullptr, *dC = nullptr;  // [N]: one step's sums over the positions, per lane
   Vec *dD = nullptr;                 // [blocks]
@@ -336,7 +336,7 @@ void backwardTask(const SsdBackwardParams &bp, int64_t b, int64_t h, const Backw
     }
     for (int64_t from = 0; from < len;) {
       const int64_t to = std::min(len, nonEmpty[si].end - t0);
-      advance(w.tiles, s, k, from, to, w.state, w.states + from * s.stateVecs());
+      advance(w.tiles, s, k, from, to, w.state, w.states);
       from = to;
       if (from < len) loadState(stateRow(p.initialState, nonEmpty[++si].row), s, w.state);
     }
@@ -417,9 +417,8 @@ void ssdForward(const SsdForwardParams &p) {
   ThreadPool::Session pool;
   WorkerScratch scratch(pool.threads(), scratchBytes<ForwardScratch>(p, HeadShape(p.shape)));
   dispatchDType(p.dtype, [&](auto dtype) {
-    pool.parallelFor(tasks, [&](int64_t i, int worker) {
-      forwardTask<decltype(dtype)::value>(p, i / H, i % H, scratch[worker]);
-    });
+    pool.parallelFor(
+        tasks, [&](int64_t i, int worker) { forwardTask<decltype(dtype)::value>(p, i / H, i % H, scratch[worker]); });
   });
 }
 
