@@ -195,12 +195,13 @@ function checkSsdInputs(
     C: Ct,
     dtSoftplus,
     dtLimit,
+    // Own properties even when absent, so that nothing on Object.prototype stands in for them.
+    D,
+    z,
+    dtBias,
+    initialState,
+    cuSeqlens,
   };
-  if (D) result.D = D;
-  if (z) result.z = z;
-  if (dtBias) result.dtBias = dtBias;
-  if (initialState) result.initialState = initialState;
-  if (cuSeqlens) result.cuSeqlens = cuSeqlens;
   return result;
 }
 
