@@ -224,3 +224,59 @@ describe('ssdScan errors', () => {
     expect(() => ssdScan(x, dt, A, B, C, { D: t([1, 2, 3], [3]) })).toThrow(/^ssdScan: D must have shape/);
   });
 });
+
+describe('ssdScan options', () => {
+  const s = { b: 2, L: 90, H: 4, P: 3, G: 2, N: 5 };
+  const v = inputs(s, 11);
+  const run = (dtype: 'float32' | 'float16' | 'bfloat16', opts: Record<string, unknown> = {}) => {
+    const T = (a: ArrayLike<number>, shape: number[]) => Tensor.from(a, shape, { dtype });
+    const r = ssdScan(
+      T(v.x, [2, 90, 4, 3]),
+      T(v.dt, [2, 90, 4]),
+      t(v.A, [4]),
+      T(v.B, [2, 90, 2, 5]),
+      T(v.C, [2, 90, 2, 5]),
+      { dtBias: t(v.dtBias, [4]), ...opts, saveForBackward: true },
+    );
+    const g = ssdScanBackward(r.ctx!, T(v.dout, [2, 90, 4, 3]));
+    return { out: r.out.dataSync(), g };
+  };
+
+  it('float16 and bfloat16 agree with float32 on the same rounded inputs within 1e-2', () => {
+    for (const dtype of ['float16', 'bfloat16'] as const) {
+      const half = run(dtype, { dtSoftplus: true });
+      // float32 fed the values the 16-bit tensors hold.
+      const rounded = (a: Float64Array, shape: number[]) => Tensor.from(a, shape, { dtype }).dataSync();
+      const r = ssdScan(
+        t(rounded(v.x, [2, 90, 4, 3]), [2, 90, 4, 3]),
+        t(rounded(v.dt, [2, 90, 4]), [2, 90, 4]),
+        t(v.A, [4]),
+        t(rounded(v.B, [2, 90, 2, 5]), [2, 90, 2, 5]),
+        t(rounded(v.C, [2, 90, 2, 5]), [2, 90, 2, 5]),
+        { dtBias: t(v.dtBias, [4]), dtSoftplus: true },
+      );
+      expect(relErr(half.out, r.out.dataSync())).toBeLessThan(1e-2);
+    }
+  });
+
+  it('dtLimit: no gradient flows to dt where the clamp applies; the default clamps negative dt to 0', () => {
+    const clamped = run('float32', { dtLimit: [100, 200] });
+    expect(clamped.g.ddt.dataSync().every((x) => x === 0)).toBe(true);
+    expect(clamped.g.ddtBias!.dataSync().every((x) => x === 0)).toBe(true);
+    // Without softplus, dt + dtBias < 0 is clamped to 0: the same as dt raised to 0 where negative.
+    const base = run('float32');
+    const ddt = base.g.ddt.dataSync();
+    const bias = v.dtBias;
+    for (let i = 0; i < ddt.length; i++)
+      if (Math.fround(v.dt[i]!) + Math.fround(bias[i % 4]!) < 0) expect(Math.abs(ddt[i]!)).toBe(0);
+    expect(ddt.some((x) => x !== 0)).toBe(true);
+  });
+
+  it('is deterministic: the same bits on every run', () => {
+    const a = run('float32', { dtSoftplus: true });
+    const b = run('float32', { dtSoftplus: true });
+    expect(Array.from(a.out)).toEqual(Array.from(b.out));
+    for (const k of ['dx', 'ddt', 'dA', 'dB', 'dC'] as const)
+      expect(Array.from(a.g[k].dataSync())).toEqual(Array.from(b.g[k].dataSync()));
+  });
+});
