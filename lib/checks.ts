@@ -5,6 +5,7 @@ import type { DType } from './dtype.js';
 import { codedError, describe } from './errors.js';
 import type { Storage } from './native.js';
 import { type Device, type Tensor, parseOptions, storageOf, tensorArgument } from './tensor.js';
+import { typedArrayName } from './typed-arrays.js';
 
 export { ALL_DTYPES } from './dtype.js';
 
@@ -74,4 +75,27 @@ export class ArgumentChecker {
 /** The storage of a tensor argument, or undefined; for building native descriptors. */
 export function storage(fn: string, name: string, t: Tensor | undefined): Storage | undefined {
   return t === undefined ? undefined : storageOf(t, fn, name);
+}
+
+/**
+ * Packed sequences (docs/API.md): a checked copy of cuSeqlens, an Int32Array of nseq + 1 >= 2
+ * offsets that starts at 0, never decreases and ends at L, for a call with batch 1.
+ */
+export function checkCuSeqlens(fn: string, value: unknown, batch: number, L: number): Int32Array {
+  if (typedArrayName(value) !== 'Int32Array') {
+    throw new TypeError(`${fn}: cuSeqlens must be an Int32Array, got ${describe(value)}`);
+  }
+  const offsets = new Int32Array(value as Int32Array);
+  if (batch !== 1) throw new RangeError(`${fn}: cuSeqlens needs batch=1, got batch=${batch}`);
+  if (offsets.length < 2) throw new RangeError(`${fn}: cuSeqlens must have at least 2 entries, got ${offsets.length}`);
+  if (offsets[0] !== 0) throw new RangeError(`${fn}: cuSeqlens must start at 0, got ${offsets[0]}`);
+  if (offsets[offsets.length - 1] !== L) {
+    throw new RangeError(`${fn}: cuSeqlens must end at L=${L}, got ${offsets[offsets.length - 1]}`);
+  }
+  for (let i = 1; i < offsets.length; i++) {
+    if (offsets[i]! < offsets[i - 1]!) {
+      throw new RangeError(`${fn}: cuSeqlens must never decrease; cuSeqlens[${i}]=${offsets[i]} < ${offsets[i - 1]}`);
+    }
+  }
+  return offsets;
 }

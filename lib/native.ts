@@ -75,6 +75,58 @@ export interface ScanBackwardDescriptor extends ScanInputsDescriptor {
   dInitialState?: Storage;
 }
 
+export interface SsdShapeDescriptor {
+  device: DeviceIndex;
+  batch: number;
+  seqlen: number;
+  heads: number;
+  headDim: number;
+  groups: number;
+  dstate: number;
+}
+
+/** The inputs of a state space dual scan (csrc/ops/ssd_scan/ssd_scan.h). */
+export interface SsdInputsDescriptor extends OpDescriptor, SsdShapeDescriptor {
+  x: Storage;
+  dt: Storage;
+  A: Storage;
+  B: Storage;
+  C: Storage;
+  z?: Storage;
+  D?: Storage;
+  dPerHead: boolean;
+  dtBias?: Storage;
+  dtSoftplus: boolean;
+  dtLow: number;
+  dtHigh: number;
+  sequences: number;
+  cuSeqlens?: Int32Array;
+  initialState?: Storage;
+  chunkLength: number;
+}
+
+export interface SsdForwardDescriptor extends SsdInputsDescriptor {
+  out: Storage;
+  lastState?: Storage;
+  checkpoints?: Storage;
+}
+
+export interface SsdBackwardDescriptor extends SsdInputsDescriptor {
+  checkpoints: Storage;
+  dout: Storage;
+  dLastState?: Storage;
+  deterministic: boolean;
+  dx: Storage;
+  ddt: Storage;
+  dA: Storage;
+  dB: Storage;
+  dC: Storage;
+  dz?: Storage;
+  dD?: Storage;
+  ddtBias?: Storage;
+  dInitialState?: Storage;
+}
+
 /** selectiveStateUpdate in its heads form (csrc/ops/state_update/state_update.h). */
 export interface StateUpdateDescriptor extends OpDescriptor {
   batch: number;
@@ -147,6 +199,9 @@ export interface Native {
   scanForward(descriptor: ScanForwardDescriptor): void;
   scanBackward(descriptor: ScanBackwardDescriptor): void;
   stateUpdate(descriptor: StateUpdateDescriptor): void;
+  ssdChunkLength(shape: SsdShapeDescriptor): number;
+  ssdForward(descriptor: SsdForwardDescriptor): void;
+  ssdBackward(descriptor: SsdBackwardDescriptor): void;
 
   // Backends (csrc/backend_binding.cc)
   synchronize(device: DeviceIndex): Promise<void>;

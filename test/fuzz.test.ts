@@ -122,6 +122,7 @@ describe('fuzz: every public function against random hostile input', () => {
     for (const [cls, prototype] of [
       ['Tensor', api.Tensor.prototype],
       ['ScanContext', api.ScanContext.prototype],
+      ['SsdContext', api.SsdContext.prototype],
     ] as const) {
       for (const m of Object.getOwnPropertyNames(prototype).filter((m) => m !== 'constructor')) {
         expect(TARGETS.map((t) => t.name)).toContain(`${cls}.${m}`);

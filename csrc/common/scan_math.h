@@ -77,6 +77,20 @@ SS_HD T dtGradToDeltaGrad(T ddt, T delta, T bias, bool useSoftplus) {
   return useSoftplus ? ddt * softplusGrad(delta + bias) : ddt;
 }
 
+// The state space dual scan's dt (Mamba-2, one per step and head): bias, softplus when asked, then
+// clamped to [lo, hi]. grad is d dt / d raw: 0 where the clamp applies (strictly below lo or above
+// hi), else the chain rule back through softplus. NaN stays NaN (and is not "clamped").
+struct SsdDt {
+  float dt, grad;
+};
+SS_HD SsdDt ssdDt(float raw, float bias, bool useSoftplus, float lo, float hi) {
+  const float v = raw + bias;
+  const float s = useSoftplus ? softplus(v) : v;
+  if (s < lo) return {lo, 0.0f};
+  if (s > hi) return {hi, 0.0f};
+  return {s, useSoftplus ? softplusGrad(v) : 1.0f};
+}
+
 // One step of the recurrence for one state: h_t = a_t h_{t-1} + (dt_t u_t) B_t.
 template <class T>
 SS_HD T stateStep(T a, T hPrev, T dtu, T b) {

@@ -63,6 +63,15 @@ inline float horizontalSum(Vec v) {
   return s;
 }
 
+// The lanes' sum as a pairwise tree: lane i + lane i + kLanes/2, and so on down to one. Fewer
+// dependent additions than horizontalSum, in another (fixed) order; for new kernels only, since
+// changing the order of horizontalSum would change the selective scan's results.
+inline float treeSum(Vec v) {
+  for (int width = kLanes / 2; width >= 1; width /= 2)
+    for (int i = 0; i < width; ++i) v[i] += v[i + width];
+  return v[0];
+}
+
 // 2^x for every lane, to about 2 ulp (Cephes' exp2f polynomial). x is split as r + f with r an
 // integer and |f| <= 1/2; 2^f comes from a degree-6 polynomial and 2^r from the exponent bits.
 // x <= -127 gives 0 (results below the normal range flush to zero), x >= 127.5 gives +Inf, NaN

@@ -43,6 +43,12 @@ int64_t Descriptor::size(const char *key) const {
   return int64_t(value);
 }
 
+double Descriptor::number(const char *key) const {
+  const Napi::Value v = field(key);
+  if (!v.IsNumber()) internalError(env_, std::string("descriptor field ") + key + " is not a number");
+  return v.As<Napi::Number>().DoubleValue();
+}
+
 bool Descriptor::flag(const char *key) const {
   const Napi::Value v = field(key);
   if (!v.IsBoolean()) internalError(env_, std::string("descriptor field ") + key + " is not a boolean");

@@ -35,8 +35,9 @@ class Descriptor {
   int device() const { return device_; }
   bool onHost() const;
 
-  int64_t size(const char *key) const;  // a non-negative integer below 2^53
-  bool flag(const char *key) const;     // a boolean
+  int64_t size(const char *key) const;   // a non-negative integer below 2^53
+  bool flag(const char *key) const;      // a boolean
+  double number(const char *key) const;  // any number (Infinity and NaN included)
   DType dtype(const char *key = "dtype") const;
 
   // The storage at `key`, holding at least the elements of type t that `dims` has; null when

@@ -4,7 +4,8 @@ import { ALL_DTYPES, ArgumentChecker, named, storage } from '../checks.js';
 import { type DType, dtypeCode } from '../dtype.js';
 import { codedError, describe } from '../errors.js';
 import { native, type ProjectionDescriptor, type ScanInputsDescriptor, type ScanShapeDescriptor } from '../native.js';
-import { markPrototype, notBranded } from '../brand.js';
+import { markPrototype } from '../brand.js';
+import { ForwardContext, contextAccess } from '../context.js';
 import { type Device, type Tensor, allocate, deviceIndex, storageOf } from '../tensor.js';
 
 export interface ScanOptions {
@@ -214,66 +215,38 @@ function inputDescriptor(fn: string, s: ScanInputs, chunkLength: number): ScanIn
   };
 }
 
-const CONTEXT_KEY = Symbol('ScanContext');
-// Set in ScanContext's static block: the constructor and the private state, for this file only.
+const SCAN_CONTEXT = { name: 'ScanContext', madeBy: 'selectiveScan(..., { saveForBackward: true })' };
+const context = contextAccess<ScanInputs>(SCAN_CONTEXT);
+// Set in ScanContext's static block (its constructor is private).
 let makeContext: (inputs: ScanInputs, chunkLength: number, checkpoints: Tensor) => ScanContext;
-let contextState: (ctx: unknown, fn: string) => { inputs: ScanInputs; chunkLength: number; checkpoints: Tensor };
-// The checkpoints of a ScanContext of this copy of the package (null once disposed), or a TypeError
-// naming fn for anything else.
-let checkpointsOf: (ctx: unknown, fn: string, name: string) => Tensor | null;
+const contextState = context.saved;
 
 /**
  * What the backward needs from a forward: references to its inputs (not copies) and the state at
  * the end of every chunk. `dispose()` frees the checkpoints, not the inputs.
  */
-export class ScanContext {
-  readonly #inputs: ScanInputs;
-  readonly #chunkLength: number;
-  #checkpoints: Tensor | null;
-
+export class ScanContext extends ForwardContext {
   static {
-    makeContext = (inputs, chunkLength, checkpoints) => new ScanContext(CONTEXT_KEY, inputs, chunkLength, checkpoints);
-    checkpointsOf = (ctx, fn, name) => {
-      if (typeof ctx !== 'object' || ctx === null || !(#checkpoints in ctx)) {
-        throw notBranded(
-          fn,
-          name,
-          'ScanContext',
-          ctx,
-          'the ScanContext of selectiveScan(..., { saveForBackward: true })',
-        );
-      }
-      return ctx.#checkpoints;
-    };
-    contextState = (ctx, fn) => {
-      const checkpoints = checkpointsOf(ctx, fn, 'ctx');
-      if (checkpoints === null) throw codedError('ERR_DISPOSED', `${fn}: ctx was disposed`);
-      const c = ctx as ScanContext;
-      return { inputs: c.#inputs, chunkLength: c.#chunkLength, checkpoints };
-    };
+    makeContext = (inputs, chunkLength, checkpoints) => new ScanContext(context.key, inputs, chunkLength, checkpoints);
     markPrototype(ScanContext.prototype);
   }
 
   /** Made by selectiveScan(..., { saveForBackward: true }). */
   private constructor(key: symbol, inputs: ScanInputs, chunkLength: number, checkpoints: Tensor) {
-    if (key !== CONTEXT_KEY) throw new TypeError('ScanContext: made by selectiveScan(..., { saveForBackward: true })');
-    this.#inputs = inputs;
-    this.#chunkLength = chunkLength;
-    this.#checkpoints = checkpoints;
+    super(key, SCAN_CONTEXT, inputs, chunkLength, checkpoints);
   }
 
   get isDisposed(): boolean {
-    return checkpointsOf(this, 'ScanContext.isDisposed', 'this') === null;
+    return context.isDisposed(this);
   }
 
   /** Bytes held by the checkpoints (batch * dim * chunks * N float32). */
   get checkpointBytes(): number {
-    return (checkpointsOf(this, 'ScanContext.checkpointBytes', 'this')?.numel ?? 0) * 4;
+    return context.checkpointBytes(this);
   }
 
   dispose(): void {
-    checkpointsOf(this, 'ScanContext.dispose', 'this')?.dispose();
-    this.#checkpoints = null;
+    context.dispose(this);
   }
 
   [Symbol.dispose](): void {

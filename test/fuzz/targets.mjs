@@ -343,6 +343,118 @@ const ops = [
   },
 ];
 
+/** An ssdScan's valid inputs: small random sizes, a random dtype, some options. */
+function ssdInputs(g) {
+  const { rng } = g;
+  const [batch, L, H, P, N] = [
+    rng.between(1, 2),
+    rng.between(1, 40),
+    rng.between(1, 4),
+    rng.between(1, 5),
+    rng.between(1, 8),
+  ];
+  const G = rng.pick([1, 2, 4].filter((n) => H % n === 0));
+  const dtype = rng.pick(DTYPES);
+  const opts = {};
+  if (rng.chance(0.4)) opts.D = g.tensor(rng.chance(0.5) ? [H] : [H, P]);
+  if (rng.chance(0.4)) opts.z = g.tensor([batch, L, H, P], dtype);
+  if (rng.chance(0.4)) opts.dtBias = g.tensor([H], 'float32', 0, 0.5);
+  if (rng.chance(0.4)) opts.dtSoftplus = rng.chance(0.5);
+  if (rng.chance(0.3)) opts.dtLimit = [0, rng.pick([1, 5, Number.POSITIVE_INFINITY])];
+  let rows = batch;
+  if (batch === 1 && rng.chance(0.3)) {
+    const cut = rng.between(0, L);
+    opts.cuSeqlens = Int32Array.from([0, cut, L]);
+    rows = 2;
+  }
+  if (rng.chance(0.4)) opts.initialState = g.tensor([rows, H, P, N]);
+  if (rng.chance(0.4)) opts.returnLastState = rng.chance(0.5);
+  const args = [
+    g.tensor([batch, L, H, P], dtype),
+    g.tensor([batch, L, H], dtype, 0, 0.5),
+    g.tensor([H], 'float32', -2, -0.5),
+    g.tensor([batch, L, G, N], dtype),
+    g.tensor([batch, L, G, N], dtype),
+    opts,
+  ];
+  return { args, sizes: { batch, L, H, P, N, rows, dtype } };
+}
+
+ops.push(
+  {
+    name: 'ssdScan',
+    export: 'ssdScan',
+    options: 5,
+    optionKeys: [
+      'D',
+      'z',
+      'dtBias',
+      'dtSoftplus',
+      'dtLimit',
+      'initialState',
+      'returnLastState',
+      'cuSeqlens',
+      'saveForBackward',
+    ],
+    valid(g) {
+      const { args } = ssdInputs(g);
+      if (g.device !== 'cpu') return { args, fails: 'ERR_CUDA_UNAVAILABLE' };
+      if (g.rng.chance(0.3)) args[5].saveForBackward = true;
+      return { args };
+    },
+    call: (api, args) => api.ssdScan(...args),
+    check(r, [x]) {
+      expectShape(r.out, [...x.shape], 'out');
+      finite(r.out, 'out');
+      if (r.lastState) finite(r.lastState, 'lastState');
+    },
+    outputs: (r) => bitsOf([r.out, r.lastState, r.ctx?.checkpointBytes]),
+  },
+  {
+    name: 'ssdScanBackward',
+    export: 'ssdScanBackward',
+    options: 2,
+    optionKeys: ['dLastState', 'deterministic'],
+    valid(g, api) {
+      if (g.device !== 'cpu') return { args: [undefined, undefined], fails: TypeError };
+      const { args, sizes } = ssdInputs(g);
+      const { ctx } = api.ssdScan(...args.slice(0, 5), { ...args[5], saveForBackward: true });
+      const opts = {};
+      if (g.rng.chance(0.4)) opts.dLastState = g.tensor([sizes.rows, sizes.H, sizes.P, sizes.N]);
+      if (g.rng.chance(0.4)) opts.deterministic = g.rng.chance(0.5);
+      return { args: [ctx, g.tensor([sizes.batch, sizes.L, sizes.H, sizes.P], sizes.dtype), opts], inputs: args };
+    },
+    call: (api, args) => api.ssdScanBackward(...args),
+    check(grads, [, dout]) {
+      expectShape(grads.dx, [...dout.shape], 'dx');
+      for (const [k, t] of Object.entries(grads)) finite(t, k);
+    },
+    outputs: (grads) =>
+      Object.keys(grads)
+        .sort()
+        .flatMap((k) => [k, ...bitsOf([grads[k]])]),
+  },
+  // An SsdContext of a small forward (CPU only: no CUDA backend yet).
+  ...['dispose', 'isDisposed', 'checkpointBytes'].map((name) =>
+    member('SsdContext', name, {
+      receiver: (g, api) => {
+        const { args } = ssdInputs(g.device === 'cpu' ? g : Object.assign(Object.create(g), { device: 'cpu' }));
+        return api.ssdScan(...args.slice(0, 5), { saveForBackward: true }).ctx;
+      },
+      check() {},
+      outputs: (v, _args, self) => [v, self?.isDisposed],
+    }),
+  ),
+  {
+    name: 'SsdContext',
+    export: 'SsdContext',
+    valid: () => ({ args: [], fails: TypeError }),
+    call: (api, args) => new api.SsdContext(...args),
+    check() {},
+    outputs: () => [],
+  },
+);
+
 // ---- Backends --------------------------------------------------------------------------------------
 
 const backends = [
