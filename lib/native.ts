@@ -99,6 +99,21 @@ export interface StateUpdateDescriptor extends OpDescriptor {
   y: Storage;
 }
 
+/** causalConv1dUpdate (csrc/ops/causal_conv1d/causal_conv1d.h). */
+export interface ConvUpdateDescriptor extends OpDescriptor {
+  batch: number;
+  dim: number;
+  width: number;
+  stateSlots: number;
+  silu: boolean;
+  convState: Storage;
+  x: Storage;
+  weight: Storage;
+  bias?: Storage;
+  stateBatchIndices?: Int32Array;
+  out: Storage;
+}
+
 // ---- The addon ----------------------------------------------------------------------------------
 
 export interface BuildInfo {
@@ -147,6 +162,7 @@ export interface Native {
   scanForward(descriptor: ScanForwardDescriptor): void;
   scanBackward(descriptor: ScanBackwardDescriptor): void;
   stateUpdate(descriptor: StateUpdateDescriptor): void;
+  convUpdate(descriptor: ConvUpdateDescriptor): void;
 
   // Backends (csrc/backend_binding.cc)
   synchronize(device: DeviceIndex): Promise<void>;
