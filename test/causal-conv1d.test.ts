@@ -42,7 +42,11 @@ describe('causalConv1dUpdate equals the reference', () => {
             });
             expect(out.shape).toEqual([batch, dim]);
             expect(out.dtype).toBe(dtype);
-            const ref = convUpdateRef(refState, x, weight, batch, dim, W, { bias: b, silu, stateBatchIndices: indices });
+            const ref = convUpdateRef(refState, x, weight, batch, dim, W, {
+              bias: b,
+              silu,
+              stateBatchIndices: indices,
+            });
             const got = out.dataSync();
             expectRelClose(got, ref, tolerances(dtype).fwd, 'out');
             if (indices) for (let d = 0; d < dim; d++) expect(got[dim + d]).toBe(0); // padding row
@@ -62,16 +66,53 @@ describe('causalConv1dUpdate errors', () => {
 
   const cases: [string, (a: ReturnType<typeof make>) => unknown, RegExp][] = [
     ['x rank', (a) => causalConv1dUpdate(a.state, tensor([1, 2, 3], [3]), a.weight), /x must have shape/],
-    ['weight W', (a) => causalConv1dUpdate(a.state, a.x, tensor(new Float32Array(27), [3, 9])), /weight must have shape.*W <= 8/],
-    ['weight dim', (a) => causalConv1dUpdate(a.state, a.x, tensor(new Float32Array(8), [2, 4])), /weight must have shape/],
-    ['convState width', (a) => causalConv1dUpdate(tensor(new Float32Array(12), [2, 3, 2]), a.x, a.weight), /convState must have shape/],
-    ['convState dtype', (a) => causalConv1dUpdate(tensor(new Float32Array(18), [2, 3, 3], 'float16'), a.x, a.weight), /convState/],
-    ['batch mismatch', (a) => causalConv1dUpdate(tensor(new Float32Array(27), [3, 3, 3]), a.x, a.weight), /convState has 3/],
+    [
+      'weight W',
+      (a) => causalConv1dUpdate(a.state, a.x, tensor(new Float32Array(27), [3, 9])),
+      /weight must have shape.*W <= 8/,
+    ],
+    [
+      'weight dim',
+      (a) => causalConv1dUpdate(a.state, a.x, tensor(new Float32Array(8), [2, 4])),
+      /weight must have shape/,
+    ],
+    [
+      'convState width',
+      (a) => causalConv1dUpdate(tensor(new Float32Array(12), [2, 3, 2]), a.x, a.weight),
+      /convState must have shape/,
+    ],
+    [
+      'convState dtype',
+      (a) => causalConv1dUpdate(tensor(new Float32Array(18), [2, 3, 3], 'float16'), a.x, a.weight),
+      /convState/,
+    ],
+    [
+      'batch mismatch',
+      (a) => causalConv1dUpdate(tensor(new Float32Array(27), [3, 3, 3]), a.x, a.weight),
+      /convState has 3/,
+    ],
     ['bias shape', (a) => causalConv1dUpdate(a.state, a.x, a.weight, { bias: tensor([1, 2], [2]) }), /bias/],
-    ['activation', (a) => causalConv1dUpdate(a.state, a.x, a.weight, { activation: 'relu' as 'silu' }), /activation must be 'silu'/],
-    ['indices type', (a) => causalConv1dUpdate(a.state, a.x, a.weight, { stateBatchIndices: new Uint32Array(2) as unknown as Int32Array }), /stateBatchIndices must be an Int32Array/],
-    ['indices range', (a) => causalConv1dUpdate(a.state, a.x, a.weight, { stateBatchIndices: Int32Array.from([0, 2]) }), /stateBatchIndices\[1\]=2/],
-    ['indices repeated', (a) => causalConv1dUpdate(a.state, a.x, a.weight, { stateBatchIndices: Int32Array.from([1, 1]) }), /distinct/],
+    [
+      'activation',
+      (a) => causalConv1dUpdate(a.state, a.x, a.weight, { activation: 'relu' as 'silu' }),
+      /activation must be 'silu'/,
+    ],
+    [
+      'indices type',
+      (a) =>
+        causalConv1dUpdate(a.state, a.x, a.weight, { stateBatchIndices: new Uint32Array(2) as unknown as Int32Array }),
+      /stateBatchIndices must be an Int32Array/,
+    ],
+    [
+      'indices range',
+      (a) => causalConv1dUpdate(a.state, a.x, a.weight, { stateBatchIndices: Int32Array.from([0, 2]) }),
+      /stateBatchIndices\[1\]=2/,
+    ],
+    [
+      'indices repeated',
+      (a) => causalConv1dUpdate(a.state, a.x, a.weight, { stateBatchIndices: Int32Array.from([1, 1]) }),
+      /distinct/,
+    ],
     ['unknown option', (a) => causalConv1dUpdate(a.state, a.x, a.weight, { foo: 1 } as never), /foo/],
   ];
   for (const [name, call, re] of cases) {

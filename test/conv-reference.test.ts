@@ -139,7 +139,11 @@ describe('causal conv1d reference: definitions', () => {
           if (b >= 0) for (let d = 0; d < 2; d++) xt[r * 2 + d] = inp.x[(b * 2 + d) * spec.L + t];
           else xt.fill(9, r * 2, r * 2 + 2);
         }
-        const y = convUpdateRef(state, xt, inp.weight, 4, 2, W, { bias: inp.bias, silu: true, stateBatchIndices: indices });
+        const y = convUpdateRef(state, xt, inp.weight, 4, 2, W, {
+          bias: inp.bias,
+          silu: true,
+          stateBatchIndices: indices,
+        });
         for (let r = 0; r < 4; r++) {
           const b = [0, 1, -1, 2][r];
           for (let d = 0; d < 2; d++) {
@@ -169,7 +173,9 @@ describe('causal conv1d reference: definitions', () => {
       const one = convRef({ ...inp, cuSeqlens: undefined, batch: 1, L: len, x, initialState: init });
       for (let d = 0; d < 2; d++)
         for (let t = 0; t < len; t++) expect(out[d * 8 + c[i] + t]).toBe(one.out[d * len + t]);
-      expect(Array.from(finalState.subarray(i * 2 * (W - 1), (i + 1) * 2 * (W - 1)))).toEqual(Array.from(one.finalState));
+      expect(Array.from(finalState.subarray(i * 2 * (W - 1), (i + 1) * 2 * (W - 1)))).toEqual(
+        Array.from(one.finalState),
+      );
     }
     expect(Array.from(finalState.subarray(2 * (W - 1), 4 * (W - 1)))).toEqual(
       Array.from(inp.initialState!.subarray(2 * (W - 1), 4 * (W - 1))),

@@ -74,7 +74,8 @@ export function convRef(inp: ConvRefInputs): { out: Float64Array; finalState: Fl
         const p = preact(inp, s, d, j);
         out[(s.b * dim + d) * L + s.t0 + j] = inp.silu ? silu(p) : p;
       }
-      for (let i = 0; i < W - 1; i++) finalState[(s.row * dim + d) * (W - 1) + i] = xsAt(inp, s, d, s.len - (W - 1) + i);
+      for (let i = 0; i < W - 1; i++)
+        finalState[(s.row * dim + d) * (W - 1) + i] = xsAt(inp, s, d, s.len - (W - 1) + i);
     }
   }
   return { out, finalState };
