@@ -9,3 +9,4 @@ export type { CodedError, ErrorCode } from './errors.js';
 export * from './ops/selective-scan.js';
 export * from './ops/state-update.js';
 export * from './ops/ssd-scan.js';
+export * from './ops/causal-conv1d.js';

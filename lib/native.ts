@@ -151,6 +151,21 @@ export interface StateUpdateDescriptor extends OpDescriptor {
   y: Storage;
 }
 
+/** causalConv1dUpdate (csrc/ops/causal_conv1d/causal_conv1d.h). */
+export interface ConvUpdateDescriptor extends OpDescriptor {
+  batch: number;
+  dim: number;
+  width: number;
+  stateSlots: number;
+  silu: boolean;
+  convState: Storage;
+  x: Storage;
+  weight: Storage;
+  bias?: Storage;
+  stateBatchIndices?: Int32Array;
+  out: Storage;
+}
+
 // ---- The addon ----------------------------------------------------------------------------------
 
 export interface BuildInfo {
@@ -202,6 +217,7 @@ export interface Native {
   ssdChunkLength(shape: SsdShapeDescriptor): number;
   ssdForward(descriptor: SsdForwardDescriptor): void;
   ssdBackward(descriptor: SsdBackwardDescriptor): void;
+  convUpdate(descriptor: ConvUpdateDescriptor): void;
 
   // Backends (csrc/backend_binding.cc)
   synchronize(device: DeviceIndex): Promise<void>;

@@ -334,6 +334,36 @@ const ops = [
     outputs: (y, [state]) => bitsOf([y, state]),
   },
   {
+    name: 'causalConv1dUpdate',
+    export: 'causalConv1dUpdate',
+    options: 3,
+    optionKeys: ['bias', 'activation', 'stateBatchIndices'],
+    inPlace: 0,
+    valid(g) {
+      const { rng } = g;
+      const batch = rng.between(1, 3);
+      const dim = rng.between(1, 5);
+      const W = rng.between(1, 8);
+      const dtype = rng.pick(DTYPES);
+      const slots = rng.chance(0.3) ? batch + rng.between(0, 2) : batch;
+      const opts = {};
+      if (rng.chance(0.4)) opts.bias = g.tensor([dim]);
+      if (rng.chance(0.4)) opts.activation = 'silu';
+      if (slots !== batch || rng.chance(0.3)) {
+        const order = Array.from({ length: slots }, (_, i) => i).sort(() => rng.next() - 0.5);
+        opts.stateBatchIndices = Int32Array.from({ length: batch }, (_, i) => (rng.chance(0.2) ? -1 : order[i]));
+      }
+      return { args: [g.tensor([slots, dim, W - 1], dtype), g.tensor([batch, dim], dtype), g.tensor([dim, W]), opts] };
+    },
+    call: (api, args) => api.causalConv1dUpdate(...args),
+    check(out, [convState, x]) {
+      expectShape(out, [...x.shape], 'out');
+      finite(out, 'out');
+      finite(convState, 'convState');
+    },
+    outputs: (out, [convState]) => bitsOf([out, convState]),
+  },
+  {
     name: 'ScanContext',
     export: 'ScanContext',
     valid: () => ({ args: [], fails: TypeError }),
