@@ -8,7 +8,11 @@ import { describe, expect, it } from 'vitest';
 const script = path.join(__dirname, 'memory', 'cycles.cjs');
 
 function peakRssMB(...args: string[]): number {
-  const out = execFileSync(process.execPath, [script, ...args], { encoding: 'utf8' });
+  return peakRssOf(script, ...args);
+}
+
+function peakRssOf(file: string, ...args: string[]): number {
+  const out = execFileSync(process.execPath, [file, ...args], { encoding: 'utf8' });
   return (JSON.parse(out.trim().split('\n').pop()!) as { peakRssMB: number }).peakRssMB;
 }
 
@@ -18,5 +22,13 @@ describe('10,000 synchronous forward+backward cycles at (2, 64, 128, 16)', () =>
   });
   it('stay bounded when nothing is disposed (the garbage collector frees native memory)', { timeout: 120_000 }, () => {
     expect(peakRssMB('10000', 'nodispose')).toBeLessThan(1000);
+  });
+});
+
+describe('the other ops in a synchronous loop', () => {
+  it('5,000 cycles of ssdScan forward+backward and causalConv1dUpdate stay under 400 MB RSS', {
+    timeout: 120_000,
+  }, () => {
+    expect(peakRssOf(path.join(__dirname, 'memory', 'other-ops.cjs'), '5000')).toBeLessThan(400);
   });
 });
