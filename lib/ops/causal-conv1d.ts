@@ -198,6 +198,19 @@ export class ConvContext extends ForwardContext {
   [Symbol.dispose](): void {
     this.dispose();
   }
+
+  /**
+   * @internal The context that causalConv1d(x, weight, { ...opts, saveForBackward: true }) made,
+   * from those inputs: the tfjs adapter's backward, which keeps no context between the passes.
+   */
+  static restore(
+    x: Tensor,
+    weight: Tensor,
+    opts: Omit<CausalConv1dOptions, 'returnFinalState' | 'saveForBackward'>,
+  ): ConvContext {
+    const check = new ArgumentChecker('causalConv1dBackward');
+    return makeContext(checkConvInputs(check, x, weight, check.options(opts, CONV_OPTIONS)));
+  }
 }
 
 /**
