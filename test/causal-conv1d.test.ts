@@ -332,6 +332,28 @@ describe('causalConv1d with cuSeqlens', () => {
   });
 });
 
+describe('causalConv1d with a NaN input', () => {
+  it('reaches out[t .. t + W - 1] of its row and nothing else', () => {
+    const [batch, dim, L, W, t0] = [2, 3, 20, 4, 7];
+    const rng = new Rng(4500);
+    const xv = randn(rng, batch * dim * L);
+    const weight = tensor(randn(rng, dim * W), [dim, W]);
+    const run = (values: Float64Array) =>
+      causalConv1d(tensor(values, [batch, dim, L]), weight, { activation: 'silu' }).out.dataSync();
+    const clean = run(xv);
+    const row = dim + 1; // (b 1, d 1)
+    const poisoned = Float64Array.from(xv);
+    poisoned[row * L + t0] = Number.NaN;
+    const got = run(poisoned);
+    for (let i = 0; i < got.length; i++) {
+      const t = i % L;
+      const hit = Math.floor(i / L) === row && t >= t0 && t < t0 + W;
+      if (hit) expect(got[i], `out[${i}]`).toBeNaN();
+      else expect(got[i], `out[${i}]`).toBe(clean[i]);
+    }
+  });
+});
+
 describe('causalConv1d then L decoding steps', () => {
   for (const dtype of DTYPES)
     for (const W of [1, 2, 4, 8]) {
