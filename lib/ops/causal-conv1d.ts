@@ -4,7 +4,7 @@ import { ALL_DTYPES, ArgumentChecker, named, storage } from '../checks.js';
 import { dtypeCode } from '../dtype.js';
 import { describe } from '../errors.js';
 import { native } from '../native.js';
-import { type Tensor, allocate, deviceIndex, storageOf } from '../tensor.js';
+import { type Tensor, allocate, deviceIndex, markModified, storageOf } from '../tensor.js';
 import { typedArrayLength, typedArrayName } from '../typed-arrays.js';
 
 /** The widest convolution window supported. */
@@ -119,5 +119,6 @@ export function causalConv1dUpdate(
     out.dispose();
     throw error;
   }
+  markModified(stateT); // convState was shifted in place
   return out;
 }
