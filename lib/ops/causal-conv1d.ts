@@ -7,7 +7,7 @@ import { ForwardContext, contextAccess } from '../context.js';
 import { type DType, dtypeCode } from '../dtype.js';
 import { codedError, describe } from '../errors.js';
 import { type ConvInputsDescriptor, native } from '../native.js';
-import { type Device, type Tensor, allocate, deviceIndex, storageOf } from '../tensor.js';
+import { type Device, type Tensor, allocate, deviceIndex, markModified, storageOf } from '../tensor.js';
 import { typedArrayLength, typedArrayName } from '../typed-arrays.js';
 
 /** The widest convolution window supported. */
@@ -381,5 +381,6 @@ export function causalConv1dUpdate(
     out.dispose();
     throw error;
   }
+  markModified(stateT); // convState was shifted in place
   return out;
 }
