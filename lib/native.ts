@@ -47,6 +47,9 @@ export interface ScanInputsDescriptor extends OpDescriptor, ScanShapeDescriptor 
   D?: Storage;
   z?: Storage;
   deltaBias?: Storage;
+  /** The rows of the states: nseq with cuSeqlens, else batch. */
+  sequences: number;
+  cuSeqlens?: Int32Array;
   initialState?: Storage;
   deltaSoftplus: boolean;
   /** The backend's scanChunkLength for this shape: steps per checkpoint. */
