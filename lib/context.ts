@@ -27,8 +27,21 @@ let checkpointsOf: (kind: ContextKind, ctx: unknown, fn: string, name: string) =
 let savedOf: (kind: ContextKind, ctx: unknown, fn: string) => Saved<unknown>;
 let release: (kind: ContextKind, ctx: unknown, fn: string) => void;
 
-/** The base of the contexts; not exported from the package. */
+/**
+ * The base of the contexts; not exported from the package. Its members are defined on each
+ * subclass's prototype (contextAccess(kind).defineMembers), so that an error names the class whose
+ * member was called, whatever the receiver: one function shared by two classes could not tell,
+ * called on a Proxy, whether it was ScanContext.dispose or SsdContext.dispose.
+ */
 export class ForwardContext {
+  /** Whether dispose() ran; a backward on a disposed context throws ERR_DISPOSED. */
+  declare readonly isDisposed: boolean;
+  /** Bytes held by the checkpoints (the float32 state at the end of every chunk); 0 once disposed. */
+  declare readonly checkpointBytes: number;
+  /** Frees the checkpoints, not the inputs. Disposing twice is harmless. */
+  declare readonly dispose: () => void;
+  declare readonly [Symbol.dispose]: () => void;
+
   readonly #kind: ContextKind;
   readonly #inputs: unknown;
   // The input tensors by name, with their versions at the forward: a backward that reads one
@@ -88,9 +101,29 @@ export function contextAccess<Inputs>(kind: ContextKind) {
     key: CONSTRUCTION_KEY,
     /** The live context's saved forward, ERR_DISPOSED once disposed, a TypeError for anything else. */
     saved: (ctx: unknown, fn: string) => savedOf(kind, ctx, fn) as Saved<Inputs>,
-    isDisposed: (ctx: unknown) => checkpointsOf(kind, ctx, `${kind.name}.isDisposed`, 'this') === null,
-    checkpointBytes: (ctx: unknown) =>
-      (checkpointsOf(kind, ctx, `${kind.name}.checkpointBytes`, 'this')?.numel ?? 0) * 4,
-    dispose: (ctx: unknown) => release(kind, ctx, `${kind.name}.dispose`),
+    /** Defines ForwardContext's members on the prototype of kind's class (its static block). */
+    defineMembers: (prototype: object) => defineMembers(prototype, kind),
   };
+}
+
+// isDisposed, checkpointBytes, dispose and [Symbol.dispose], as class members are: on the
+// prototype, not enumerable.
+function defineMembers(prototype: object, kind: ContextKind): void {
+  const members = {
+    get isDisposed(): boolean {
+      return checkpointsOf(kind, this, `${kind.name}.isDisposed`, 'this') === null;
+    },
+    get checkpointBytes(): number {
+      return (checkpointsOf(kind, this, `${kind.name}.checkpointBytes`, 'this')?.numel ?? 0) * 4;
+    },
+    dispose(): void {
+      release(kind, this, `${kind.name}.dispose`);
+    },
+    [Symbol.dispose](): void {
+      release(kind, this, `${kind.name}.dispose`);
+    },
+  };
+  const descriptors: Record<PropertyKey, PropertyDescriptor> = Object.getOwnPropertyDescriptors(members);
+  for (const key of Reflect.ownKeys(descriptors)) descriptors[key]!.enumerable = false;
+  Object.defineProperties(prototype, descriptors);
 }

@@ -262,28 +262,12 @@ export class ScanContext extends ForwardContext {
   static {
     makeContext = (inputs, chunkLength, checkpoints) => new ScanContext(context.key, inputs, chunkLength, checkpoints);
     markPrototype(ScanContext.prototype);
+    context.defineMembers(ScanContext.prototype);
   }
 
   /** Made by selectiveScan(..., { saveForBackward: true }). */
   private constructor(key: symbol, inputs: ScanInputs, chunkLength: number, checkpoints: Tensor) {
     super(key, SCAN_CONTEXT, inputs, chunkLength, checkpoints);
-  }
-
-  get isDisposed(): boolean {
-    return context.isDisposed(this);
-  }
-
-  /** Bytes held by the checkpoints (batch * dim * chunks * N float32). */
-  get checkpointBytes(): number {
-    return context.checkpointBytes(this);
-  }
-
-  dispose(): void {
-    context.dispose(this);
-  }
-
-  [Symbol.dispose](): void {
-    this.dispose();
   }
 
   /** @internal The checkpoints of a live context (the tfjs adapter hands them to tfjs, which then owns them). */
