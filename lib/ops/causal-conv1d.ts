@@ -180,23 +180,12 @@ export class ConvContext extends ForwardContext {
     makeContext = (inputs) =>
       new ConvContext(context.key, inputs, allocate('causalConv1d', [0], 'float32', 'cpu', false));
     markPrototype(ConvContext.prototype);
+    context.defineMembers(ConvContext.prototype);
   }
 
   /** Made by causalConv1d(..., { saveForBackward: true }). */
   private constructor(key: symbol, inputs: ConvInputs, marker: Tensor) {
     super(key, CONV_CONTEXT, inputs, 0, marker);
-  }
-
-  get isDisposed(): boolean {
-    return context.isDisposed(this);
-  }
-
-  dispose(): void {
-    context.dispose(this);
-  }
-
-  [Symbol.dispose](): void {
-    this.dispose();
   }
 }
 
