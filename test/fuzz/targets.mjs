@@ -586,6 +586,43 @@ const backends = [
     outputs: (result) => [result],
   },
   {
+    name: 'setHostCacheLimit',
+    export: 'setHostCacheLimit',
+    valid: (g) => ({ args: [g.rng.pick([0, 4096, 1 << 20, 256 << 20])] }),
+    call: (api, [bytes]) => api.setHostCacheLimit(bytes),
+    check(_result, [bytes], api) {
+      const info = api.hostMemoryInfo();
+      if (info.cacheLimitBytes !== bytes || info.cachedBytes > bytes) throw new Error('host cache limit not set');
+    },
+    outputs: (result) => [result],
+  },
+  {
+    name: 'emptyHostCache',
+    export: 'emptyHostCache',
+    valid: () => ({ args: [] }),
+    call: (api, args) => api.emptyHostCache(...args),
+    // Not "the cache is empty now": a garbage collection between the two calls may release an
+    // undisposed tensor into it (test/host-cache.test.ts checks emptiness where nothing is left).
+    check(result) {
+      if (result !== undefined) throw new Error('emptyHostCache returned a value');
+    },
+    outputs: (result) => [result],
+  },
+  {
+    name: 'hostMemoryInfo',
+    export: 'hostMemoryInfo',
+    valid: () => ({ args: [] }),
+    call: (api, args) => api.hostMemoryInfo(...args),
+    check(info) {
+      const values = Object.values(info);
+      if (values.length !== 6 || !values.every((v) => Number.isSafeInteger(v) && v >= 0)) {
+        throw new Error(`bad hostMemoryInfo ${JSON.stringify(info)}`);
+      }
+      if (info.cachedBytes > info.cacheLimitBytes) throw new Error('more cached than the limit');
+    },
+    outputs: (info) => [Object.keys(info)],
+  },
+  {
     name: 'buildInfo',
     export: 'buildInfo',
     valid: () => ({ args: [] }),
