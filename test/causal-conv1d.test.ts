@@ -466,6 +466,18 @@ describe('ConvContext', () => {
     expectCode(() => causalConv1dBackward(ctx, dout), 'ERR_DISPOSED', /bias \(an input of the forward\)/);
   });
 
+  it('decoding from the saved initialState (updated in place) makes its backward throw ERR_MODIFIED', () => {
+    const rng = new Rng(7003);
+    const x = tensor(randn(rng, 1 * 3 * 6), [1, 3, 6]);
+    const weight = tensor(randn(rng, 12), [3, 4]);
+    const state = tensor(randn(rng, 9), [1, 3, 3]);
+    const { ctx } = causalConv1d(x, weight, { initialState: state, saveForBackward: true });
+    const dout = tensor(randn(rng, 18), [1, 3, 6]);
+    expect(causalConv1dBackward(ctx!, dout).dx.shape).toEqual([1, 3, 6]);
+    causalConv1dUpdate(state, tensor([1, 2, 3], [1, 3]), weight).dispose();
+    expectCode(() => causalConv1dBackward(ctx!, dout), 'ERR_MODIFIED', /initialState \(an input of the forward\)/);
+  });
+
   it('anything but a ConvContext is a TypeError', () => {
     const { dout } = setup();
     expect(() => causalConv1dBackward({} as ConvContext, dout)).toThrow(TypeError);
