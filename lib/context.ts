@@ -1,10 +1,11 @@
 // What a forward saves for its backward (ScanContext, SsdContext): references to the forward's
-// checked inputs (not copies), the backend's checkpoint interval and the checkpoints tensor. The
-// state and its brand check live here once; each op's context class is a thin subclass that names
-// itself in error messages.
+// checked inputs (not copies) with the version each input tensor had then, the backend's
+// checkpoint interval and the checkpoints tensor. The state, its brand check and the members
+// every context has live here once; each op's context class is a thin subclass that names itself
+// in error messages.
 import { markPrototype, notBranded } from './brand.js';
 import { codedError } from './errors.js';
-import type { Tensor } from './tensor.js';
+import { type Tensor, tensorVersion } from './tensor.js';
 
 /** What a backward reads from a live context. */
 export interface Saved<Inputs> {
@@ -30,6 +31,9 @@ let release: (kind: ContextKind, ctx: unknown, fn: string) => void;
 export class ForwardContext {
   readonly #kind: ContextKind;
   readonly #inputs: unknown;
+  // The input tensors by name, with their versions at the forward: a backward that reads one
+  // written in place since then would compute the gradients of a forward that never ran.
+  readonly #versions: { name: string; tensor: Tensor; version: number }[] = [];
   readonly #chunkLength: number;
   #checkpoints: Tensor | null;
 
@@ -44,6 +48,15 @@ export class ForwardContext {
       const checkpoints = checkpointsOf(kind, ctx, fn, 'ctx');
       if (checkpoints === null) throw codedError('ERR_DISPOSED', `${fn}: ctx was disposed`);
       const c = ctx as ForwardContext;
+      for (const { name, tensor, version } of c.#versions) {
+        const now = tensorVersion(tensor)!;
+        if (now !== version) {
+          throw codedError(
+            'ERR_MODIFIED',
+            `${fn}: ${name} (an input of the forward) was modified in place after the forward (version ${version} → ${now}); the backward would read its new values. Give the forward a copy (t.to(t.device)) of a tensor you update in place`,
+          );
+        }
+      }
       return { inputs: c.#inputs, chunkLength: c.#chunkLength, checkpoints };
     };
     release = (kind, ctx, fn) => {
@@ -57,6 +70,10 @@ export class ForwardContext {
     if (key !== CONSTRUCTION_KEY) throw new TypeError(`${kind.name}: made by ${kind.madeBy}`);
     this.#kind = kind;
     this.#inputs = inputs;
+    for (const [name, value] of Object.entries(inputs as object)) {
+      const version = tensorVersion(value);
+      if (version !== undefined) this.#versions.push({ name, tensor: value as Tensor, version });
+    }
     this.#chunkLength = chunkLength;
     this.#checkpoints = checkpoints;
   }

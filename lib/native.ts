@@ -169,6 +169,37 @@ export interface ConvUpdateDescriptor extends OpDescriptor {
   out: Storage;
 }
 
+/** The inputs of causalConv1d, shared by its forward and backward (csrc/ops/causal_conv1d/causal_conv1d.h). */
+export interface ConvInputsDescriptor extends OpDescriptor {
+  batch: number;
+  dim: number;
+  seqlen: number;
+  width: number;
+  silu: boolean;
+  x: Storage;
+  weight: Storage;
+  bias?: Storage;
+  /** nseq with cuSeqlens, else batch: the rows of the states. */
+  sequences: number;
+  cuSeqlens?: Int32Array;
+  initialState?: Storage;
+}
+
+export interface ConvForwardDescriptor extends ConvInputsDescriptor {
+  out: Storage;
+  finalState?: Storage;
+}
+
+export interface ConvBackwardDescriptor extends ConvInputsDescriptor {
+  dout: Storage;
+  dFinalState?: Storage;
+  deterministic: boolean;
+  dx: Storage;
+  dweight: Storage;
+  dbias?: Storage;
+  dInitialState?: Storage;
+}
+
 // ---- The addon ----------------------------------------------------------------------------------
 
 export interface BuildInfo {
@@ -190,6 +221,21 @@ export interface CudaMemoryInfo {
   reservedBytes: number;
   freeBytes: number;
   totalBytes: number;
+}
+
+export interface HostMemoryInfo {
+  /** Bytes held by live host tensors and the CPU kernels' scratch, in the allocator's size classes. */
+  allocatedBytes: number;
+  /** The most allocatedBytes has been in this process. */
+  peakAllocatedBytes: number;
+  /** Bytes of freed blocks that the cache keeps for reuse. */
+  cachedBytes: number;
+  /** The most the cache keeps: setHostCacheLimit(), else SELECTIVE_SCAN_HOST_CACHE_LIMIT, else 256 MiB. */
+  cacheLimitBytes: number;
+  /** Host allocations served from the cache, since the process started. */
+  cacheHits: number;
+  /** Host allocations that asked the system for memory. */
+  cacheMisses: number;
 }
 
 /** A timing event on a device's stream (benchmarks). */
@@ -221,6 +267,8 @@ export interface Native {
   ssdForward(descriptor: SsdForwardDescriptor): void;
   ssdBackward(descriptor: SsdBackwardDescriptor): void;
   convUpdate(descriptor: ConvUpdateDescriptor): void;
+  convForward(descriptor: ConvForwardDescriptor): void;
+  convBackward(descriptor: ConvBackwardDescriptor): void;
 
   // Backends (csrc/backend_binding.cc)
   synchronize(device: DeviceIndex): Promise<void>;
@@ -232,6 +280,9 @@ export interface Native {
   takeEnvironmentWarnings(): string[];
   memoryInfo(device: DeviceIndex): CudaMemoryInfo;
   resetPeakMemory(device: DeviceIndex): void;
+  setHostCacheLimit(bytes: number): void;
+  emptyHostCache(): void;
+  hostMemoryInfo(): HostMemoryInfo;
   // Benchmark support, reached through lib/internal.ts only.
   recordEvent(device: DeviceIndex): DeviceEvent;
   elapsedMs(start: DeviceEvent, end: DeviceEvent): number;
@@ -244,8 +295,8 @@ export const packageRoot = path.join(__dirname, '..');
 // A source build in build/Release, else the prebuilt binary in prebuilds/ (lib/load-addon.ts).
 export const native: Native = loadAddon<Native>(packageRoot);
 
-// Bad values of SELECTIVE_SCAN_NUM_THREADS or SELECTIVE_SCAN_CPU_ISA: the addon used its default
-// instead, and says so once per process.
+// Bad values of SELECTIVE_SCAN_NUM_THREADS, SELECTIVE_SCAN_CPU_ISA or
+// SELECTIVE_SCAN_HOST_CACHE_LIMIT: the addon used its default instead, and says so once per process.
 for (const message of native.takeEnvironmentWarnings()) {
   process.emitWarning(message, { type: 'SelectiveScanWarning', code: 'SELECTIVE_SCAN_ENV' });
 }
