@@ -8,13 +8,15 @@
 // the forward costs one vector exp2 and three fused multiply-adds.
 //
 // Nothing of size L x N is ever stored: the forward writes the state at the end of each chunk (the
-// checkpoints), and the backward recomputes one chunk at a time from them. Packed sequences
-// (cuSeqlens) cut a chunk into pieces at the sequence boundaries that fall inside it (a chunk with
-// none is one piece, the plain path): at a sequence's first step its initial state replaces the
-// carried state, and in the reverse sweep its dLastState replaces the carried gradient at its last
-// step; a replacement, never a product with 0, so that not even an Inf or NaN crosses a boundary. Sums over channels or
+// checkpoints), and the backward recomputes one chunk at a time from them. Sums over channels or
 // batch rows (dA, dD, ddeltaBias, fixed and varying dB/dC) are kept per task and finished in a fixed
 // order, so results never depend on the thread count or on which thread ran which task.
+//
+// Packed sequences (cuSeqlens) cut a chunk into pieces at the sequence boundaries that fall inside
+// it (a chunk with none is one piece: the plain path, no per-step test). At a sequence's first step
+// its initial state replaces the carried state, and in the reverse sweep its dLastState replaces the
+// carried gradient at its last step: a replacement, never a product with 0, so that not even an Inf
+// or NaN crosses a boundary. Checkpoints stay one per chunk, whatever the boundaries.
 #include <algorithm>
 #include <cstring>
 #include <vector>
