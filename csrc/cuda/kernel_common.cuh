@@ -57,6 +57,28 @@ __device__ __forceinline__ float warpSum(float v) {
   return v;
 }
 
+// ---- Math ---------------------------------------------------------------------------------------
+
+// exp2 as the special-function unit computes it: ex2.approx.ftz.f32, one instruction (relative
+// error below 2^-22 over the whole range, PTX ISA), subnormal inputs and results flushed to zero.
+// Plain exp2f (no fast math) wraps the same instruction in a scaling that keeps subnormal results
+// (5 more instructions per call); the scans' decays a_t = exp2(dt A2) lose nothing that matters by
+// the flush: a factor below 2^-126 is replaced by 0 (docs/ARCHITECTURE.md, Numerics).
+// The emulator compiles this with g++ (no PTX): it runs the model below, the host's exp2f with the
+// hardware's two flushes.
+__device__ __forceinline__ float exp2Ftz(float x) {
+#if defined(__NVCC__) && defined(__CUDA_ARCH__)
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+#else
+  constexpr float kMinNormal = 1.17549435e-38f;  // 2^-126
+  if (x > -kMinNormal && x < kMinNormal) x = 0.0f;
+  const float y = exp2f(x);
+  return y < kMinNormal ? 0.0f : y;  // y >= 0; NaN passes (the comparison is false)
+#endif
+}
+
 // ---- Loads and stores of a lane's items -------------------------------------------------------
 
 template <int kBytes>

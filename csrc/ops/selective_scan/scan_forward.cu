@@ -152,7 +152,7 @@ __global__ void __launch_bounds__(kForwardThreads, kForwardMinBlocksPerSM) scanF
 #pragma unroll
         for (int i = 0; i < ITEMS; ++i) {
           const bool real = i < count;  // padding steps are the identity pair
-          a[i] = real ? exp2f(dt[i] * A2n) : 1.0f;
+          a[i] = real ? exp2Ftz(dt[i] * A2n) : 1.0f;
           bx[i] = real ? dtu[i] * Bn[i] : 0.0f;
         }
         loadB(nextN, Bn);
