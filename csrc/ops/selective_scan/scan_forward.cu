@@ -97,6 +97,25 @@ int64_t forwardSharedFloatsPerWarp(const ScanForwardParams &p, int items) {
 template <bool kFull>
 using PathTag = std::integral_constant<bool, kFull>;
 
+// IO::loadPack for the full-chunk path's two 16-byte vectors (16 steps of a 16-bit type), the
+// second one's offset inside its load instruction: __ldg's inline assembly takes a computed
+// address for each, one more add per vector. The emulator (and any other shape) takes loadPack.
+template <class IO>
+__device__ __forceinline__ typename IO::Pack loadPackFolded(const typename IO::Storage *p) {
+#if defined(__NVCC__) && defined(__CUDA_ARCH__)
+  if constexpr (sizeof(typename IO::Vector) == 16 && IO::kVectors == 2) {
+    typename IO::Pack pack;
+    uint4 &v0 = pack.vectors[0], &v1 = pack.vectors[1];
+    asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%8];\n\t"
+        "ld.global.nc.v4.u32 {%4, %5, %6, %7}, [%8+16];"
+        : "=r"(v0.x), "=r"(v0.y), "=r"(v0.z), "=r"(v0.w), "=r"(v1.x), "=r"(v1.y), "=r"(v1.z), "=r"(v1.w)
+        : "l"(p));
+    return pack;
+  }
+#endif
+  return IO::loadPack(p);
+}
+
 // Steps per lane of the any-chunk path: at most 8; 2 in the 16-step kernel, where it only runs
 // the partial last chunk (beside the full-chunk path's registers, 4 already spills).
 constexpr int anyChunkItems(int items) { return items <= 8 ? items : 2; }
@@ -187,7 +206,7 @@ __global__ void __launch_bounds__(kForwardThreads, kForwardMinBlocksPerSM) scanF
         const float *const A2end = A2 + N;
         float *endSlotN = endSlot;
         for (; A2n != A2end; Bn += L, Cn += L, ++A2n, ++carryInN, ++endSlotN) {
-          const typename IO::Pack Bv = IO::loadPack(Bn), Cv = IO::loadPack(Cn);
+          const typename IO::Pack Bv = loadPackFolded<IO>(Bn), Cv = loadPackFolded<IO>(Cn);
           const float A2v = *A2n;
           const float carry = *carryInN;
           if constexpr (I <= 8) {
