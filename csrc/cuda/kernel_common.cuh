@@ -57,6 +57,28 @@ __device__ __forceinline__ float warpSum(float v) {
   return v;
 }
 
+// ---- Math ---------------------------------------------------------------------------------------
+
+// exp2 as the special-function unit computes it: ex2.approx.ftz.f32, one instruction (relative
+// error below 2^-22 over the whole range, PTX ISA), subnormal inputs and results flushed to zero.
+// Plain exp2f (no fast math) wraps the same instruction in a scaling that keeps subnormal results
+// (5 more instructions per call); the scans' decays a_t = exp2(dt A2) lose nothing that matters by
+// the flush: a factor below 2^-126 is replaced by 0 (docs/ARCHITECTURE.md, Numerics).
+// The emulator compiles this with g++ (no PTX): it runs the model below, the host's exp2f with the
+// hardware's two flushes.
+__device__ __forceinline__ float exp2Ftz(float x) {
+#if defined(__NVCC__) && defined(__CUDA_ARCH__)
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+#else
+  constexpr float kMinNormal = 1.17549435e-38f;  // 2^-126
+  if (x > -kMinNormal && x < kMinNormal) x = 0.0f;
+  const float y = exp2f(x);
+  return y < kMinNormal ? 0.0f : y;  // y >= 0; NaN passes (the comparison is false)
+#endif
+}
+
 // ---- Loads and stores of a lane's items -------------------------------------------------------
 
 template <int kBytes>
@@ -91,6 +113,37 @@ struct ItemIO {
     Storage items[ITEMS];
   };
 
+  // The whole span as raw vectors (the vectorized promise of load holds), to be widened later by
+  // item(): a caller that needs the values only after other work holds half the registers (16-bit
+  // types) meanwhile. Read-only data: through the non-coherent cache.
+  static __device__ __forceinline__ Pack loadPack(const Storage *p) {
+    Pack pack;
+#pragma unroll
+    for (int v = 0; v < kVectors; ++v) pack.vectors[v] = __ldg(reinterpret_cast<const Vector *>(p) + v);
+    return pack;
+  }
+  // Item i of a pack, widened to float32. bfloat16 pairs are taken straight from their 32-bit
+  // word, low half shifted up and high half masked into a float register: exactly what
+  // cvt.f32.bf16 computes, one instruction per item where the conversion needs an unpacking move
+  // first and C++'s bit cast another move (PTX; in the machine code all of these are one or none).
+  static __device__ __forceinline__ float item(const Pack &pack, int i) {
+    if constexpr (DT == DType::BFloat16 && kBytes % 4 == 0) {
+      const uint32_t word = reinterpret_cast<const uint32_t *>(pack.vectors)[i / 2];
+#if defined(__NVCC__) && defined(__CUDA_ARCH__)
+      float v;
+      if (i % 2 == 0)
+        asm("shl.b32 %0, %1, 16;" : "=f"(v) : "r"(word));
+      else
+        asm("and.b32 %0, %1, 0xffff0000;" : "=f"(v) : "r"(word));
+      return v;
+#else
+      return __uint_as_float(i % 2 == 0 ? word << 16 : word & 0xffff0000u);
+#endif
+    } else {
+      return Element<DT>::load(pack.items[i]);
+    }
+  }
+
   // out[i] = base[offset + i] for i < count, 0 beyond. `vectorized` (warp-uniform) promises
   // count == ITEMS and base + offset aligned to kVectorBytes. Read-only data: through the
   // non-coherent cache.
@@ -98,11 +151,9 @@ struct ItemIO {
                                               float (&out)[ITEMS]) {
     const Storage *p = static_cast<const Storage *>(base) + offset;
     if (vectorized) {
-      Pack pack;
+      const Pack pack = loadPack(p);
 #pragma unroll
-      for (int v = 0; v < kVectors; ++v) pack.vectors[v] = __ldg(reinterpret_cast<const Vector *>(p) + v);
-#pragma unroll
-      for (int i = 0; i < ITEMS; ++i) out[i] = Element<DT>::load(pack.items[i]);
+      for (int i = 0; i < ITEMS; ++i) out[i] = item(pack, i);
     } else {
 #pragma unroll
       for (int i = 0; i < ITEMS; ++i) out[i] = i < count ? Element<DT>::load(__ldg(p + i)) : 0.0f;
@@ -136,14 +187,15 @@ struct ItemIO {
 // ---- Launch plumbing ----------------------------------------------------------------------------
 
 // The chunk shapes the scan kernels are compiled for: ITEMS steps per lane, 32 * ITEMS per chunk.
-// kMaxItems bounds the shapes instantiated (the backward stops at 4).
+// kMaxItems bounds the shapes instantiated (the forward goes to 16, the backward stops at 4).
 template <int ITEMS>
 struct ItemsTag {
   static constexpr int value = ITEMS;
 };
 template <int kMaxItems, class F>
 cudaError_t dispatchItems(int items, F &&f) {
-  static_assert(kMaxItems == 1 || kMaxItems == 2 || kMaxItems == 4 || kMaxItems == 8, "ITEMS is a power of two <= 8");
+  static_assert(kMaxItems == 1 || kMaxItems == 2 || kMaxItems == 4 || kMaxItems == 8 || kMaxItems == 16,
+                "ITEMS is a power of two <= 16");
   switch (items) {
     case 1: return f(ItemsTag<1>{});
     case 2:
@@ -154,6 +206,9 @@ cudaError_t dispatchItems(int items, F &&f) {
       break;
     case 8:
       if constexpr (kMaxItems >= 8) return f(ItemsTag<8>{});
+      break;
+    case 16:
+      if constexpr (kMaxItems >= 16) return f(ItemsTag<16>{});
       break;
   }
   return cudaErrorInvalidValue;

@@ -325,7 +325,8 @@ std::vector<ScanSpec> scanCases() {
     return s;
   };
 
-  // Sequence lengths: each forward chunk shape (ITEMS = 1, 2, 4, 8 for L <= 32, 64, 128, more),
+  // Sequence lengths: each forward chunk shape (ITEMS = 1, 2, 4, 8 for L <= 32, 64, 128, more;
+  // 16-bit inputs go to 16 above 256, below),
   // full and partial chunks, one and several chunks (the backward's chunk is at most 128 steps, so
   // L = 300 is 3 backward chunks and L = 1000 is 8), with vector loads (L a multiple of the chunk,
   // aligned rows) and without.
@@ -464,11 +465,13 @@ std::vector<ScanSpec> scanCases() {
     }
   }
 
-  // 16-bit inputs: the chunk shapes, the kinds of B / C, odd lengths (rows of an odd number of
-  // 2-byte elements are never vector-aligned), every option.
+  // 16-bit inputs: the chunk shapes (ITEMS = 16 above 256 steps: L = 1000 is a full chunk and a
+  // partial one, 1536 three full chunks of four checkpoint intervals each, both on the forward's
+  // full-chunk path), the kinds of B / C, odd lengths (rows of an odd number of 2-byte elements
+  // are never vector-aligned), every option.
   for (DType t : {DType::Float16, DType::BFloat16}) {
     const std::string group = std::string("scan ") + dtypeName(t);
-    for (int64_t L : {1, 31, 64, 100, 128, 300, 1000}) {
+    for (int64_t L : {1, 31, 64, 100, 128, 300, 1000, 1536}) {
       ScanSpec s;
       s.group = group;
       s.dtype = t;
