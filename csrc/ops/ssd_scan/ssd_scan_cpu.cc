@@ -352,12 +352,20 @@ void forwardTask(const SsdForwardParams &p, int64_t b, int64_t h, int64_t tile, 
 }
 
 // ---- Backward ---------------------------------------------------------------------------------------
+//
+// The driver walks the chunks from the last to the first; per chunk, every task (batch row, head)
+// recomputes the chunk's states from the checkpoint before it and sweeps it backwards, carrying
+// the adjoint of the state to the next (earlier) chunk in its own slot. dB and dC of a step are
+// sums over the heads of a group: each task leaves its chunk's part (chunk x N floats) in its slot
+// of a partial buffer, which the driver reduces over the group's heads in increasing order before
+// the next chunk. So partials are batch x H x chunk x N floats whatever L is.
 
-// Sums that the driver finishes in a fixed order: per task (b, h).
-struct BackwardPartials {
-  float *dB = nullptr, *dC = nullptr;       // [batch][H][L][N]
-  float *dA = nullptr, *ddtBias = nullptr;  // [batch][H]
-  float *dD = nullptr;                      // [batch][H][P]
+// What a task keeps from one chunk to the next, and its sums that the driver finishes.
+struct BackwardCarry {
+  Vec *carry = nullptr;                     // [task][n][block]: a_{t+1} g_{t+1}
+  Vec *dD = nullptr;                        // [task][block]
+  float *dA = nullptr, *ddtBias = nullptr;  // [task]
+  float *dB = nullptr, *dC = nullptr;       // [task][chunk][N]: this chunk's sums over the positions
 };
 
 struct BackwardScratch {
@@ -365,11 +373,10 @@ struct BackwardScratch {
   Vec *D = nullptr;
   Vec *state = nullptr;              // [n][block]: the state a recomputation starts from
   Vec *states = nullptr;             // [chunk][n][block]: h_t of the chunk
-  Vec *carry = nullptr;              // [n][block]: a_{t+1} g_{t+1}, carried across chunks
   Vec *dout = nullptr;               // [chunk][blocks]; becomes dy (after the gate)
   Vec *dx = nullptr, *dz = nullptr;  // [chunk][blocks]
   Vec *dB = nullptr, *dC = nullptr;  // [N]: one step's sums over the positions, per lane
-  Vec *dD = nullptr;                 // [blocks]
+  Vec *gB = nullptr;                 // [blocks]: one step's sum over n of g B_n
   float *ddt = nullptr;              // [chunk]
 
   BackwardScratch(Carver &c, const SsdForwardParams &p, const HeadShape &s) : tiles(c, p, s, true) {
@@ -377,19 +384,54 @@ struct BackwardScratch {
     D = c.take<Vec>(s.blocks);
     state = c.take<Vec>(s.stateVecs());
     states = c.take<Vec>(T * s.stateVecs());
-    carry = c.take<Vec>(s.stateVecs());
     dout = c.take<Vec>(T * s.blocks);
     dx = c.take<Vec>(T * s.blocks);
     if (p.z) dz = c.take<Vec>(T * s.blocks);
     dB = c.take<Vec>(s.N);
     dC = c.take<Vec>(s.N);
-    dD = c.take<Vec>(s.blocks);
+    gB = c.take<Vec>(s.blocks);
     ddt = c.take<float>(T);
   }
 };
 
+// One step of the reverse sweep over NB vectors of positions starting at block i0 (n outer, so
+// that the sums over positions of dB_n and dC_n stay in registers): with g = C_n dy + carry, the
+// adjoint of h_t, accumulates gB = sum_n g B_n, decayed += g a h_{t-1} (as g (h_t - dt x B_n)),
+// dB_n += g dt x and dC_n += dy h_t (added to dB, dC unless `first`), and leaves a g in carry.
+template <int NB>
+void reverseStep(int64_t N, int64_t blocks, int64_t i0, Vec a, float dt, const float *Bt, const float *Ct, const Vec *x,
+                 const Vec *dy, const Vec *ht, Vec *carry, bool first, Vec *dB, Vec *dC, Vec *gBOut, Vec &decayed) {
+  Vec dtx[NB], gB[NB], dec[NB];
+  for (int i = 0; i < NB; ++i) {
+    dtx[i] = dt * x[i];
+    gB[i] = Vec{};
+    dec[i] = Vec{};
+  }
+  for (int64_t n = 0; n < N; ++n) {
+    const Vec Bn = splat(Bt[n]), Cn = splat(Ct[n]);
+    Vec db = {}, dc = {};
+    for (int i = 0; i < NB; ++i) {
+      const int64_t j = n * blocks + i0 + i;
+      const Vec g = Cn * dy[i] + carry[j];
+      const Vec hn = ht[j];
+      gB[i] += g * Bn;
+      dec[i] += g * (hn - dtx[i] * Bn);
+      db += g * dtx[i];
+      dc += dy[i] * hn;
+      carry[j] = a * g;
+    }
+    dB[n] = first ? db : dB[n] + db;
+    dC[n] = first ? dc : dC[n] + dc;
+  }
+  for (int i = 0; i < NB; ++i) {
+    gBOut[i] = gB[i];
+    decayed += dec[i];
+  }
+}
+
 template <DType DT>
-void backwardTask(const SsdBackwardParams &bp, int64_t b, int64_t h, const BackwardPartials &out, void *scratch) {
+void backwardChunk(const SsdBackwardParams &bp, int64_t b, int64_t h, int64_t c, const std::vector<Segment> &segments,
+                   const BackwardCarry &keep, void *scratch) {
   const SsdForwardParams &p = bp.fwd;
   const HeadShape s(p.shape);
   const Strides st(p.shape);
@@ -399,103 +441,110 @@ void backwardTask(const SsdBackwardParams &bp, int64_t b, int64_t h, const Backw
   BackwardScratch w(carver, p, s);
   const HeadConstants k = headConstants(p, s, h, w.D);
   auto stateRow = [&](auto *base, int64_t row) { return base ? base + (row * H + h) * stateSize : nullptr; };
+  Vec *carry = keep.carry + task * s.stateVecs(), *dD = keep.dD + task * blocks;
 
-  const std::vector<Segment> segments = segmentsOf(p, b), nonEmpty = nonEmptyOf(segments);
-  // An empty sequence: its last state is its initial state, so dInitialState is dLastState.
-  for (const Segment &seg : segments) {
-    if (seg.end > seg.start || !bp.dInitialState) continue;
-    const float *src = stateRow(bp.dLastState, seg.row);
-    float *dst = stateRow(bp.dInitialState, seg.row);
-    for (int64_t i = 0; i < stateSize; ++i) dst[i] = src ? src[i] : 0.0f;
+  if (c == chunks - 1) {
+    // An empty sequence: its last state is its initial state, so dInitialState is dLastState.
+    for (const Segment &seg : segments) {
+      if (seg.end > seg.start || !bp.dInitialState) continue;
+      const float *src = stateRow(bp.dLastState, seg.row);
+      float *dst = stateRow(bp.dInitialState, seg.row);
+      for (int64_t i = 0; i < stateSize; ++i) dst[i] = src ? src[i] : 0.0f;
+    }
+    keep.dA[task] = keep.ddtBias[task] = 0;
+    std::fill(dD, dD + blocks, Vec{});
   }
-  float dA = 0, ddtBias = 0;
-  std::fill(w.dD, w.dD + blocks, Vec{});
-  float *dBOut = out.dB + task * L * N, *dCOut = out.dC + task * L * N;
+  const std::vector<Segment> nonEmpty = nonEmptyOf(segments);
+  float dA = keep.dA[task], ddtBias = keep.ddtBias[task];
+  float *dBOut = keep.dB + task * T * N, *dCOut = keep.dC + task * T * N;
 
-  for (int64_t c = chunks - 1; c >= 0; --c) {
-    const int64_t t0 = c * T, len = std::min(T, L - t0), rows = (b * L + t0) * st.xRow + h * s.headDim + s.p0;
-    w.tiles.load<DT>(p, s, k, b, h, t0, len);
-    gatherPositions<DT>(bp.dout, rows, st.xRow, len, s, w.dout);
+  const int64_t t0 = c * T, len = std::min(T, L - t0), rows = (b * L + t0) * st.xRow + h * s.headDim + s.p0;
+  w.tiles.load<DT>(p, s, k, b, h, t0, len);
+  gatherPositions<DT>(bp.dout, rows, st.xRow, len, s, w.dout);
 
-    // Recompute the chunk's states, from the checkpoint before it or from a sequence's start.
-    size_t si = segmentAt(nonEmpty, t0);
-    if (nonEmpty[si].start == t0) {
-      loadState(stateRow(p.initialState, nonEmpty[si].row), s, w.state);
-    } else {
-      loadCheckpoint(p.checkpoints + ((b * H + h) * chunks + c - 1) * stateSize, s, w.state);
-    }
-    for (int64_t from = 0; from < len;) {
-      const int64_t to = std::min(len, nonEmpty[si].end - t0);
-      advance(w.tiles, s, from, to, w.state, w.states);
-      from = to;
-      if (from < len) loadState(stateRow(p.initialState, nonEmpty[++si].row), s, w.state);
-    }
-
-    // The gate: dy = dout silu(z), dz = dout y siluGrad(z) with y before the gate.
-    for (int64_t t = 0; t < len; ++t) {
-      for (int64_t i = 0; i < blocks; ++i) {
-        const int64_t j = t * blocks + i;
-        if (!w.tiles.z) continue;
-        const Vec y = k.D ? w.tiles.y[j] + k.D[i] * w.tiles.x[j] : w.tiles.y[j];
-        const Vec z = w.tiles.z[j], dout = w.dout[j];
-        w.dz[j] = dout * y * siluGrad(z);
-        w.dout[j] = dout * silu(z);
-      }
-    }
-
-    // The reverse sweep.
-    for (int64_t t = len - 1; t >= 0; --t) {
-      const int64_t tg = t0 + t;
-      while (nonEmpty[si].start > tg) --si;
-      const Segment &seg = nonEmpty[si];
-      if (tg == seg.end - 1) loadState(stateRow(bp.dLastState, seg.row), s, w.carry);
-      const float dt = w.tiles.dt[t];
-      const Vec a = splat(w.tiles.a[t]);
-      const float *Bt = w.tiles.B + t * w.tiles.bcStride, *Ct = w.tiles.C + t * w.tiles.bcStride;
-      const Vec *ht = w.states + t * s.stateVecs();
-      std::fill(w.dB, w.dB + N, Vec{});
-      std::fill(w.dC, w.dC + N, Vec{});
-      Vec sumGBx = {}, sumDecayed = {};
-      for (int64_t i = 0; i < blocks; ++i) {
-        const Vec x = w.tiles.x[t * blocks + i], dy = w.dout[t * blocks + i], dtx = dt * x;
-        Vec gB = {};
-        for (int64_t n = 0; n < N; ++n) {
-          const Vec Bn = splat(Bt[n]);
-          const Vec g = Ct[n] * dy + w.carry[n * blocks + i];
-          const Vec hn = ht[n * blocks + i];
-          gB += g * Bn;
-          sumDecayed += g * (hn - dtx * Bn);  // g a_t h_{t-1}
-          w.dB[n] += g * dtx;
-          w.dC[n] += dy * hn;
-          w.carry[n * blocks + i] = a * g;
-        }
-        sumGBx += gB * x;
-        Vec dx = dt * gB;
-        if (k.D) {
-          dx += k.D[i] * dy;
-          w.dD[i] += dy * x;
-        }
-        w.dx[t * blocks + i] = dx;
-      }
-      for (int64_t n = 0; n < N; ++n) {
-        dBOut[tg * N + n] = simd::treeSum(w.dB[n]);
-        dCOut[tg * N + n] = simd::treeSum(w.dC[n]);
-      }
-      const float decayed = simd::treeSum(sumDecayed);
-      dA += dt * decayed;
-      const float ddt = (simd::treeSum(sumGBx) + k.A * decayed) * w.tiles.dtGrad[t];
-      w.ddt[t] = ddt;
-      ddtBias += ddt;
-      if (tg == seg.start && bp.dInitialState) storeState(w.carry, s, stateRow(bp.dInitialState, seg.row));
-    }
-
-    scatterPositions<DT>(w.dx, len, s, bp.dx, rows, st.xRow);
-    if (bp.dz) scatterPositions<DT>(w.dz, len, s, bp.dz, rows, st.xRow);
-    for (int64_t t = 0; t < len; ++t) storeElement<DT>(bp.ddt, (b * L + t0 + t) * st.dtRow + h, w.ddt[t]);
+  // Recompute the chunk's states, from the checkpoint before it or from a sequence's start.
+  size_t si = segmentAt(nonEmpty, t0);
+  if (nonEmpty[si].start == t0)
+    loadState(stateRow(p.initialState, nonEmpty[si].row), s, w.state);
+  else
+    loadCheckpoint(p.checkpoints + ((b * H + h) * chunks + c - 1) * stateSize, s, w.state);
+  for (int64_t from = 0; from < len;) {
+    const int64_t to = std::min(len, nonEmpty[si].end - t0);
+    advance(w.tiles, s, from, to, w.state, w.states);
+    from = to;
+    if (from < len) loadState(stateRow(p.initialState, nonEmpty[++si].row), s, w.state);
   }
-  out.dA[task] = dA;
-  out.ddtBias[task] = ddtBias;
-  for (int64_t q = 0; q < s.P; ++q) out.dD[task * s.P + q] = w.dD[q / kLanes][q % kLanes];
+
+  // The gate: dy = dout silu(z), dz = dout y siluGrad(z) with y before the gate.
+  if (w.tiles.z) {
+    for (int64_t j = 0; j < len * blocks; ++j) {
+      const Vec y = k.D ? w.tiles.y[j] + k.D[j % blocks] * w.tiles.x[j] : w.tiles.y[j];
+      const Vec z = w.tiles.z[j], dout = w.dout[j];
+      w.dz[j] = dout * y * siluGrad(z);
+      w.dout[j] = dout * silu(z);
+    }
+  }
+
+  // The reverse sweep.
+  for (int64_t t = len - 1; t >= 0; --t) {
+    const int64_t tg = t0 + t;
+    while (nonEmpty[si].start > tg) --si;
+    const Segment &seg = nonEmpty[si];
+    if (tg == seg.end - 1) loadState(stateRow(bp.dLastState, seg.row), s, carry);
+    const float dt = w.tiles.dt[t];
+    const Vec a = splat(w.tiles.a[t]);
+    const float *Bt = w.tiles.B + t * w.tiles.bcStride, *Ct = w.tiles.C + t * w.tiles.bcStride;
+    const Vec *ht = w.states + t * s.stateVecs(), *x = w.tiles.x + t * blocks, *dy = w.dout + t * blocks;
+    Vec decayed = {};
+    // Groups of up to four vectors of positions, in increasing order.
+    for (int64_t i0 = 0; i0 < blocks; i0 += 4) {
+      const bool first = i0 == 0;
+      switch (std::min<int64_t>(4, blocks - i0)) {
+        case 1:
+          reverseStep<1>(N, blocks, i0, a, dt, Bt, Ct, x + i0, dy + i0, ht, carry, first, w.dB, w.dC, w.gB + i0,
+                         decayed);
+          break;
+        case 2:
+          reverseStep<2>(N, blocks, i0, a, dt, Bt, Ct, x + i0, dy + i0, ht, carry, first, w.dB, w.dC, w.gB + i0,
+                         decayed);
+          break;
+        case 3:
+          reverseStep<3>(N, blocks, i0, a, dt, Bt, Ct, x + i0, dy + i0, ht, carry, first, w.dB, w.dC, w.gB + i0,
+                         decayed);
+          break;
+        default:
+          reverseStep<4>(N, blocks, i0, a, dt, Bt, Ct, x + i0, dy + i0, ht, carry, first, w.dB, w.dC, w.gB + i0,
+                         decayed);
+          break;
+      }
+    }
+    Vec sumGBx = {};
+    for (int64_t i = 0; i < blocks; ++i) {
+      sumGBx += w.gB[i] * x[i];
+      Vec dx = dt * w.gB[i];
+      if (k.D) {
+        dx += k.D[i] * dy[i];
+        dD[i] += dy[i] * x[i];
+      }
+      w.dx[t * blocks + i] = dx;
+    }
+    for (int64_t n = 0; n < N; ++n) {
+      dBOut[t * N + n] = simd::treeSum(w.dB[n]);
+      dCOut[t * N + n] = simd::treeSum(w.dC[n]);
+    }
+    const float decayedSum = simd::treeSum(decayed);
+    dA += dt * decayedSum;
+    const float ddt = (simd::treeSum(sumGBx) + k.A * decayedSum) * w.tiles.dtGrad[t];
+    w.ddt[t] = ddt;
+    ddtBias += ddt;
+    if (tg == seg.start && bp.dInitialState) storeState(carry, s, stateRow(bp.dInitialState, seg.row));
+  }
+
+  scatterPositions<DT>(w.dx, len, s, bp.dx, rows, st.xRow);
+  if (bp.dz) scatterPositions<DT>(w.dz, len, s, bp.dz, rows, st.xRow);
+  for (int64_t t = 0; t < len; ++t) storeElement<DT>(bp.ddt, (b * L + t0 + t) * st.dtRow + h, w.ddt[t]);
+  keep.dA[task] = dA;
+  keep.ddtBias[task] = ddtBias;
 }
 
 }  // namespace
@@ -516,21 +565,45 @@ void ssdForward(const SsdForwardParams &p) {
 void ssdBackward(const SsdBackwardParams &bp) {
   const SsdForwardParams &p = bp.fwd;
   const int64_t batch = p.shape.batch, L = p.shape.seqlen, H = p.shape.heads, P = p.shape.headDim;
-  const int64_t G = p.shape.groups, N = p.shape.dstate, headsPerGroup = H / G;
+  const int64_t G = p.shape.groups, N = p.shape.dstate, headsPerGroup = H / G, tasks = batch * H;
+  const int64_t T = p.chunkLength, chunks = ceilDiv(L, T);
+  const HeadShape head(p.shape);
 
-  std::vector<float> dB(size_t(batch * H * L * N)), dC(size_t(batch * H * L * N));
-  std::vector<float> dA(size_t(batch * H)), ddtBias(size_t(batch * H)), dD(size_t(batch * H * P));
-  const BackwardPartials partials{dB.data(), dC.data(), dA.data(), ddtBias.data(), dD.data()};
+  std::vector<Vec> carry(size_t(tasks * head.stateVecs())), dDParts(size_t(tasks * head.blocks));
+  std::vector<float> dA(static_cast<size_t>(tasks)), ddtBias(static_cast<size_t>(tasks));
+  std::vector<float> dBParts(size_t(tasks * T * N)), dCParts(size_t(tasks * T * N));
+  const BackwardCarry keep{carry.data(), dDParts.data(), dA.data(), ddtBias.data(), dBParts.data(), dCParts.data()};
+  std::vector<std::vector<Segment>> segments;
+  for (int64_t b = 0; b < batch; ++b) segments.push_back(segmentsOf(p, b));
 
   ThreadPool::Session pool;
-  {
-    WorkerScratch scratch(pool.threads(), scratchBytes<BackwardScratch>(p, HeadShape(p.shape)));
-    dispatchDType(p.dtype, [&](auto dtype) {
-      pool.parallelFor(batch * H, [&](int64_t i, int worker) {
-        backwardTask<decltype(dtype)::value>(bp, i / H, i % H, partials, scratch[worker]);
+  WorkerScratch scratch(pool.threads(), scratchBytes<BackwardScratch>(p, head));
+  dispatchDType(p.dtype, [&](auto dtype) {
+    constexpr DType DT = decltype(dtype)::value;
+    for (int64_t c = chunks - 1; c >= 0; --c) {
+      pool.parallelFor(tasks, [&](int64_t i, int worker) {
+        backwardChunk<DT>(bp, i / H, i % H, c, segments[size_t(i / H)], keep, scratch[worker]);
       });
-    });
-  }
+      // dB, dC of the chunk's steps: the heads of a group in increasing order.
+      const int64_t t0 = c * T, len = std::min(T, L - t0);
+      pool.parallelFor(batch * len, [&](int64_t i, int) {
+        const int64_t b = i / len, t = i % len;
+        for (int64_t g = 0; g < G; ++g) {
+          for (int64_t n = 0; n < N; ++n) {
+            float sumB = 0, sumC = 0;
+            for (int64_t h = g * headsPerGroup; h < (g + 1) * headsPerGroup; ++h) {
+              const size_t src = size_t(((b * H + h) * T + t) * N + n);
+              sumB += dBParts[src];
+              sumC += dCParts[src];
+            }
+            const int64_t dst = ((b * L + t0 + t) * G + g) * N + n;
+            storeElement<DT>(bp.dB, dst, sumB);
+            storeElement<DT>(bp.dC, dst, sumC);
+          }
+        }
+      });
+    }
+  });
 
   // Per head: sums over the batch rows, rows in increasing order.
   for (int64_t h = 0; h < H; ++h) {
@@ -544,7 +617,7 @@ void ssdBackward(const SsdBackwardParams &bp) {
     if (!bp.dD) continue;
     for (int64_t q = 0; q < P; ++q) {
       float sum = 0;
-      for (int64_t b = 0; b < batch; ++b) sum += dD[size_t((b * H + h) * P + q)];
+      for (int64_t b = 0; b < batch; ++b) sum += dDParts[size_t((b * H + h) * head.blocks + q / kLanes)][q % kLanes];
       if (p.dPerHead)
         d += sum;
       else
@@ -552,30 +625,6 @@ void ssdBackward(const SsdBackwardParams &bp) {
     }
     if (p.dPerHead) bp.dD[h] = d;
   }
-
-  // dB, dC: the heads of a group in increasing order, per step (tasks of one batch row and chunk).
-  const int64_t T = p.chunkLength, chunks = ceilDiv(L, T);
-  dispatchDType(p.dtype, [&](auto dtype) {
-    constexpr DType DT = decltype(dtype)::value;
-    pool.parallelFor(batch * chunks, [&](int64_t i, int) {
-      const int64_t b = i / chunks, t0 = (i % chunks) * T, t1 = std::min(L, t0 + T);
-      for (int64_t t = t0; t < t1; ++t) {
-        for (int64_t g = 0; g < G; ++g) {
-          for (int64_t n = 0; n < N; ++n) {
-            float sumB = 0, sumC = 0;
-            for (int64_t h = g * headsPerGroup; h < (g + 1) * headsPerGroup; ++h) {
-              const size_t src = size_t(((b * H + h) * L + t) * N + n);
-              sumB += dB[src];
-              sumC += dC[src];
-            }
-            const int64_t dst = ((b * L + t) * G + g) * N + n;
-            storeElement<DT>(bp.dB, dst, sumB);
-            storeElement<DT>(bp.dC, dst, sumC);
-          }
-        }
-      }
-    });
-  });
 }
 
 }  // namespace ss::cpu::SS_CPU_ISA
