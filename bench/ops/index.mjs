@@ -2,9 +2,10 @@
 // (bench/README.md, "Adding an op's rows"); the harness (bench/lib/device-run.mjs) runs each phase
 // of every module in this order: checks, rows, sweep, finish.
 import { selectiveScanRows } from './selective-scan.mjs';
+import { ssdScanRows } from './ssd-scan.mjs';
 import { stateUpdateRows } from './state-update.mjs';
 
-export const BENCH_OPS = [selectiveScanRows, stateUpdateRows];
+export const BENCH_OPS = [selectiveScanRows, stateUpdateRows, ssdScanRows];
 
 /**
  * What a module gives the harness. `run` is the DeviceRun (bench/lib/device-run.mjs): target, o
