@@ -172,7 +172,8 @@ describe('the ssdScan rows', () => {
         tried: [],
         baselineScript: null,
       });
-      const res = (await run.run()) as unknown as BenchResult & { cases: { medianMs: number }[] };
+      const res = (await run.run()) as unknown as BenchResult;
+      const cases = res.cases as unknown as { op: string; medianMs: number }[];
       expect(res.errors).toEqual([]);
       expect(run.progress.i).toBe(run.progress.total);
       expect(res.cases.map((c) => `${c.kind} ${c.shapeName} ${c.op}`)).toEqual([
@@ -180,7 +181,7 @@ describe('the ssdScan rows', () => {
         'ssd ssd-step-b1 step',
         'ssd ssd-step-b1 ggml ssm_scan',
       ]);
-      expect(res.cases.filter((c) => c.op === 'ggml ssm_scan').map((c) => c.medianMs)).toEqual([2, 2]);
+      expect(cases.filter((c) => c.op === 'ggml ssm_scan').map((c) => c.medianMs)).toEqual([2, 2]);
       const md = markdownReport(res, BENCH_OPS);
       expect(md).toContain('| M2-quick | (1, 128, 4x64, G=1, N=128) | float32 | fwd |');
       expect(md).toContain('| ssd-step-b1 | (1, 80x64, N=128) | float32 | step |');
