@@ -238,7 +238,11 @@ HeadConstants headConstants(const SsdForwardParams &p, const HeadShape &s, int64
 // path.
 template <int NB>
 void advanceFixed(const ChunkTiles &tiles, int64_t N, int64_t from, int64_t to, Vec *h, Vec *states) {
+  // With `states`, step t reads h_{t-1} where the step before left it and writes h_t straight into
+  // its slot of states (no copy per step); h gets the last one at the end.
+  const Vec *src = h;
   for (int64_t t = from; t < to; ++t) {
+    Vec *dst = states ? states + t * N * NB : h;
     const Vec a = splat(tiles.a[t]);
     const float dt = tiles.dt[t];
     const float *Bt = tiles.B + t * tiles.bcStride, *Ct = tiles.C + t * tiles.bcStride;
@@ -251,27 +255,30 @@ void advanceFixed(const ChunkTiles &tiles, int64_t N, int64_t from, int64_t to, 
     int64_t n = 0;
     for (; n + 2 <= N; n += 2) {
       const Vec b0 = splat(Bt[n]), c0 = splat(Ct[n]), b1 = splat(Bt[n + 1]), c1 = splat(Ct[n + 1]);
-      Vec *h0 = h + n * NB, *h1 = h0 + NB;
+      const Vec *s0 = src + n * NB, *s1 = s0 + NB;
+      Vec *h0 = dst + n * NB, *h1 = h0 + NB;
       for (int i = 0; i < NB; ++i) {
-        h0[i] = stateStep(a, h0[i], dtx[i], b0);
+        h0[i] = stateStep(a, s0[i], dtx[i], b0);
         y0[i] += c0 * h0[i];
       }
       for (int i = 0; i < NB; ++i) {
-        h1[i] = stateStep(a, h1[i], dtx[i], b1);
+        h1[i] = stateStep(a, s1[i], dtx[i], b1);
         y1[i] += c1 * h1[i];
       }
     }
     if (n < N) {
       const Vec b0 = splat(Bt[n]), c0 = splat(Ct[n]);
-      Vec *h0 = h + n * NB;
+      const Vec *s0 = src + n * NB;
+      Vec *h0 = dst + n * NB;
       for (int i = 0; i < NB; ++i) {
-        h0[i] = stateStep(a, h0[i], dtx[i], b0);
+        h0[i] = stateStep(a, s0[i], dtx[i], b0);
         y0[i] += c0 * h0[i];
       }
     }
     for (int i = 0; i < NB; ++i) tiles.y[t * NB + i] = y0[i] + y1[i];
-    if (states) std::copy(h, h + N * NB, states + t * N * NB);
+    src = dst;
   }
+  if (states && to > from) std::copy(src, src + N * NB, h);
 }
 
 // Steps [from, to) of a chunk (tile indices) from the state in h (advanced in place); y[t] = C_t . h_t
