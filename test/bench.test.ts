@@ -3,6 +3,9 @@
 // CPU and on the simulated GPU path at tiny shapes (the machine's ceilings fixed, not measured),
 // whose progress must add up to the plan; and what the GPU session (bench/gpu-session.sh) makes of
 // sanitizer logs and of mamba_ssm's peer binary's output.
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseOptions } from '../bench/lib/cli.mjs';
 import { DeviceRun } from '../bench/lib/device-run.mjs';
@@ -17,6 +20,7 @@ import {
 } from '../bench/lib/session.mjs';
 import { makeTarget } from '../bench/lib/targets.mjs';
 import { BENCH_OPS } from '../bench/ops/index.mjs';
+import { GGML_ENV } from '../bench/ops/ssd-scan.mjs';
 
 describe('roofline bytes and exp2 counts', () => {
   it('the scan: each tensor once, checkpoints when saved, one exp2 per element·state', () => {
@@ -84,7 +88,7 @@ describe('op modules and options', () => {
     expect(parseOptions(['--shapes', 'S1,step,2x8x64x4'], BENCH_OPS).shapes).toEqual(['S1', 'step', '2x8x64x4']);
     expect(() => parseOptions(['--ops', 'fwd,back'], BENCH_OPS)).toThrow('unknown op back');
     expect(() => parseOptions(['--shapes', 'S9'], BENCH_OPS)).toThrow(
-      'unknown shape S9 (S1, S2, S3, S4, sweep, step, host-cache, conv or BxDxLxN)',
+      'unknown shape S9 (S1, S2, S3, S4, sweep, step, host-cache, conv, ssd, ssd-step or BxDxLxN)',
     );
     expect(() => parseOptions(['--reps', '0'], BENCH_OPS)).toThrow('--reps must be an integer >= 1, got 0');
   });
@@ -155,6 +159,43 @@ describe('a run at tiny shapes', () => {
       );
     }, 60_000);
   }
+});
+
+describe('the ssdScan rows', () => {
+  it('cpu: forward, forward+backward and the step; a ggml harness named by the environment joins them', async () => {
+    // A stand-in for the ggml harness: it prints what the real one prints, whatever the shape.
+    const dir = mkdtempSync(join(tmpdir(), 'ssd-bench-'));
+    const bin = join(dir, 'ssm_bench');
+    writeFileSync(bin, `#!/bin/sh\necho '{"samplesMs":[3,1,2],"minMs":1,"medianMs":2,"threads":2,"reps":3}'\n`);
+    chmodSync(bin, 0o755);
+    process.env[GGML_ENV] = bin;
+    try {
+      const argv = ['--quick', '--shapes', 'ssd,ssd-step', '--ops', 'fwd,fwd+bwd', '--dtypes', 'float32', '--no-torch'];
+      const timing = ['--reps', '1', '--warmup', '0', '--target-ms', '1', '--max-case-ms', '20', '--no-save'];
+      const o = parseOptions([...argv, ...timing], BENCH_OPS);
+      const run = new RunWithoutCeilings(makeTarget('cpu'), o, 'test', BENCH_OPS, {
+        python: null,
+        tried: [],
+        baselineScript: null,
+      });
+      const res = (await run.run()) as unknown as BenchResult;
+      const cases = res.cases as unknown as { op: string; medianMs: number }[];
+      expect(res.errors).toEqual([]);
+      expect(run.progress.i).toBe(run.progress.total);
+      expect(res.cases.map((c) => `${c.kind} ${c.shapeName} ${c.op}`)).toEqual([
+        ...['fwd', 'fwd+bwd', 'fwd-as-ggml', 'ggml ssm_scan'].map((op) => `ssd M2-quick ${op}`),
+        'ssd ssd-step-b1 step',
+        'ssd ssd-step-b1 ggml ssm_scan',
+      ]);
+      expect(cases.filter((c) => c.op === 'ggml ssm_scan').map((c) => c.medianMs)).toEqual([2, 2]);
+      const md = markdownReport(res, BENCH_OPS);
+      expect(md).toContain('| M2-quick | (1, 128, 4x64, G=1, N=128) | float32 | fwd |');
+      expect(md).toContain('| ssd-step-b1 | (1, 80x64, N=128) | float32 | step |');
+    } finally {
+      delete process.env[GGML_ENV];
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });
 
 describe('the GPU session: preflight, sanitizer logs, mamba_ssm beside ours, the goals', () => {

@@ -15,6 +15,14 @@ const printed = /```\n([\s\S]*?)```/.exec(
   readme.slice((exampleBlock?.index ?? 0) + (exampleBlock?.[0].length ?? 0)),
 )?.[1];
 
+// The Mamba-2 example (the first TypeScript block under '### Mamba-2') and the plain block after it.
+const mamba2Start = readme.indexOf('### Mamba-2');
+const mamba2Block = /```ts\n([\s\S]*?)```\n/.exec(readme.slice(mamba2Start));
+const mamba2 = mamba2Block?.[1] ?? '';
+const mamba2Printed = /```\n([\s\S]*?)```/.exec(
+  readme.slice(mamba2Start + (mamba2Block?.index ?? 0) + (mamba2Block?.[0].length ?? 0)),
+)?.[1];
+
 const NUMBER = String.raw`-?\d+\.\d{4}`;
 const FOUR = `${NUMBER}( ${NUMBER}){3}`;
 /** The lines the example prints, on `device`. */
@@ -49,6 +57,37 @@ describe('README', () => {
   it('shows what its example prints', () => {
     expect(printed).toBeDefined();
     expectPrinted(printed ?? '', 'cpu');
+  });
+
+  it('has a Mamba-2 example that uses ssdScan, its backward and the heads-form step, and shows what it prints', () => {
+    expect(mamba2Start).toBeGreaterThan(0);
+    for (const name of ['ssdScan(', 'ssdScanBackward(', 'selectiveStateUpdate(']) expect(mamba2).toContain(name);
+    expect(mamba2Printed).toBeDefined();
+  });
+
+  describe('its Mamba-2 example (CPU), compiled with tsc --strict --module nodenext', () => {
+    const project = consumerProject(
+      {
+        'package.json': '{ "name": "readme-mamba2", "private": true }',
+        'tsconfig.json': JSON.stringify({
+          compilerOptions: { strict: true, module: 'nodenext', outDir: 'out' },
+          files: ['mamba2.mts'],
+        }),
+        'mamba2.mts': mamba2,
+      },
+      'link',
+    );
+    afterAll(() => project.remove());
+
+    it('compiles, runs and prints what the README shows', () => {
+      const { ok, output } = project.tsc(['-p', '.']);
+      expect(output).toBe('');
+      expect(ok).toBe(true);
+      const run = project.node('out/mamba2.mjs');
+      expect(run.stderr).toBe('');
+      expect(run.ok).toBe(true);
+      expect(run.stdout.trim()).toBe((mamba2Printed ?? '').trim());
+    });
   });
 
   describe('its example, compiled with tsc --strict --module nodenext', () => {

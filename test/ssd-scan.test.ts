@@ -1,10 +1,22 @@
-// ssdScan / ssdScanBackward on the CPU backend against selectiveScan (itself tested against the
-// float64 reference) with A repeated over P and N, where no clamp applies (softplus on); packed
-// sequences against separate calls; errors. A float64 reference of its own is still to come.
-import { describe, expect, it } from 'vitest';
-import { Tensor, selectiveScan, selectiveScanBackward, ssdScan, ssdScanBackward } from './helpers/api.js';
+// ssdScan / ssdScanBackward on the CPU backend: every option against the float64 reference
+// (test/helpers/ssd-reference.ts) in float32, float16 and bfloat16; L steps of the heads form of
+// selectiveStateUpdate against the forward; against selectiveScan with A repeated over P and N,
+// where no clamp applies (softplus on); packed sequences against separate calls; bit-identical
+// results across thread counts; errors.
+import { afterAll, describe, expect, it } from 'vitest';
+import {
+  Tensor,
+  buildInfo,
+  selectiveScan,
+  selectiveScanBackward,
+  selectiveStateUpdate,
+  setNumThreads,
+  ssdScan,
+  ssdScanBackward,
+} from './helpers/api.js';
 import { Rng } from './helpers/random.js';
-import { relErr } from './helpers/reference.js';
+import { type AnyDType, relErr, roundArray } from './helpers/reference.js';
+import { type SsdRefInputs, ssdRef, ssdRefBackward, ssdStateRows } from './helpers/ssd-reference.js';
 
 interface Sizes {
   b: number;
@@ -278,5 +290,250 @@ describe('ssdScan options', () => {
     expect(Array.from(a.out)).toEqual(Array.from(b.out));
     for (const k of ['dx', 'ddt', 'dA', 'dB', 'dC'] as const)
       expect(Array.from(a.g[k].dataSync())).toEqual(Array.from(b.g[k].dataSync()));
+  });
+});
+
+// ---- Against the float64 reference -----------------------------------------------------------------
+
+interface RefSpec {
+  batch: number;
+  L: number;
+  H: number;
+  P: number;
+  G: number;
+  N: number;
+  D?: 'head' | 'position';
+  z?: boolean;
+  dtBias?: boolean;
+  dtSoftplus?: boolean;
+  dtLimit?: [number, number];
+  initialState?: boolean;
+  dLastState?: boolean;
+  cuSeqlens?: number[];
+}
+
+/** Inputs of a spec as the reference takes them, every value already what a `dtype` tensor holds. */
+function refInputs(spec: RefSpec, seed: number, dtype: AnyDType) {
+  const rng = new Rng(seed);
+  const { batch, L, H, P, G, N } = spec;
+  const r = (a: ArrayLike<number>) => roundArray(a, dtype);
+  const f = (a: ArrayLike<number>) => roundArray(a, 'float32');
+  const inp: SsdRefInputs = {
+    batch,
+    L,
+    H,
+    P,
+    G,
+    N,
+    x: r(rng.normalArray(batch * L * H * P)),
+    // Without softplus, dt mostly positive so that the default clamp at 0 bites only sometimes.
+    dt: r(spec.dtSoftplus ? rng.normalArray(batch * L * H) : rng.uniformArray(batch * L * H, -0.2, 1)),
+    A: f(rng.uniformArray(H, -1.5, -0.2)),
+    B: r(rng.normalArray(batch * L * G * N)),
+    C: r(rng.normalArray(batch * L * G * N)),
+    dtSoftplus: spec.dtSoftplus ?? false,
+  };
+  if (spec.D) inp.D = f(rng.normalArray(spec.D === 'head' ? H : H * P));
+  if (spec.z) inp.z = r(rng.normalArray(batch * L * H * P));
+  if (spec.dtBias) inp.dtBias = f(rng.uniformArray(H, -0.3, 0.3));
+  if (spec.dtLimit) inp.dtLimit = spec.dtLimit;
+  if (spec.cuSeqlens) inp.cuSeqlens = Int32Array.from(spec.cuSeqlens);
+  const rows = ssdStateRows(inp);
+  if (spec.initialState) inp.initialState = f(rng.normalArray(rows * H * P * N));
+  const dout = r(rng.normalArray(batch * L * H * P));
+  const dLastState = spec.dLastState ? f(rng.normalArray(rows * H * P * N)) : undefined;
+  return { inp, dout, dLastState };
+}
+
+/** The op on the reference's inputs: forward (with lastState) and backward. */
+function runOp(spec: RefSpec, inp: SsdRefInputs, dout: Float64Array, dLast: Float64Array | undefined, dtype: AnyDType) {
+  const { batch, L, H, P, G, N } = spec;
+  const T = (a: ArrayLike<number>, shape: number[]) => Tensor.from(a, shape, { dtype });
+  const rows = ssdStateRows(inp);
+  const r = ssdScan(
+    T(inp.x, [batch, L, H, P]),
+    T(inp.dt, [batch, L, H]),
+    t(inp.A, [H]),
+    T(inp.B, [batch, L, G, N]),
+    T(inp.C, [batch, L, G, N]),
+    {
+      D: inp.D && t(inp.D, spec.D === 'head' ? [H] : [H, P]),
+      z: inp.z && T(inp.z, [batch, L, H, P]),
+      dtBias: inp.dtBias && t(inp.dtBias, [H]),
+      dtSoftplus: inp.dtSoftplus,
+      dtLimit: inp.dtLimit,
+      initialState: inp.initialState && t(inp.initialState, [rows, H, P, N]),
+      cuSeqlens: inp.cuSeqlens,
+      returnLastState: true,
+      saveForBackward: true,
+    },
+  );
+  const g = ssdScanBackward(r.ctx!, T(dout, [batch, L, H, P]), {
+    dLastState: dLast && t(dLast, [rows, H, P, N]),
+  });
+  return { out: r.out.dataSync(), lastState: r.lastState!.dataSync(), g };
+}
+
+// L crosses the CPU backend's chunks (64 steps), P its vectors (up to 16 lanes), N is odd.
+const REF_SPECS: RefSpec[] = [
+  { batch: 2, L: 150, H: 2, P: 20, G: 1, N: 17 },
+  {
+    batch: 2,
+    L: 70,
+    H: 4,
+    P: 3,
+    G: 2,
+    N: 5,
+    D: 'head',
+    z: true,
+    dtBias: true,
+    dtSoftplus: true,
+    initialState: true,
+    dLastState: true,
+  },
+  { batch: 1, L: 130, H: 3, P: 17, G: 3, N: 9, D: 'position', dtBias: true, initialState: true },
+  { batch: 2, L: 65, H: 4, P: 2, G: 1, N: 8, z: true, dtSoftplus: true, dtLimit: [0.3, 1.1], dLastState: true },
+  { batch: 1, L: 90, H: 2, P: 5, G: 2, N: 4, D: 'position', dtBias: true, dtLimit: [0.2, 0.8], initialState: true },
+  {
+    batch: 1,
+    L: 200,
+    H: 4,
+    P: 3,
+    G: 2,
+    N: 6,
+    D: 'head',
+    z: true,
+    dtBias: true,
+    dtSoftplus: true,
+    dtLimit: [0.1, 1.5],
+    initialState: true,
+    dLastState: true,
+    cuSeqlens: [0, 37, 37, 107, 108, 108, 200],
+  },
+];
+
+const refName = (s: RefSpec): string =>
+  Object.entries(s)
+    .map(([k, v]) => (v === true ? k : `${k} ${Array.isArray(v) ? `[${v.join(',')}]` : v}`))
+    .join(' ');
+
+function compare(spec: RefSpec, seed: number, dtype: AnyDType, fwdTol: number, gradTol: number) {
+  const { inp, dout, dLastState } = refInputs(spec, seed, dtype);
+  const ref = ssdRef(inp);
+  const rg = ssdRefBackward(inp, dout, dLastState);
+  const op = runOp(spec, inp, dout, dLastState, dtype);
+  expect(relErr(op.out, ref.out)).toBeLessThan(fwdTol);
+  expect(relErr(op.lastState, ref.lastState)).toBeLessThan(fwdTol);
+  const grad = (name: string, got: Tensor | undefined, want: Float64Array | undefined) => {
+    expect(got, name).toBeDefined();
+    expect(relErr(got!.dataSync(), want!), name).toBeLessThan(gradTol);
+  };
+  grad('dx', op.g.dx, rg.dx);
+  grad('ddt', op.g.ddt, rg.ddt);
+  grad('dA', op.g.dA, rg.dA);
+  grad('dB', op.g.dB, rg.dB);
+  grad('dC', op.g.dC, rg.dC);
+  if (inp.D) grad('dD', op.g.dD, rg.dD);
+  if (inp.z) grad('dz', op.g.dz, rg.dz);
+  if (inp.dtBias) grad('ddtBias', op.g.ddtBias, rg.ddtBias);
+  if (inp.initialState) grad('dInitialState', op.g.dInitialState, rg.dInitialState);
+  // The clamp: where it applies the gradient to dt is exactly zero.
+  if (inp.dtLimit) {
+    const ddt = op.g.ddt.dataSync();
+    expect(ddt.some((v, i) => v === 0 && rg.ddt[i] === 0)).toBe(true);
+    ddt.forEach((v, i) => {
+      if (rg.ddt[i] === 0) expect(Math.abs(v)).toBe(0);
+    });
+  }
+}
+
+describe('ssdScan against the float64 reference', () => {
+  REF_SPECS.forEach((spec, i) => {
+    it(`float32 ${refName(spec)}`, () => compare(spec, 300 + i, 'float32', 1e-5, 1e-4));
+  });
+  for (const dtype of ['float16', 'bfloat16'] as const) {
+    it(`${dtype}: the reference fed the rounded inputs, within 1e-2`, () => {
+      compare(REF_SPECS[1]!, 400, dtype, 1e-2, 1e-2);
+      compare(REF_SPECS[5]!, 401, dtype, 1e-2, 1e-2);
+    });
+  }
+});
+
+describe('ssdScan and the step', () => {
+  it('L steps of the heads form of selectiveStateUpdate equal the forward (softplus on)', () => {
+    const spec: RefSpec = {
+      batch: 2,
+      L: 70,
+      H: 4,
+      P: 5,
+      G: 2,
+      N: 6,
+      D: 'head',
+      z: true,
+      dtBias: true,
+      dtSoftplus: true,
+      initialState: true,
+    };
+    const { batch, L, H, P, G, N } = spec;
+    const { inp } = refInputs(spec, 500, 'float32');
+    const ref = ssdRef(inp);
+    const fwd = ssdScan(
+      t(inp.x, [batch, L, H, P]),
+      t(inp.dt, [batch, L, H]),
+      t(inp.A, [H]),
+      t(inp.B, [batch, L, G, N]),
+      t(inp.C, [batch, L, G, N]),
+      {
+        D: t(inp.D!, [H]),
+        z: t(inp.z!, [batch, L, H, P]),
+        dtBias: t(inp.dtBias!, [H]),
+        dtSoftplus: true,
+        initialState: t(inp.initialState!, [batch, H, P, N]),
+        returnLastState: true,
+      },
+    );
+    const state = t(inp.initialState!, [batch, H, P, N]);
+    const out = new Float64Array(batch * L * H * P);
+    const step = (a: Float64Array, width: number, k: number) => {
+      const r = new Float64Array(batch * width);
+      for (let b = 0; b < batch; b++) r.set(a.subarray((b * L + k) * width, (b * L + k + 1) * width), b * width);
+      return r;
+    };
+    for (let k = 0; k < L; k++) {
+      const y = selectiveStateUpdate(
+        state,
+        t(step(inp.x, H * P, k), [batch, H, P]),
+        t(step(inp.dt, H, k), [batch, H]),
+        t(inp.A, [H]),
+        t(step(inp.B, G * N, k), [batch, G, N]),
+        t(step(inp.C, G * N, k), [batch, G, N]),
+        {
+          D: t(inp.D!, [H]),
+          z: t(step(inp.z!, H * P, k), [batch, H, P]),
+          dtBias: t(inp.dtBias!, [H]),
+          dtSoftplus: true,
+        },
+      ).dataSync();
+      for (let b = 0; b < batch; b++) out.set(y.subarray(b * H * P, (b + 1) * H * P), (b * L + k) * H * P);
+    }
+    expect(relErr(out, ref.out)).toBeLessThan(1e-5);
+    expect(relErr(out, fwd.out.dataSync())).toBeLessThan(1e-5);
+    expect(relErr(state.dataSync(), ref.lastState)).toBeLessThan(1e-5);
+    expect(relErr(state.dataSync(), fwd.lastState!.dataSync())).toBeLessThan(1e-5);
+  });
+});
+
+describe('ssdScan across thread counts', () => {
+  const initial = buildInfo().cpuThreads;
+  afterAll(() => setNumThreads(initial));
+  it('the same bits with 1, 2, 3 and 8 threads (forward and every gradient)', () => {
+    const spec = REF_SPECS[5]!;
+    const { inp, dout, dLastState } = refInputs(spec, 600, 'float32');
+    const runs = [1, 2, 3, 8].map((n) => {
+      setNumThreads(n);
+      const r = runOp(spec, inp, dout, dLastState, 'float32');
+      return [r.out, r.lastState, ...Object.values(r.g).map((g) => (g as Tensor).dataSync())].map((a) => Array.from(a));
+    });
+    for (const r of runs.slice(1)) expect(r).toEqual(runs[0]);
   });
 });

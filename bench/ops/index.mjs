@@ -4,9 +4,10 @@
 import { causalConv1dRows } from './causal-conv1d.mjs';
 import { hostCacheRows } from './host-cache.mjs';
 import { selectiveScanRows } from './selective-scan.mjs';
+import { ssdScanRows } from './ssd-scan.mjs';
 import { stateUpdateRows } from './state-update.mjs';
 
-export const BENCH_OPS = [selectiveScanRows, stateUpdateRows, hostCacheRows, causalConv1dRows];
+export const BENCH_OPS = [selectiveScanRows, stateUpdateRows, hostCacheRows, causalConv1dRows, ssdScanRows];
 
 /**
  * What a module gives the harness. `run` is the DeviceRun (bench/lib/device-run.mjs): target, o

@@ -67,9 +67,27 @@ inline float horizontalSum(Vec v) {
 // dependent additions than horizontalSum, in another (fixed) order; for new kernels only, since
 // changing the order of horizontalSum would change the selective scan's results.
 inline float treeSum(Vec v) {
+#if defined(__AVX512F__) || defined(__AVX2__) || defined(__SSE2__)
+  // The same additions as the loop below, in registers (GCC compiles the loop through memory).
+#if defined(__AVX512F__)
+  const __m512 v512 = __m512(v);
+  const __m256 v256 =
+      _mm256_add_ps(_mm512_castps512_ps256(v512), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v512), 1)));
+#elif defined(__AVX2__)
+  const __m256 v256 = __m256(v);
+#endif
+#if defined(__AVX512F__) || defined(__AVX2__)
+  const __m128 v128 = _mm_add_ps(_mm256_castps256_ps128(v256), _mm256_extractf128_ps(v256, 1));
+#else
+  const __m128 v128 = __m128(v);
+#endif
+  const __m128 v64 = _mm_add_ps(v128, _mm_movehl_ps(v128, v128));         // lanes i + i+2
+  return _mm_cvtss_f32(_mm_add_ss(v64, _mm_shuffle_ps(v64, v64, 0x55)));  // lane 0 + lane 1
+#else
   for (int width = kLanes / 2; width >= 1; width /= 2)
     for (int i = 0; i < width; ++i) v[i] += v[i + width];
   return v[0];
+#endif
 }
 
 // 2^x for every lane, to about 2 ulp (Cephes' exp2f polynomial). x is split as r + f with r an

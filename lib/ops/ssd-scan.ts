@@ -257,6 +257,34 @@ export class SsdContext extends ForwardContext {
   private constructor(key: symbol, inputs: SsdInputs, chunkLength: number, checkpoints: Tensor) {
     super(key, SSD_CONTEXT, inputs, chunkLength, checkpoints);
   }
+
+  /** @internal The checkpoints of a live context (the tfjs adapter hands them to tfjs, which then owns them). */
+  static checkpointsOf(ctx: SsdContext): Tensor {
+    return context.saved(ctx, 'ssdScan').checkpoints;
+  }
+
+  /**
+   * @internal The context that ssdScan(x, dt, A, B, C, { ...opts, saveForBackward: true }) made,
+   * from those inputs and its checkpoints: the tfjs adapter keeps the checkpoints as a tfjs tensor
+   * between the forward and the backward.
+   */
+  static restore(
+    x: Tensor,
+    dt: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    opts: Omit<SsdOptions, 'returnLastState' | 'saveForBackward'>,
+    checkpoints: Tensor,
+  ): SsdContext {
+    const check = new ArgumentChecker('ssdScanBackward');
+    const s = checkSsdInputs(check, x, dt, A, B, C, check.options(opts, SSD_OPTIONS));
+    const chunkLength = native.ssdChunkLength(shapeDescriptor(s));
+    const expected = checkpointShape(s, chunkLength);
+    check.shape('checkpoints', checkpoints, expected, describe(expected));
+    check.dtype('checkpoints', checkpoints, 'float32');
+    return makeContext(s, chunkLength, checkpoints);
+  }
 }
 
 export function ssdScan(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, opts?: SsdOptions): SsdResult {

@@ -1,13 +1,17 @@
 // The state space dual scan (Mamba-2) on the CPU: forward and backward in the recurrent form,
 // compiled once per instruction set (cpu/isa.h).
 //
-// Work: a task is one (batch row, head); the thread pool runs the tasks. A head's state is a P x N
-// matrix, kept N-major as [n][block of kLanes positions p] vectors (P padded to whole vectors with
-// zeros, which stay zero), so that every step is, per vector of states,
+// Work: a forward task is one (batch row, head, tile of positions); a backward task is one (batch
+// row, head). The split depends on the shape alone, never on the thread count. A task's state is a
+// P x N matrix (P the positions of its tile), kept N-major as [n][block of kLanes positions p]
+// vectors (P padded to whole vectors with zeros, which stay zero), so that every step is, per
+// vector of states,
 //   h = a h + (dt x_p) B_n     and     y_p += C_n h
-// with B_n and C_n broadcast: no horizontal sum in the forward, and one exp2 per (t, head) for
-// a = exp(dt A). Time is walked in chunks of chunkLength steps; per chunk the task copies its
-// inputs into small float tiles first (x, z, dout as [t][vector], B and C as [t][N]).
+// with B_n and C_n broadcast: no horizontal sum in the forward, and one exp2 per (t, task) for
+// a = exp(dt A), computed a vector of steps at a time. A forward tile is at most kTileBlocks
+// vectors, so that its state (N x 32 floats, 16 KiB at N = 128) stays in L1 and its y accumulators
+// in registers. Time is walked in chunks of chunkLength steps; per chunk the task copies its inputs
+// into small float tiles first (x, z, dout as [t][vector], B and C as [t][N]).
 //
 // Nothing of size L x P x N is ever stored: the forward writes the state at the end of every chunk
 // (the checkpoints), and the backward recomputes one chunk at a time from them. Packed sequences
@@ -37,55 +41,91 @@ int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // ---- Per-head layout -------------------------------------------------------------------------------
 
-// Sizes of one task: P positions in `blocks` vectors, N states.
+// Vectors of positions in a forward task: 32 positions with AVX-512 and AVX2, 16 without.
+constexpr int64_t kTileBlocks = kLanes >= 16 ? 2 : 4;
+
+// Sizes of one task: positions [p0, p0 + P) of a head of headDim, in `blocks` vectors; N states.
 struct HeadShape {
-  int64_t P, N, blocks;
-  explicit HeadShape(const SsdShape &s) : P(s.headDim), N(s.dstate), blocks(ceilDiv(s.headDim, kLanes)) {}
+  int64_t headDim, p0, P, N, blocks;
+  HeadShape(const SsdShape &s, int64_t first, int64_t count)
+      : headDim(s.headDim), p0(first), P(count), N(s.dstate), blocks(ceilDiv(count, kLanes)) {}
+  explicit HeadShape(const SsdShape &s) : HeadShape(s, 0, s.headDim) {}
   int64_t stateVecs() const { return N * blocks; }
 };
 
-// A (P, N) float32 matrix (a public state row) into the [n][block] vectors of a head; zeros when
-// src is null.
+// Tiles of positions per head in the forward, and the shape of tile j.
+int64_t tilesPerHead(const SsdShape &s) { return ceilDiv(ceilDiv(s.headDim, kLanes), kTileBlocks); }
+HeadShape tileShape(const SsdShape &s, int64_t j) {
+  const int64_t first = j * kTileBlocks * kLanes;
+  return HeadShape(s, first, std::min(s.headDim, first + kTileBlocks * kLanes) - first);
+}
+
+// The task's rows of a (P, N) float32 matrix (a public state row, `src` at its row 0) into the
+// [n][block] vectors of a task; zeros when src is null.
 void loadState(const float *src, const HeadShape &s, Vec *dst) {
   std::fill(dst, dst + s.stateVecs(), Vec{});
   if (!src) return;
+  src += s.p0 * s.N;
   for (int64_t p = 0; p < s.P; ++p)
     for (int64_t n = 0; n < s.N; ++n) dst[n * s.blocks + p / kLanes][p % kLanes] = src[p * s.N + n];
 }
 
 void storeState(const Vec *src, const HeadShape &s, float *dst) {
+  dst += s.p0 * s.N;
   for (int64_t p = 0; p < s.P; ++p)
     for (int64_t n = 0; n < s.N; ++n) dst[p * s.N + n] = src[n * s.blocks + p / kLanes][p % kLanes];
 }
 
-// `count` rows of P elements, `stride` elements apart, into [row][block] vectors (zero padded).
+// A checkpoint (N, headDim) of the head into / out of the task's [n][block] vectors.
+void loadCheckpoint(const float *ckpt, const HeadShape &s, Vec *dst) {
+  std::fill(dst, dst + s.stateVecs(), Vec{});
+  for (int64_t n = 0; n < s.N; ++n)
+    for (int64_t q = 0; q < s.P; ++q) dst[n * s.blocks + q / kLanes][q % kLanes] = ckpt[n * s.headDim + s.p0 + q];
+}
+
+void storeCheckpoint(const Vec *src, const HeadShape &s, float *ckpt) {
+  for (int64_t n = 0; n < s.N; ++n)
+    for (int64_t q = 0; q < s.P; ++q) ckpt[n * s.headDim + s.p0 + q] = src[n * s.blocks + q / kLanes][q % kLanes];
+}
+
+// `count` rows of P elements, `stride` elements apart, into [row][block] vectors (zero padded). The
+// vectors of a row are contiguous floats, so each row is one plain loop the compiler vectorises.
 template <DType DT>
 void gatherPositions(const void *src, int64_t first, int64_t stride, int64_t count, const HeadShape &s, Vec *dst) {
+  const int64_t padded = s.blocks * kLanes;
   for (int64_t t = 0; t < count; ++t) {
-    Vec *row = dst + t * s.blocks;
-    std::fill(row, row + s.blocks, Vec{});
+    float *row = reinterpret_cast<float *>(dst + t * s.blocks);
     const int64_t base = first + t * stride;
-    for (int64_t p = 0; p < s.P; ++p) row[p / kLanes][p % kLanes] = loadElement<DT>(src, base + p);
+    for (int64_t p = 0; p < s.P; ++p) row[p] = loadElement<DT>(src, base + p);
+    for (int64_t p = s.P; p < padded; ++p) row[p] = 0.0f;
   }
 }
 
 template <DType DT>
 void scatterPositions(const Vec *src, int64_t count, const HeadShape &s, void *dst, int64_t first, int64_t stride) {
   for (int64_t t = 0; t < count; ++t) {
-    const Vec *row = src + t * s.blocks;
+    const float *row = reinterpret_cast<const float *>(src + t * s.blocks);
     const int64_t base = first + t * stride;
-    for (int64_t p = 0; p < s.P; ++p) storeElement<DT>(dst, base + p, row[p / kLanes][p % kLanes]);
+    for (int64_t p = 0; p < s.P; ++p) storeElement<DT>(dst, base + p, row[p]);
   }
 }
 
-// `count` rows of N elements, `stride` apart, as floats [row][N].
+// `count` rows of N elements, `stride` apart: float32 rows are read where they are (the returned
+// pointer and row stride); 16-bit rows are widened into dst as [row][N].
 template <DType DT>
-void gatherStates(const void *src, int64_t first, int64_t stride, int64_t count, int64_t N, float *dst) {
+const float *gatherStates(const void *src, int64_t first, int64_t stride, int64_t count, int64_t N, float *dst,
+                          int64_t &rowStride) {
+  if constexpr (DT == DType::Float32) {
+    rowStride = stride;
+    return static_cast<const float *>(src) + first;
+  }
+  rowStride = N;
   for (int64_t t = 0; t < count; ++t)
     for (int64_t n = 0; n < N; ++n) dst[t * N + n] = loadElement<DT>(src, first + t * stride + n);
+  return dst;
 }
 
-// Per-head constants: A (plain and scaled for exp2), D over the positions, dtBias.
+// Per-head constants: A (plain and scaled for exp2), D over the task's positions, dtBias.
 struct HeadConstants {
   float A = 0, A2 = 0, bias = 0;
   const Vec *D = nullptr;  // [blocks], or null without D
@@ -101,7 +141,10 @@ struct Strides {
 struct ChunkTiles {
   Vec *x = nullptr, *z = nullptr, *y = nullptr;  // [chunk][blocks]
   float *dt = nullptr, *dtGrad = nullptr;        // [chunk]
-  float *B = nullptr, *C = nullptr;              // [chunk][N]
+  float *a = nullptr;                            // [chunk rounded up to vectors]: exp(dt A)
+  float *bBuf = nullptr, *cBuf = nullptr;        // [chunk][N]: B and C widened from 16 bits
+  const float *B = nullptr, *C = nullptr;        // step t's row at B + t * bcStride
+  int64_t bcStride = 0;
 
   ChunkTiles(Carver &c, const SsdForwardParams &p, const HeadShape &s, bool backward) {
     const int64_t T = p.chunkLength;
@@ -109,9 +152,10 @@ struct ChunkTiles {
     if (p.z) z = c.take<Vec>(T * s.blocks);
     y = c.take<Vec>(T * s.blocks);
     dt = c.take<float>(T);
+    a = c.take<float>(ceilDiv(T, kLanes) * kLanes);
     if (backward) dtGrad = c.take<float>(T);
-    B = c.take<float>(T * s.N);
-    C = c.take<float>(T * s.N);
+    bBuf = c.take<float>(T * s.N);
+    cBuf = c.take<float>(T * s.N);
   }
 
   template <DType DT>
@@ -120,15 +164,23 @@ struct ChunkTiles {
     const Strides st(p.shape);
     const int64_t L = p.shape.seqlen, g = h / (p.shape.heads / p.shape.groups);
     const int64_t row0 = b * L + t0;
-    gatherPositions<DT>(p.x, row0 * st.xRow + h * s.P, st.xRow, len, s, x);
-    if (z) gatherPositions<DT>(p.z, row0 * st.xRow + h * s.P, st.xRow, len, s, z);
-    gatherStates<DT>(p.B, row0 * st.bcRow + g * s.N, st.bcRow, len, s.N, B);
-    gatherStates<DT>(p.C, row0 * st.bcRow + g * s.N, st.bcRow, len, s.N, C);
+    const int64_t first = row0 * st.xRow + h * s.headDim + s.p0;
+    gatherPositions<DT>(p.x, first, st.xRow, len, s, x);
+    if (z) gatherPositions<DT>(p.z, first, st.xRow, len, s, z);
+    B = gatherStates<DT>(p.B, row0 * st.bcRow + g * s.N, st.bcRow, len, s.N, bBuf, bcStride);
+    C = gatherStates<DT>(p.C, row0 * st.bcRow + g * s.N, st.bcRow, len, s.N, cBuf, bcStride);
     for (int64_t t = 0; t < len; ++t) {
       const SsdDt d =
           ssdDt(loadElement<DT>(p.dt, row0 * st.dtRow + t * st.dtRow + h), k.bias, p.dtSoftplus, p.dtLow, p.dtHigh);
       dt[t] = d.dt;
       if (dtGrad) dtGrad[t] = d.grad;
+    }
+    // a = exp(dt A) = 2^(dt A log2 e), a vector of steps at a time (lanes are independent, so a
+    // step's value does not depend on its neighbours).
+    for (int64_t t = 0; t < len; t += kLanes) {
+      Vec v = {};
+      for (int64_t i = 0; i < kLanes && t + i < len; ++i) v[i] = dt[t + i] * k.A2;
+      simd::storeu(a + t, simd::exp2(v));
     }
   }
 };
@@ -140,24 +192,76 @@ HeadConstants headConstants(const SsdForwardParams &p, const HeadShape &s, int64
   k.bias = p.dtBias ? p.dtBias[h] : 0.0f;
   if (p.D) {
     for (int64_t i = 0; i < s.blocks; ++i) D[i] = Vec{};
-    for (int64_t q = 0; q < s.P; ++q) D[q / kLanes][q % kLanes] = p.dPerHead ? p.D[h] : p.D[h * s.P + q];
+    for (int64_t q = 0; q < s.P; ++q) D[q / kLanes][q % kLanes] = p.dPerHead ? p.D[h] : p.D[h * s.headDim + s.p0 + q];
     k.D = D;
   }
   return k;
 }
 
-// a = exp(dt A) for one step: one exp2 per (t, head), as the selective scan's exp2 of a lane.
-float decay(float dt, const HeadConstants &k) { return simd::exp2(splat(dt * k.A2))[0]; }
+// advance() for a task of NB vectors: the y accumulators and dt x stay in registers, and two sets
+// of accumulators (even and odd n, added at the end) keep the additions' latency off the critical
+// path.
+template <int NB>
+void advanceFixed(const ChunkTiles &tiles, int64_t N, int64_t from, int64_t to, Vec *h, Vec *states) {
+  // With `states`, step t reads h_{t-1} where the step before left it and writes h_t straight into
+  // its slot of states (no copy per step); h gets the last one at the end.
+  const Vec *src = h;
+  for (int64_t t = from; t < to; ++t) {
+    Vec *dst = states ? states + t * N * NB : h;
+    const Vec a = splat(tiles.a[t]);
+    const float dt = tiles.dt[t];
+    const float *Bt = tiles.B + t * tiles.bcStride, *Ct = tiles.C + t * tiles.bcStride;
+    Vec dtx[NB], y0[NB], y1[NB];
+    for (int i = 0; i < NB; ++i) {
+      dtx[i] = dt * tiles.x[t * NB + i];
+      y0[i] = Vec{};
+      y1[i] = Vec{};
+    }
+    int64_t n = 0;
+    for (; n + 2 <= N; n += 2) {
+      const Vec b0 = splat(Bt[n]), c0 = splat(Ct[n]), b1 = splat(Bt[n + 1]), c1 = splat(Ct[n + 1]);
+      const Vec *s0 = src + n * NB, *s1 = s0 + NB;
+      Vec *h0 = dst + n * NB, *h1 = h0 + NB;
+      for (int i = 0; i < NB; ++i) {
+        h0[i] = stateStep(a, s0[i], dtx[i], b0);
+        y0[i] += c0 * h0[i];
+      }
+      for (int i = 0; i < NB; ++i) {
+        h1[i] = stateStep(a, s1[i], dtx[i], b1);
+        y1[i] += c1 * h1[i];
+      }
+    }
+    if (n < N) {
+      const Vec b0 = splat(Bt[n]), c0 = splat(Ct[n]);
+      const Vec *s0 = src + n * NB;
+      Vec *h0 = dst + n * NB;
+      for (int i = 0; i < NB; ++i) {
+        h0[i] = stateStep(a, s0[i], dtx[i], b0);
+        y0[i] += c0 * h0[i];
+      }
+    }
+    for (int i = 0; i < NB; ++i) tiles.y[t * NB + i] = y0[i] + y1[i];
+    src = dst;
+  }
+  if (states && to > from) std::copy(src, src + N * NB, h);
+}
 
 // Steps [from, to) of a chunk (tile indices) from the state in h (advanced in place); y[t] = C_t . h_t
 // before D and the gate. With `states`, also keeps every h_t ([t][n][block]).
-void advance(const ChunkTiles &tiles, const HeadShape &s, const HeadConstants &k, int64_t from, int64_t to, Vec *h,
-             Vec *states) {
+void advance(const ChunkTiles &tiles, const HeadShape &s, int64_t from, int64_t to, Vec *h, Vec *states) {
   const int64_t N = s.N, blocks = s.blocks;
+  static_assert(kTileBlocks <= 4, "advanceFixed instances");
+  switch (blocks) {
+    case 1: return advanceFixed<1>(tiles, N, from, to, h, states);
+    case 2: return advanceFixed<2>(tiles, N, from, to, h, states);
+    case 3: return advanceFixed<3>(tiles, N, from, to, h, states);
+    case 4: return advanceFixed<4>(tiles, N, from, to, h, states);
+    default: break;
+  }
   for (int64_t t = from; t < to; ++t) {
     const float dt = tiles.dt[t];
-    const Vec a = splat(decay(dt, k));
-    const float *Bt = tiles.B + t * N, *Ct = tiles.C + t * N;
+    const Vec a = splat(tiles.a[t]);
+    const float *Bt = tiles.B + t * tiles.bcStride, *Ct = tiles.C + t * tiles.bcStride;
     for (int64_t i = 0; i < blocks; ++i) {
       const Vec dtx = dt * tiles.x[t * blocks + i];
       Vec y = {};
@@ -185,11 +289,11 @@ struct ForwardScratch {
 };
 
 template <DType DT>
-void forwardTask(const SsdForwardParams &p, int64_t b, int64_t h, void *scratch) {
-  const HeadShape s(p.shape);
+void forwardTask(const SsdForwardParams &p, int64_t b, int64_t h, int64_t tile, void *scratch) {
+  const HeadShape s = tileShape(p.shape, tile);
   const Strides st(p.shape);
   const int64_t L = p.shape.seqlen, H = p.shape.heads, T = p.chunkLength, chunks = ceilDiv(L, T);
-  const int64_t stateSize = s.P * s.N;
+  const int64_t stateSize = s.headDim * s.N;
   Carver carver(scratch);
   ForwardScratch w(carver, p, s);
   const HeadConstants k = headConstants(p, s, h, w.D);
@@ -201,7 +305,7 @@ void forwardTask(const SsdForwardParams &p, int64_t b, int64_t h, void *scratch)
     for (int64_t t0 = seg.start; t0 < seg.end;) {
       const int64_t c = t0 / T, t1 = std::min(seg.end, (c + 1) * T), len = t1 - t0;
       w.tiles.load<DT>(p, s, k, b, h, t0, len);
-      advance(w.tiles, s, k, 0, len, w.state, nullptr);
+      advance(w.tiles, s, 0, len, w.state, nullptr);
       for (int64_t t = 0; t < len; ++t) {
         for (int64_t i = 0; i < s.blocks; ++i) {
           Vec y = w.tiles.y[t * s.blocks + i];
@@ -210,12 +314,9 @@ void forwardTask(const SsdForwardParams &p, int64_t b, int64_t h, void *scratch)
           w.tiles.y[t * s.blocks + i] = y;
         }
       }
-      scatterPositions<DT>(w.tiles.y, len, s, p.out, (b * L + t0) * st.xRow + h * s.P, st.xRow);
-      if (p.checkpoints && (t1 == (c + 1) * T || t1 == L)) {
-        float *ckpt = p.checkpoints + ((b * H + h) * chunks + c) * stateSize;
-        for (int64_t n = 0; n < s.N; ++n)
-          for (int64_t q = 0; q < s.P; ++q) ckpt[n * s.P + q] = w.state[n * s.blocks + q / kLanes][q % kLanes];
-      }
+      scatterPositions<DT>(w.tiles.y, len, s, p.out, (b * L + t0) * st.xRow + h * s.headDim + s.p0, st.xRow);
+      if (p.checkpoints && (t1 == (c + 1) * T || t1 == L))
+        storeCheckpoint(w.state, s, p.checkpoints + ((b * H + h) * chunks + c) * stateSize);
       t0 = t1;
     }
     if (p.lastState) storeState(w.state, s, stateRow(p.lastState, seg.row));
@@ -223,12 +324,20 @@ void forwardTask(const SsdForwardParams &p, int64_t b, int64_t h, void *scratch)
 }
 
 // ---- Backward ---------------------------------------------------------------------------------------
+//
+// The driver walks the chunks from the last to the first; per chunk, every task (batch row, head)
+// recomputes the chunk's states from the checkpoint before it and sweeps it backwards, carrying
+// the adjoint of the state to the next (earlier) chunk in its own slot. dB and dC of a step are
+// sums over the heads of a group: each task leaves its chunk's part (chunk x N floats) in its slot
+// of a partial buffer, which the driver reduces over the group's heads in increasing order before
+// the next chunk. So partials are batch x H x chunk x N floats whatever L is.
 
-// Sums that the driver finishes in a fixed order: per task (b, h).
-struct BackwardPartials {
-  float *dB = nullptr, *dC = nullptr;       // [batch][H][L][N]
-  float *dA = nullptr, *ddtBias = nullptr;  // [batch][H]
-  float *dD = nullptr;                      // [batch][H][P]
+// What a task keeps from one chunk to the next, and its sums that the driver finishes.
+struct BackwardCarry {
+  Vec *carry = nullptr;                     // [task][n][block]: a_{t+1} g_{t+1}
+  Vec *dD = nullptr;                        // [task][block]
+  float *dA = nullptr, *ddtBias = nullptr;  // [task]
+  float *dB = nullptr, *dC = nullptr;       // [task][chunk][N]: this chunk's sums over the positions
 };
 
 struct BackwardScratch {
@@ -236,11 +345,10 @@ struct BackwardScratch {
   Vec *D = nullptr;
   Vec *state = nullptr;              // [n][block]: the state a recomputation starts from
   Vec *states = nullptr;             // [chunk][n][block]: h_t of the chunk
-  Vec *carry = nullptr;              // [n][block]: a_{t+1} g_{t+1}, carried across chunks
   Vec *dout = nullptr;               // [chunk][blocks]; becomes dy (after the gate)
   Vec *dx = nullptr, *dz = nullptr;  // [chunk][blocks]
   Vec *dB = nullptr, *dC = nullptr;  // [N]: one step's sums over the positions, per lane
-  Vec *dD = nullptr;                 // [blocks]
+  Vec *gB = nullptr;                 // [blocks]: one step's sum over n of g B_n
   float *ddt = nullptr;              // [chunk]
 
   BackwardScratch(Carver &c, const SsdForwardParams &p, const HeadShape &s) : tiles(c, p, s, true) {
@@ -248,130 +356,167 @@ struct BackwardScratch {
     D = c.take<Vec>(s.blocks);
     state = c.take<Vec>(s.stateVecs());
     states = c.take<Vec>(T * s.stateVecs());
-    carry = c.take<Vec>(s.stateVecs());
     dout = c.take<Vec>(T * s.blocks);
     dx = c.take<Vec>(T * s.blocks);
     if (p.z) dz = c.take<Vec>(T * s.blocks);
     dB = c.take<Vec>(s.N);
     dC = c.take<Vec>(s.N);
-    dD = c.take<Vec>(s.blocks);
+    gB = c.take<Vec>(s.blocks);
     ddt = c.take<float>(T);
   }
 };
 
+// One step of the reverse sweep over NB vectors of positions starting at block i0 (n outer, so
+// that the sums over positions of dB_n and dC_n stay in registers): with g = C_n dy + carry, the
+// adjoint of h_t, accumulates gB = sum_n g B_n, decayed += g a h_{t-1} (as g (h_t - dt x B_n)),
+// dB_n += g dt x and dC_n += dy h_t (added to dB, dC unless `first`), and leaves a g in carry.
+template <int NB>
+void reverseStep(int64_t N, int64_t blocks, int64_t i0, Vec a, float dt, const float *Bt, const float *Ct, const Vec *x,
+                 const Vec *dy, const Vec *ht, Vec *carry, bool first, Vec *dB, Vec *dC, Vec *gBOut, Vec &decayed) {
+  Vec dtx[NB], gB[NB], dec[NB];
+  for (int i = 0; i < NB; ++i) {
+    dtx[i] = dt * x[i];
+    gB[i] = Vec{};
+    dec[i] = Vec{};
+  }
+  for (int64_t n = 0; n < N; ++n) {
+    const Vec Bn = splat(Bt[n]), Cn = splat(Ct[n]);
+    Vec db = {}, dc = {};
+    for (int i = 0; i < NB; ++i) {
+      const int64_t j = n * blocks + i0 + i;
+      const Vec g = Cn * dy[i] + carry[j];
+      const Vec hn = ht[j];
+      gB[i] += g * Bn;
+      dec[i] += g * (hn - dtx[i] * Bn);
+      db += g * dtx[i];
+      dc += dy[i] * hn;
+      carry[j] = a * g;
+    }
+    dB[n] = first ? db : dB[n] + db;
+    dC[n] = first ? dc : dC[n] + dc;
+  }
+  for (int i = 0; i < NB; ++i) {
+    gBOut[i] = gB[i];
+    decayed += dec[i];
+  }
+}
+
 template <DType DT>
-void backwardTask(const SsdBackwardParams &bp, int64_t b, int64_t h, const BackwardPartials &out, void *scratch) {
+void backwardChunk(const SsdBackwardParams &bp, int64_t b, int64_t h, int64_t c, const std::vector<Segment> &segments,
+                   const BackwardCarry &keep, void *scratch) {
   const SsdForwardParams &p = bp.fwd;
   const HeadShape s(p.shape);
   const Strides st(p.shape);
   const int64_t L = p.shape.seqlen, H = p.shape.heads, T = p.chunkLength, chunks = ceilDiv(L, T);
-  const int64_t N = s.N, blocks = s.blocks, stateSize = s.P * s.N, task = b * H + h;
+  const int64_t N = s.N, blocks = s.blocks, stateSize = s.headDim * s.N, task = b * H + h;
   Carver carver(scratch);
   BackwardScratch w(carver, p, s);
   const HeadConstants k = headConstants(p, s, h, w.D);
   auto stateRow = [&](auto *base, int64_t row) { return base ? base + (row * H + h) * stateSize : nullptr; };
+  Vec *carry = keep.carry + task * s.stateVecs(), *dD = keep.dD + task * blocks;
 
-  const std::vector<Segment> segments = segmentsOf(p.cuSeqlens, p.sequences, p.shape.seqlen, b),
-                             nonEmpty = nonEmptyOf(segments);
-  // An empty sequence: its last state is its initial state, so dInitialState is dLastState.
-  for (const Segment &seg : segments) {
-    if (seg.end > seg.start || !bp.dInitialState) continue;
-    const float *src = stateRow(bp.dLastState, seg.row);
-    float *dst = stateRow(bp.dInitialState, seg.row);
-    for (int64_t i = 0; i < stateSize; ++i) dst[i] = src ? src[i] : 0.0f;
+  if (c == chunks - 1) {
+    // An empty sequence: its last state is its initial state, so dInitialState is dLastState.
+    for (const Segment &seg : segments) {
+      if (seg.end > seg.start || !bp.dInitialState) continue;
+      const float *src = stateRow(bp.dLastState, seg.row);
+      float *dst = stateRow(bp.dInitialState, seg.row);
+      for (int64_t i = 0; i < stateSize; ++i) dst[i] = src ? src[i] : 0.0f;
+    }
+    keep.dA[task] = keep.ddtBias[task] = 0;
+    std::fill(dD, dD + blocks, Vec{});
   }
-  float dA = 0, ddtBias = 0;
-  std::fill(w.dD, w.dD + blocks, Vec{});
-  float *dBOut = out.dB + task * L * N, *dCOut = out.dC + task * L * N;
+  const std::vector<Segment> nonEmpty = nonEmptyOf(segments);
+  float dA = keep.dA[task], ddtBias = keep.ddtBias[task];
+  float *dBOut = keep.dB + task * T * N, *dCOut = keep.dC + task * T * N;
 
-  for (int64_t c = chunks - 1; c >= 0; --c) {
-    const int64_t t0 = c * T, len = std::min(T, L - t0), rows = (b * L + t0) * st.xRow + h * s.P;
-    w.tiles.load<DT>(p, s, k, b, h, t0, len);
-    gatherPositions<DT>(bp.dout, rows, st.xRow, len, s, w.dout);
+  const int64_t t0 = c * T, len = std::min(T, L - t0), rows = (b * L + t0) * st.xRow + h * s.headDim + s.p0;
+  w.tiles.load<DT>(p, s, k, b, h, t0, len);
+  gatherPositions<DT>(bp.dout, rows, st.xRow, len, s, w.dout);
 
-    // Recompute the chunk's states, from the checkpoint before it or from a sequence's start.
-    size_t si = segmentAt(nonEmpty, t0);
-    if (nonEmpty[si].start == t0) {
-      loadState(stateRow(p.initialState, nonEmpty[si].row), s, w.state);
-    } else {
-      const float *ckpt = p.checkpoints + ((b * H + h) * chunks + c - 1) * stateSize;
-      for (int64_t n = 0; n < N; ++n) {
-        for (int64_t i = 0; i < blocks; ++i) w.state[n * blocks + i] = Vec{};
-        for (int64_t q = 0; q < s.P; ++q) w.state[n * blocks + q / kLanes][q % kLanes] = ckpt[n * s.P + q];
-      }
-    }
-    for (int64_t from = 0; from < len;) {
-      const int64_t to = std::min(len, nonEmpty[si].end - t0);
-      advance(w.tiles, s, k, from, to, w.state, w.states);
-      from = to;
-      if (from < len) loadState(stateRow(p.initialState, nonEmpty[++si].row), s, w.state);
-    }
-
-    // The gate: dy = dout silu(z), dz = dout y siluGrad(z) with y before the gate.
-    for (int64_t t = 0; t < len; ++t) {
-      for (int64_t i = 0; i < blocks; ++i) {
-        const int64_t j = t * blocks + i;
-        if (!w.tiles.z) continue;
-        const Vec y = k.D ? w.tiles.y[j] + k.D[i] * w.tiles.x[j] : w.tiles.y[j];
-        const Vec z = w.tiles.z[j], dout = w.dout[j];
-        w.dz[j] = dout * y * siluGrad(z);
-        w.dout[j] = dout * silu(z);
-      }
-    }
-
-    // The reverse sweep.
-    for (int64_t t = len - 1; t >= 0; --t) {
-      const int64_t tg = t0 + t;
-      while (nonEmpty[si].start > tg) --si;
-      const Segment &seg = nonEmpty[si];
-      if (tg == seg.end - 1) loadState(stateRow(bp.dLastState, seg.row), s, w.carry);
-      const float dt = w.tiles.dt[t];
-      const Vec a = splat(decay(dt, k));
-      const float *Bt = w.tiles.B + t * N, *Ct = w.tiles.C + t * N;
-      const Vec *ht = w.states + t * s.stateVecs();
-      std::fill(w.dB, w.dB + N, Vec{});
-      std::fill(w.dC, w.dC + N, Vec{});
-      Vec sumGBx = {}, sumDecayed = {};
-      for (int64_t i = 0; i < blocks; ++i) {
-        const Vec x = w.tiles.x[t * blocks + i], dy = w.dout[t * blocks + i], dtx = dt * x;
-        Vec gB = {};
-        for (int64_t n = 0; n < N; ++n) {
-          const Vec Bn = splat(Bt[n]);
-          const Vec g = Ct[n] * dy + w.carry[n * blocks + i];
-          const Vec hn = ht[n * blocks + i];
-          gB += g * Bn;
-          sumDecayed += g * (hn - dtx * Bn);  // g a_t h_{t-1}
-          w.dB[n] += g * dtx;
-          w.dC[n] += dy * hn;
-          w.carry[n * blocks + i] = a * g;
-        }
-        sumGBx += gB * x;
-        Vec dx = dt * gB;
-        if (k.D) {
-          dx += k.D[i] * dy;
-          w.dD[i] += dy * x;
-        }
-        w.dx[t * blocks + i] = dx;
-      }
-      for (int64_t n = 0; n < N; ++n) {
-        dBOut[tg * N + n] = simd::treeSum(w.dB[n]);
-        dCOut[tg * N + n] = simd::treeSum(w.dC[n]);
-      }
-      const float decayed = simd::treeSum(sumDecayed);
-      dA += dt * decayed;
-      const float ddt = (simd::treeSum(sumGBx) + k.A * decayed) * w.tiles.dtGrad[t];
-      w.ddt[t] = ddt;
-      ddtBias += ddt;
-      if (tg == seg.start && bp.dInitialState) storeState(w.carry, s, stateRow(bp.dInitialState, seg.row));
-    }
-
-    scatterPositions<DT>(w.dx, len, s, bp.dx, rows, st.xRow);
-    if (bp.dz) scatterPositions<DT>(w.dz, len, s, bp.dz, rows, st.xRow);
-    for (int64_t t = 0; t < len; ++t) storeElement<DT>(bp.ddt, (b * L + t0 + t) * st.dtRow + h, w.ddt[t]);
+  // Recompute the chunk's states, from the checkpoint before it or from a sequence's start.
+  size_t si = segmentAt(nonEmpty, t0);
+  if (nonEmpty[si].start == t0)
+    loadState(stateRow(p.initialState, nonEmpty[si].row), s, w.state);
+  else
+    loadCheckpoint(p.checkpoints + ((b * H + h) * chunks + c - 1) * stateSize, s, w.state);
+  for (int64_t from = 0; from < len;) {
+    const int64_t to = std::min(len, nonEmpty[si].end - t0);
+    advance(w.tiles, s, from, to, w.state, w.states);
+    from = to;
+    if (from < len) loadState(stateRow(p.initialState, nonEmpty[++si].row), s, w.state);
   }
-  out.dA[task] = dA;
-  out.ddtBias[task] = ddtBias;
-  for (int64_t q = 0; q < s.P; ++q) out.dD[task * s.P + q] = w.dD[q / kLanes][q % kLanes];
+
+  // The gate: dy = dout silu(z), dz = dout y siluGrad(z) with y before the gate.
+  if (w.tiles.z) {
+    for (int64_t j = 0; j < len * blocks; ++j) {
+      const Vec y = k.D ? w.tiles.y[j] + k.D[j % blocks] * w.tiles.x[j] : w.tiles.y[j];
+      const Vec z = w.tiles.z[j], dout = w.dout[j];
+      w.dz[j] = dout * y * siluGrad(z);
+      w.dout[j] = dout * silu(z);
+    }
+  }
+
+  // The reverse sweep.
+  for (int64_t t = len - 1; t >= 0; --t) {
+    const int64_t tg = t0 + t;
+    while (nonEmpty[si].start > tg) --si;
+    const Segment &seg = nonEmpty[si];
+    if (tg == seg.end - 1) loadState(stateRow(bp.dLastState, seg.row), s, carry);
+    const float dt = w.tiles.dt[t];
+    const Vec a = splat(w.tiles.a[t]);
+    const float *Bt = w.tiles.B + t * w.tiles.bcStride, *Ct = w.tiles.C + t * w.tiles.bcStride;
+    const Vec *ht = w.states + t * s.stateVecs(), *x = w.tiles.x + t * blocks, *dy = w.dout + t * blocks;
+    Vec decayed = {};
+    // Groups of up to four vectors of positions, in increasing order.
+    for (int64_t i0 = 0; i0 < blocks; i0 += 4) {
+      const bool first = i0 == 0;
+      switch (std::min<int64_t>(4, blocks - i0)) {
+        case 1:
+          reverseStep<1>(N, blocks, i0, a, dt, Bt, Ct, x + i0, dy + i0, ht, carry, first, w.dB, w.dC, w.gB + i0,
+                         decayed);
+          break;
+        case 2:
+          reverseStep<2>(N, blocks, i0, a, dt, Bt, Ct, x + i0, dy + i0, ht, carry, first, w.dB, w.dC, w.gB + i0,
+                         decayed);
+          break;
+        case 3:
+          reverseStep<3>(N, blocks, i0, a, dt, Bt, Ct, x + i0, dy + i0, ht, carry, first, w.dB, w.dC, w.gB + i0,
+                         decayed);
+          break;
+        default:
+          reverseStep<4>(N, blocks, i0, a, dt, Bt, Ct, x + i0, dy + i0, ht, carry, first, w.dB, w.dC, w.gB + i0,
+                         decayed);
+          break;
+      }
+    }
+    Vec sumGBx = {};
+    for (int64_t i = 0; i < blocks; ++i) {
+      sumGBx += w.gB[i] * x[i];
+      Vec dx = dt * w.gB[i];
+      if (k.D) {
+        dx += k.D[i] * dy[i];
+        dD[i] += dy[i] * x[i];
+      }
+      w.dx[t * blocks + i] = dx;
+    }
+    for (int64_t n = 0; n < N; ++n) {
+      dBOut[t * N + n] = simd::treeSum(w.dB[n]);
+      dCOut[t * N + n] = simd::treeSum(w.dC[n]);
+    }
+    const float decayedSum = simd::treeSum(decayed);
+    dA += dt * decayedSum;
+    const float ddt = (simd::treeSum(sumGBx) + k.A * decayedSum) * w.tiles.dtGrad[t];
+    w.ddt[t] = ddt;
+    ddtBias += ddt;
+    if (tg == seg.start && bp.dInitialState) storeState(carry, s, stateRow(bp.dInitialState, seg.row));
+  }
+
+  scatterPositions<DT>(w.dx, len, s, bp.dx, rows, st.xRow);
+  if (bp.dz) scatterPositions<DT>(w.dz, len, s, bp.dz, rows, st.xRow);
+  for (int64_t t = 0; t < len; ++t) storeElement<DT>(bp.ddt, (b * L + t0 + t) * st.dtRow + h, w.ddt[t]);
+  keep.dA[task] = dA;
+  keep.ddtBias[task] = ddtBias;
 }
 
 }  // namespace
@@ -379,33 +524,58 @@ void backwardTask(const SsdBackwardParams &bp, int64_t b, int64_t h, const Backw
 // ---- Entry points -------------------------------------------------------------------------------------
 
 void ssdForward(const SsdForwardParams &p) {
-  const int64_t H = p.shape.heads, tasks = p.shape.batch * H;
+  const int64_t H = p.shape.heads, tiles = tilesPerHead(p.shape), tasks = p.shape.batch * H * tiles;
   ThreadPool::Session pool;
-  WorkerScratch scratch(pool.threads(), scratchBytes<ForwardScratch>(p, HeadShape(p.shape)));
+  WorkerScratch scratch(pool.threads(), scratchBytes<ForwardScratch>(p, tileShape(p.shape, 0)));
   dispatchDType(p.dtype, [&](auto dtype) {
-    pool.parallelFor(
-        tasks, [&](int64_t i, int worker) { forwardTask<decltype(dtype)::value>(p, i / H, i % H, scratch[worker]); });
+    pool.parallelFor(tasks, [&](int64_t i, int worker) {
+      forwardTask<decltype(dtype)::value>(p, i / tiles / H, i / tiles % H, i % tiles, scratch[worker]);
+    });
   });
 }
 
 void ssdBackward(const SsdBackwardParams &bp) {
   const SsdForwardParams &p = bp.fwd;
   const int64_t batch = p.shape.batch, L = p.shape.seqlen, H = p.shape.heads, P = p.shape.headDim;
-  const int64_t G = p.shape.groups, N = p.shape.dstate, headsPerGroup = H / G;
+  const int64_t G = p.shape.groups, N = p.shape.dstate, headsPerGroup = H / G, tasks = batch * H;
+  const int64_t T = p.chunkLength, chunks = ceilDiv(L, T);
+  const HeadShape head(p.shape);
 
-  std::vector<float> dB(size_t(batch * H * L * N)), dC(size_t(batch * H * L * N));
-  std::vector<float> dA(size_t(batch * H)), ddtBias(size_t(batch * H)), dD(size_t(batch * H * P));
-  const BackwardPartials partials{dB.data(), dC.data(), dA.data(), ddtBias.data(), dD.data()};
+  std::vector<Vec> carry(size_t(tasks * head.stateVecs())), dDParts(size_t(tasks * head.blocks));
+  std::vector<float> dA(static_cast<size_t>(tasks)), ddtBias(static_cast<size_t>(tasks));
+  std::vector<float> dBParts(size_t(tasks * T * N)), dCParts(size_t(tasks * T * N));
+  const BackwardCarry keep{carry.data(), dDParts.data(), dA.data(), ddtBias.data(), dBParts.data(), dCParts.data()};
+  std::vector<std::vector<Segment>> segments;
+  for (int64_t b = 0; b < batch; ++b) segments.push_back(segmentsOf(p.cuSeqlens, p.sequences, p.shape.seqlen, b));
 
   ThreadPool::Session pool;
-  {
-    WorkerScratch scratch(pool.threads(), scratchBytes<BackwardScratch>(p, HeadShape(p.shape)));
-    dispatchDType(p.dtype, [&](auto dtype) {
-      pool.parallelFor(batch * H, [&](int64_t i, int worker) {
-        backwardTask<decltype(dtype)::value>(bp, i / H, i % H, partials, scratch[worker]);
+  WorkerScratch scratch(pool.threads(), scratchBytes<BackwardScratch>(p, head));
+  dispatchDType(p.dtype, [&](auto dtype) {
+    constexpr DType DT = decltype(dtype)::value;
+    for (int64_t c = chunks - 1; c >= 0; --c) {
+      pool.parallelFor(tasks, [&](int64_t i, int worker) {
+        backwardChunk<DT>(bp, i / H, i % H, c, segments[size_t(i / H)], keep, scratch[worker]);
       });
-    });
-  }
+      // dB, dC of the chunk's steps: the heads of a group in increasing order.
+      const int64_t t0 = c * T, len = std::min(T, L - t0);
+      pool.parallelFor(batch * len, [&](int64_t i, int) {
+        const int64_t b = i / len, t = i % len;
+        for (int64_t g = 0; g < G; ++g) {
+          for (int64_t n = 0; n < N; ++n) {
+            float sumB = 0, sumC = 0;
+            for (int64_t h = g * headsPerGroup; h < (g + 1) * headsPerGroup; ++h) {
+              const size_t src = size_t(((b * H + h) * T + t) * N + n);
+              sumB += dBParts[src];
+              sumC += dCParts[src];
+            }
+            const int64_t dst = ((b * L + t0 + t) * G + g) * N + n;
+            storeElement<DT>(bp.dB, dst, sumB);
+            storeElement<DT>(bp.dC, dst, sumC);
+          }
+        }
+      });
+    }
+  });
 
   // Per head: sums over the batch rows, rows in increasing order.
   for (int64_t h = 0; h < H; ++h) {
@@ -419,7 +589,7 @@ void ssdBackward(const SsdBackwardParams &bp) {
     if (!bp.dD) continue;
     for (int64_t q = 0; q < P; ++q) {
       float sum = 0;
-      for (int64_t b = 0; b < batch; ++b) sum += dD[size_t((b * H + h) * P + q)];
+      for (int64_t b = 0; b < batch; ++b) sum += dDParts[size_t((b * H + h) * head.blocks + q / kLanes)][q % kLanes];
       if (p.dPerHead)
         d += sum;
       else
@@ -427,30 +597,6 @@ void ssdBackward(const SsdBackwardParams &bp) {
     }
     if (p.dPerHead) bp.dD[h] = d;
   }
-
-  // dB, dC: the heads of a group in increasing order, per step (tasks of one batch row and chunk).
-  const int64_t T = p.chunkLength, chunks = ceilDiv(L, T);
-  dispatchDType(p.dtype, [&](auto dtype) {
-    constexpr DType DT = decltype(dtype)::value;
-    pool.parallelFor(batch * chunks, [&](int64_t i, int) {
-      const int64_t b = i / chunks, t0 = (i % chunks) * T, t1 = std::min(L, t0 + T);
-      for (int64_t t = t0; t < t1; ++t) {
-        for (int64_t g = 0; g < G; ++g) {
-          for (int64_t n = 0; n < N; ++n) {
-            float sumB = 0, sumC = 0;
-            for (int64_t h = g * headsPerGroup; h < (g + 1) * headsPerGroup; ++h) {
-              const size_t src = size_t(((b * H + h) * L + t) * N + n);
-              sumB += dB[src];
-              sumC += dC[src];
-            }
-            const int64_t dst = ((b * L + t) * G + g) * N + n;
-            storeElement<DT>(bp.dB, dst, sumB);
-            storeElement<DT>(bp.dC, dst, sumC);
-          }
-        }
-      }
-    });
-  });
 }
 
 }  // namespace ss::cpu::SS_CPU_ISA
