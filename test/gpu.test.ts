@@ -4,11 +4,19 @@
 // Skipped, with the reason in the title, where CUDA is unavailable.
 import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { Tensor, cuda, selectiveScan, selectiveScanBackward, selectiveStateUpdate } from './helpers/api.js';
+import {
+  Tensor,
+  causalConv1dUpdate,
+  cuda,
+  selectiveScan,
+  selectiveScanBackward,
+  selectiveStateUpdate,
+} from './helpers/api.js';
+import { convUpdateRef } from './helpers/conv-reference.js';
 import { FIXED, VARYING, grouped, makeScanCase, specName, type ScanCaseSpec } from './helpers/cases.js';
 import { expectCode } from './helpers/expect-code.js';
 import { Rng } from './helpers/random.js';
-import { halfBits, relErr, scanRef, type AnyDType } from './helpers/reference.js';
+import { halfBits, relErr, roundArray, scanRef, type AnyDType } from './helpers/reference.js';
 import { expectBitsEqual, expectRelClose, runAddon, tensor, tolerances, type DeviceName } from './helpers/run.js';
 import { makeStepCase, type StepCase, type StepCaseSpec } from './helpers/stepcase.js';
 
@@ -305,6 +313,59 @@ describe.skipIf(!AVAILABLE)(TITLE, () => {
       expect(() => stepOn(c, 0, sg, 'cuda', Int32Array.from([1, 6, 2]))).toThrow(RangeError);
       expectBitsEqual(sg.dataSync(), before, 'state after failed calls');
     });
+  });
+
+  describe('causalConv1dUpdate, GPU vs CPU and the reference', () => {
+    // W 1..8 with the options cycling; stateBatchIndices with permuted slots and a padding row.
+    for (const dtype of ['float32', 'float16', 'bfloat16'] as AnyDType[])
+      for (const W of [1, 2, 3, 4, 5, 8]) {
+        const bias = W % 2 === 0;
+        const silu = W !== 3;
+        const withIndices = W >= 4;
+        it(`${dtype} W ${W}${bias ? ' bias' : ''}${silu ? ' silu' : ''}${withIndices ? ' stateBatchIndices' : ''}`, () => {
+          const rng = new Rng(2000 + W);
+          const [batch, dim] = [3, 1029];
+          const slots = withIndices ? 5 : batch;
+          const indices = withIndices ? Int32Array.from([4, -1, 1]) : undefined;
+          const state0 = roundArray(rng.normalArray(slots * dim * (W - 1)), dtype);
+          const weight = roundArray(rng.normalArray(dim * W), 'float32');
+          const b = bias ? roundArray(rng.normalArray(dim), 'float32') : undefined;
+          const states = {
+            cuda: tensor(state0, [slots, dim, W - 1], dtype, 'cuda'),
+            cpu: tensor(state0, [slots, dim, W - 1], dtype, 'cpu'),
+          };
+          const refState = Float64Array.from(state0);
+          for (let step = 0; step < 3; step++) {
+            const x = roundArray(rng.normalArray(batch * dim), dtype);
+            const outs = (['cuda', 'cpu'] as const).map((device) =>
+              causalConv1dUpdate(
+                states[device],
+                tensor(x, [batch, dim], dtype, device),
+                tensor(weight, [dim, W], 'float32', device),
+                {
+                  bias: b ? tensor(b, [dim], 'float32', device) : undefined,
+                  activation: silu ? 'silu' : undefined,
+                  stateBatchIndices: indices,
+                },
+              ),
+            );
+            expect(outs[0].device).toBe('cuda:0');
+            expect(outs[0].dtype).toBe(dtype);
+            const got = outs[0].dataSync();
+            expectRelClose(got, outs[1].dataSync(), tolerances(dtype).fwd, `out at step ${step}, GPU vs CPU`);
+            const ref = convUpdateRef(refState, x, weight, batch, dim, W, {
+              bias: b,
+              silu,
+              stateBatchIndices: indices,
+            });
+            expectRelClose(got, ref, tolerances(dtype).fwd, `out at step ${step}, GPU vs reference`);
+            if (indices) for (let d = 0; d < dim; d++) expect(got[dim + d]).toBe(0);
+          }
+          // The state holds copies of inputs: the CPU's and the reference's values exactly.
+          expect(Array.from(states.cuda.dataSync())).toEqual(Array.from(refState));
+          expect(Array.from(states.cuda.dataSync())).toEqual(Array.from(states.cpu.dataSync()));
+        });
+      }
   });
 
   describe('determinism', () => {

@@ -40,7 +40,6 @@ void readConvUpdate(op::Descriptor &d, ConvUpdateParams &p) {
 
 }  // namespace
 
-// CPU first: GPU calls throw ERR_CUDA_UNAVAILABLE naming the op until the kernels land.
-SS_REGISTER_OP(convUpdate, "causalConv1dUpdate", ConvUpdateParams, readConvUpdate, cpu::convUpdate, nullptr);
+SS_REGISTER_OP(convUpdate, "causalConv1dUpdate", ConvUpdateParams, readConvUpdate, cpu::convUpdate, cuda::convUpdate);
 
 }  // namespace ss
