@@ -166,6 +166,37 @@ export interface ConvUpdateDescriptor extends OpDescriptor {
   out: Storage;
 }
 
+/** The inputs of causalConv1d, shared by its forward and backward (csrc/ops/causal_conv1d/causal_conv1d.h). */
+export interface ConvInputsDescriptor extends OpDescriptor {
+  batch: number;
+  dim: number;
+  seqlen: number;
+  width: number;
+  silu: boolean;
+  x: Storage;
+  weight: Storage;
+  bias?: Storage;
+  /** nseq with cuSeqlens, else batch: the rows of the states. */
+  sequences: number;
+  cuSeqlens?: Int32Array;
+  initialState?: Storage;
+}
+
+export interface ConvForwardDescriptor extends ConvInputsDescriptor {
+  out: Storage;
+  finalState?: Storage;
+}
+
+export interface ConvBackwardDescriptor extends ConvInputsDescriptor {
+  dout: Storage;
+  dFinalState?: Storage;
+  deterministic: boolean;
+  dx: Storage;
+  dweight: Storage;
+  dbias?: Storage;
+  dInitialState?: Storage;
+}
+
 // ---- The addon ----------------------------------------------------------------------------------
 
 export interface BuildInfo {
@@ -218,6 +249,8 @@ export interface Native {
   ssdForward(descriptor: SsdForwardDescriptor): void;
   ssdBackward(descriptor: SsdBackwardDescriptor): void;
   convUpdate(descriptor: ConvUpdateDescriptor): void;
+  convForward(descriptor: ConvForwardDescriptor): void;
+  convBackward(descriptor: ConvBackwardDescriptor): void;
 
   // Backends (csrc/backend_binding.cc)
   synchronize(device: DeviceIndex): Promise<void>;

@@ -1,15 +1,35 @@
 // causalConv1d on the CPU, compiled once per instruction set (cpu/isa.h).
+//
+// The whole-sequence forward and backward work on one (batch, channel) row at a time, one sequence
+// (segment) of it at a time, in blocks of kBlock steps: a block's window of inputs is gathered into a
+// float buffer (the state's columns, then x, then zeros), and every step is computed by the same
+// vector code whatever its position, so a sequence packed with others (cuSeqlens) gives bit for bit
+// what it gives alone. Tasks are runs of rows chosen from the shape only; dweight and dbias are
+// summed per row, then over the batch in a fixed order, so nothing depends on the thread count.
 #include <algorithm>
+#include <cstring>
+#include <vector>
 
 #include "../../common/scan_math.h"
+#include "../../cpu/simd.h"
 #include "../../cpu/thread_pool.h"
 #include "causal_conv1d.h"
 
 namespace ss::cpu::SS_CPU_ISA {
 namespace {
 
+using simd::kLanes;
+using simd::loadu;
+using simd::splat;
+using simd::storeu;
+using simd::Vec;
+
 constexpr int64_t kRowsPerTask = 256;
 constexpr int kMaxWidth = 8;
+// Steps per block (a multiple of every kLanes): the block's buffers live on the stack.
+constexpr int64_t kBlock = 512;
+// About this many steps per task of the whole-sequence kernels (rows per task from L alone).
+constexpr int64_t kStepsPerTask = int64_t(1) << 15;
 
 template <DType DT>
 void convUpdateRows(const ConvUpdateParams &p, int64_t begin, int64_t end) {
@@ -33,7 +53,185 @@ void convUpdateRows(const ConvUpdateParams &p, int64_t begin, int64_t end) {
   }
 }
 
+int64_t roundUp(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
+
+// One sequence of one channel: its steps in x, and its state row (of initialState, finalState and
+// their gradients), as element offsets.
+struct Segment {
+  int64_t x0 = 0;      // offset of step 0 in x (and out, dout, dx)
+  int64_t len = 0;     // steps
+  int64_t state0 = 0;  // offset of column 0 of its state row
+};
+
+// The segments of row `row` = (b, d): the whole row, or with cuSeqlens (batch 1) one per sequence.
+template <class F>
+void forEachSegment(const ConvForwardParams &p, int64_t row, F &&f) {
+  const int64_t d = row % p.dim, stateCols = p.width - 1;
+  if (!p.cuSeqlens) {
+    f(Segment{row * p.seqlen, p.seqlen, row * stateCols});
+    return;
+  }
+  for (int64_t i = 0; i < p.sequences; ++i) {
+    const int64_t begin = p.cuSeqlens[i], end = p.cuSeqlens[i + 1];
+    f(Segment{d * p.seqlen + begin, end - begin, (i * p.dim + d) * stateCols});
+  }
+}
+
+// buf[i] = xs[s + i] for i < n, where xs = initialState row (W - 1 columns, zeros without one),
+// then the segment's x, then zeros.
+template <DType DT>
+void gatherWindow(const ConvForwardParams &p, const Segment &g, int64_t s, int64_t n, float *buf) {
+  const int64_t W = p.width;
+  int64_t i = 0;
+  for (; i < n && s + i < W - 1; ++i)
+    buf[i] = p.initialState ? loadElement<DT>(p.initialState, g.state0 + s + i) : 0.0f;
+  const int64_t xEnd = std::min(n, W - 1 + g.len - s);
+  const int64_t xFirst = g.x0 + s - (W - 1);
+  for (; i < xEnd; ++i) buf[i] = loadElement<DT>(p.x, xFirst + i);
+  for (; i < n; ++i) buf[i] = 0.0f;
+}
+
+// The weights and bias of one channel, broadcast.
+struct ChannelConstants {
+  Vec w[kMaxWidth];
+  Vec bias;
+  ChannelConstants(const ConvForwardParams &p, int64_t d) {
+    for (int64_t k = 0; k < p.width; ++k) w[k] = splat(p.weight[d * p.width + k]);
+    bias = splat(p.bias ? p.bias[d] : 0.0f);
+  }
+};
+
+// p_t for kLanes steps from their windows xs[t .. t + W - 1]; the one formula of every step.
+inline Vec preactivation(const float *xs, const ChannelConstants &c, int64_t W) {
+  Vec acc = c.bias;
+  for (int64_t k = 0; k < W; ++k) acc += c.w[k] * loadu(xs + k);
+  return acc;
+}
+
+template <DType DT>
+void forwardSegment(const ConvForwardParams &p, const ChannelConstants &c, const Segment &g) {
+  const int64_t W = p.width;
+  alignas(64) float xs[kBlock + kMaxWidth + kLanes];
+  alignas(64) float out[kBlock];
+  for (int64_t s = 0; s < g.len; s += kBlock) {
+    const int64_t n = std::min(kBlock, g.len - s), nv = roundUp(n, kLanes);
+    gatherWindow<DT>(p, g, s, nv + W - 1, xs);
+    for (int64_t i = 0; i < nv; i += kLanes) {
+      const Vec pre = preactivation(xs + i, c, W);
+      storeu(out + i, p.silu ? silu(pre) : pre);
+    }
+    for (int64_t i = 0; i < n; ++i) storeElement<DT>(p.out, g.x0 + s + i, out[i]);
+  }
+  if (p.finalState) {  // xs[len .. len + W - 2]: stored values of this dtype, so copied exactly
+    gatherWindow<DT>(p, g, g.len, W - 1, xs);
+    for (int64_t j = 0; j + 1 < W; ++j) storeElement<DT>(p.finalState, g.state0 + j, xs[j]);
+  }
+}
+
+// One row's sums of dp_t xs[t + k] (k < W) and of dp_t, lane-wise until the row is done.
+struct RowSums {
+  Vec w[kMaxWidth] = {};
+  Vec bias = {};
+};
+
+// The gradients of one segment. Walks the xs indices j in [0, len + W - 1) (the state's columns,
+// then x) in blocks: dxs_j = sum_k w[k] dp_{j-k} (+ dFinalState[j - len] for j >= len), which needs
+// the W - 1 dp's before the block (carried over) and the block's own, recomputed from x.
+template <DType DT>
+void backwardSegment(const ConvBackwardParams &q, const ChannelConstants &c, const Segment &g, RowSums &sums) {
+  const ConvForwardParams &p = q.fwd;
+  const int64_t W = p.width, total = g.len + W - 1;
+  alignas(64) float xs[kBlock + kMaxWidth + kLanes];
+  alignas(64) float dout[kBlock];
+  alignas(64) float dpBuf[kMaxWidth + kBlock];  // dpBuf[W - 1 + i] = dp at step s + i
+  alignas(64) float dxs[kBlock];
+  std::fill(dpBuf, dpBuf + W - 1, 0.0f);  // steps before the segment
+  float *dp = dpBuf + W - 1;
+  for (int64_t s = 0; s < total; s += kBlock) {
+    const int64_t n = std::min(kBlock, total - s), nv = roundUp(n, kLanes);
+    const int64_t steps = std::clamp<int64_t>(g.len - s, 0, n), stepsV = roundUp(steps, kLanes);
+    gatherWindow<DT>(p, g, s, stepsV + W - 1, xs);
+    for (int64_t i = 0; i < steps; ++i) dout[i] = loadElement<DT>(q.dout, g.x0 + s + i);
+    std::fill(dout + steps, dout + stepsV, 0.0f);
+    for (int64_t i = 0; i < stepsV; i += kLanes) {
+      const Vec go = loadu(dout + i);
+      storeu(dp + i, p.silu ? go * siluGrad(preactivation(xs + i, c, W)) : go);
+    }
+    std::fill(dp + steps, dp + nv, 0.0f);  // past the segment: no step, no gradient
+    for (int64_t i = 0; i < stepsV; i += kLanes) {
+      const Vec d = loadu(dp + i);
+      sums.bias += d;
+      for (int64_t k = 0; k < W; ++k) sums.w[k] += d * loadu(xs + i + k);
+    }
+    for (int64_t i = 0; i < nv; i += kLanes) {
+      Vec acc = {};
+      for (int64_t k = 0; k < W; ++k) acc += c.w[k] * loadu(dp + i - k);
+      storeu(dxs + i, acc);
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t j = s + i;
+      float v = dxs[i];
+      if (q.dFinalState && j >= g.len) v += loadElement<DT>(q.dFinalState, g.state0 + j - g.len);
+      if (j >= W - 1)
+        storeElement<DT>(q.dx, g.x0 + j - (W - 1), v);
+      else if (q.dInitialState)
+        storeElement<DT>(q.dInitialState, g.state0 + j, v);
+    }
+    std::memmove(dpBuf, dpBuf + n, size_t(W - 1) * sizeof(float));  // the next block's carry
+  }
+}
+
+// Rows per task of the whole-sequence kernels, from the shape alone.
+int64_t rowsPerTask(const ConvForwardParams &p) {
+  return std::clamp<int64_t>(kStepsPerTask / std::max<int64_t>(p.seqlen, 1), 1, kRowsPerTask);
+}
+
 }  // namespace
+
+void convForward(const ConvForwardParams &p) {
+  const int64_t rows = p.batch * p.dim, per = rowsPerTask(p);
+  ThreadPool::Session pool;
+  dispatchDType(p.dtype, [&](auto dtype) {
+    constexpr DType DT = decltype(dtype)::value;
+    pool.parallelFor((rows + per - 1) / per, [&](int64_t task, int) {
+      for (int64_t row = task * per, end = std::min(rows, row + per); row < end; ++row) {
+        const ChannelConstants c(p, row % p.dim);
+        forEachSegment(p, row, [&](const Segment &g) { forwardSegment<DT>(p, c, g); });
+      }
+    });
+  });
+}
+
+void convBackward(const ConvBackwardParams &q) {
+  const ConvForwardParams &p = q.fwd;
+  const int64_t rows = p.batch * p.dim, per = rowsPerTask(p), W = p.width;
+  // Per row: W sums for dweight, then dbias's; (batch, dim, W + 1) floats, reduced over the batch.
+  std::vector<float> rowSums(size_t(rows * (W + 1)));
+  ThreadPool::Session pool;
+  dispatchDType(p.dtype, [&](auto dtype) {
+    constexpr DType DT = decltype(dtype)::value;
+    pool.parallelFor((rows + per - 1) / per, [&](int64_t task, int) {
+      for (int64_t row = task * per, end = std::min(rows, row + per); row < end; ++row) {
+        const ChannelConstants c(p, row % p.dim);
+        RowSums sums;
+        forEachSegment(p, row, [&](const Segment &g) { backwardSegment<DT>(q, c, g, sums); });
+        float *out = rowSums.data() + row * (W + 1);
+        for (int64_t k = 0; k < W; ++k) out[k] = simd::treeSum(sums.w[k]);
+        out[W] = simd::treeSum(sums.bias);
+      }
+    });
+  });
+  for (int64_t d = 0; d < p.dim; ++d) {
+    for (int64_t k = 0; k <= W; ++k) {
+      float total = 0.0f;
+      for (int64_t b = 0; b < p.batch; ++b) total += rowSums[size_t((b * p.dim + d) * (W + 1) + k)];
+      if (k < W)
+        q.dweight[d * W + k] = total;
+      else if (q.dbias)
+        q.dbias[d] = total;
+    }
+  }
+}
 
 void convUpdate(const ConvUpdateParams &p) {
   const int64_t rows = p.batch * p.dim;
