@@ -40,6 +40,11 @@ namespace ss::cuda {
 namespace {
 
 constexpr int kConvThreads = 128;
+// Blocks per SM the backward is compiled for: uncapped it took up to 112 registers (16 warps per
+// SM, too few 16-byte loads in flight for a memory-bound kernel). W <= 4 (Mamba's) fits 64
+// registers without spills (32 warps); wider windows get 80 (24 warps), where 64 spilled up to
+// 200 bytes.
+constexpr int backwardMinBlocks(int width) { return width <= 4 ? 8 : 6; }
 constexpr int kReduceThreads = 256;
 constexpr int kStateThreads = 128;
 
@@ -197,7 +202,7 @@ __global__ void __launch_bounds__(kStateThreads) convFinalStateKernel(const Conv
 __host__ __device__ inline int64_t backwardRowFloats(int64_t chunk, int H) { return (chunk + 2 * H) + (chunk + H); }
 
 template <DType DT, int W>
-__global__ void __launch_bounds__(kConvThreads)
+__global__ void __launch_bounds__(kConvThreads, backwardMinBlocks(W))
     convBackwardKernel(const ConvBackwardParams q, const TileShape s, float *partials) {
   constexpr int kItems = kConvItems<DT>, H = W - 1;
   using IO = ItemIO<DT, kItems>;
