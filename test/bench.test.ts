@@ -84,7 +84,7 @@ describe('op modules and options', () => {
     expect(parseOptions(['--shapes', 'S1,step,2x8x64x4'], BENCH_OPS).shapes).toEqual(['S1', 'step', '2x8x64x4']);
     expect(() => parseOptions(['--ops', 'fwd,back'], BENCH_OPS)).toThrow('unknown op back');
     expect(() => parseOptions(['--shapes', 'S9'], BENCH_OPS)).toThrow(
-      'unknown shape S9 (S1, S2, S3, S4, sweep, step, conv, conv-step or BxDxLxN)',
+      'unknown shape S9 (S1, S2, S3, S4, sweep, step or BxDxLxN)',
     );
     expect(() => parseOptions(['--reps', '0'], BENCH_OPS)).toThrow('--reps must be an integer >= 1, got 0');
   });
@@ -147,37 +147,6 @@ describe('a run at tiny shapes', () => {
       const md = markdownReport(res, BENCH_OPS);
       expect(md).toContain('| 1x8x70x4 | (1, 8, 70, 4) | float32 | fwd |');
       expect(md).toContain('| step-b1-heads | (1, 80x64, N=16) | float32 | step |');
-    }, 60_000);
-  }
-});
-
-describe('the causal convolution rows', () => {
-  const argv = ['--quick', '--shapes', 'conv,conv-step', '--dtypes', 'float32', '--no-torch'];
-  const timing = ['--reps', '1', '--warmup', '0', '--target-ms', '1', '--max-case-ms', '20', '--no-save'];
-  for (const target of [makeTarget('cpu'), makeTarget('cuda', { simulated: true })]) {
-    it(`${target.id}: forward, backward, both and the step, with their traffic; the checks pass`, async () => {
-      const o = parseOptions([...argv, ...timing], BENCH_OPS);
-      const run = new RunWithoutCeilings(target, o, 'test', BENCH_OPS, {
-        python: null,
-        tried: [],
-        baselineScript: null,
-      });
-      const res = (await run.run()) as unknown as BenchResult;
-      expect(res.errors).toEqual([]);
-      expect(run.progress.i).toBe(run.progress.total);
-      const conv = target.kind === 'cpu' ? 'conv-S1-cpu' : 'conv-S1-sim';
-      expect(res.cases.map((c) => `${c.kind} ${c.shapeName} ${c.op}`)).toEqual([
-        ...['fwd', 'bwd', 'fwd+bwd'].map((op) => `conv ${conv} ${op}`),
-        'conv conv-step-b1 step',
-        'conv conv-step-b64 step',
-      ]);
-      for (const c of res.checks) expect(c.pass, c.name).toBe(true);
-      if (target.kind !== 'cpu')
-        expect(res.checks.map((c) => c.name)).toContain('causalConv1d + backward, cuda:sim vs CPU backend');
-      const md = markdownReport(res, BENCH_OPS);
-      expect(md).toContain(
-        `| ${conv} | (2, ${target.kind === 'cpu' ? 256 : 64}, ${target.kind === 'cpu' ? 1024 : 512}, W=4) | float32 | bwd |`,
-      );
     }, 60_000);
   }
 });
