@@ -1,5 +1,5 @@
 // The backends as JavaScript sees them (lib/backend.ts): CUDA availability and devices,
-// synchronisation, build information, the CPU thread count, device memory; and, for the
+// synchronisation, build information, the CPU thread count, device memory, the host cache; and, for the
 // benchmarks only (lib/internal.ts), timing events and exp2 rates.
 #include <napi.h>
 
@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "cpu/cpu_backend.h"
+#include "cpu/host_allocator.h"
 #include "cpu/thread_pool.h"
 #include "gpu.h"
 #include "napi_errors.h"
@@ -169,6 +170,36 @@ Napi::Value SetNumThreads(const Napi::CallbackInfo &info) {
   return env.Undefined();
 }
 
+// setHostCacheLimit(bytes): lib/backend.ts checked the number; this check keeps a bad one from
+// reaching the allocator whatever calls it.
+Napi::Value SetHostCacheLimit(const Napi::CallbackInfo &info) {
+  const Napi::Value v = info[0];
+  const double bytes = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+  if (!(bytes >= 0 && bytes <= double(cpu::kMaxHostBytes)) || bytes != double(uint64_t(bytes)))
+    internalError(info.Env(), "bad host cache limit");
+  cpu::setHostCacheLimit(size_t(bytes));
+  return info.Env().Undefined();
+}
+
+Napi::Value EmptyHostCache(const Napi::CallbackInfo &info) {
+  cpu::emptyHostCache();
+  return info.Env().Undefined();
+}
+
+// Byte counts as doubles: exact, as every one is below kMaxHostBytes (2^50) times a few.
+Napi::Value HostMemoryInfo(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  const cpu::HostMemoryInfo m = cpu::hostMemoryInfo();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("allocatedBytes", double(m.allocatedBytes));
+  o.Set("peakAllocatedBytes", double(m.peakAllocatedBytes));
+  o.Set("cachedBytes", double(m.cachedBytes));
+  o.Set("cacheLimitBytes", double(m.cacheLimitBytes));
+  o.Set("cacheHits", double(m.cacheHits));
+  o.Set("cacheMisses", double(m.cacheMisses));
+  return o;
+}
+
 // takeEnvironmentWarnings(): what was wrong with the environment variables the addon reads, to
 // the first caller in the process (lib/native.ts emits them as warnings when it loads).
 Napi::Value TakeEnvironmentWarnings(const Napi::CallbackInfo &info) {
@@ -188,6 +219,9 @@ SS_REGISTER_FUNCTION(setNumThreads, SetNumThreads);
 SS_REGISTER_FUNCTION(takeEnvironmentWarnings, TakeEnvironmentWarnings);
 SS_REGISTER_FUNCTION(memoryInfo, MemoryInfo);
 SS_REGISTER_FUNCTION(resetPeakMemory, ResetPeakMemory);
+SS_REGISTER_FUNCTION(setHostCacheLimit, SetHostCacheLimit);
+SS_REGISTER_FUNCTION(emptyHostCache, EmptyHostCache);
+SS_REGISTER_FUNCTION(hostMemoryInfo, HostMemoryInfo);
 // Benchmark support (lib/internal.ts), not part of the public API.
 SS_REGISTER_FUNCTION(recordEvent, RecordEvent);
 SS_REGISTER_FUNCTION(elapsedMs, ElapsedMs);

@@ -1,6 +1,7 @@
-// What this build and this machine offer: the CUDA backend, build information, CPU threads.
+// What this build and this machine offer: the CUDA backend, build information, CPU threads, and
+// the cache of host memory.
 import { describe } from './errors.js';
-import { type BuildInfo, type CudaMemoryInfo, native } from './native.js';
+import { type BuildInfo, type CudaMemoryInfo, type HostMemoryInfo, native } from './native.js';
 import { type DeviceSpec, deviceIndex, parseDevice } from './tensor.js';
 
 let cudaInfo: ReturnType<typeof native.cudaInfo> | undefined;
@@ -47,7 +48,7 @@ export const cuda = {
   },
 };
 
-export type { BuildInfo, CudaMemoryInfo };
+export type { BuildInfo, CudaMemoryInfo, HostMemoryInfo };
 
 export function buildInfo(): BuildInfo {
   return native.buildInfo();
@@ -60,4 +61,30 @@ export function setNumThreads(n: number): void {
     throw new RangeError(`setNumThreads: n must be an integer from 1 to 4096, got ${n}`);
   }
   native.setNumThreads(n);
+}
+
+/** The largest host cache limit (the host allocator's largest allocation): 2^50 bytes. */
+const MAX_HOST_BYTES = 2 ** 50;
+
+/**
+ * The most bytes of freed host tensors (and scratch) kept for reuse; 0 turns the cache off. Frees
+ * at once what no longer fits.
+ */
+export function setHostCacheLimit(bytes: number): void {
+  const fn = 'setHostCacheLimit';
+  if (typeof bytes !== 'number') throw new TypeError(`${fn}: bytes must be a number, got ${describe(bytes)}`);
+  if (!Number.isInteger(bytes) || bytes < 0 || bytes > MAX_HOST_BYTES) {
+    throw new RangeError(`${fn}: bytes must be an integer from 0 to 2^50, got ${describe(bytes)}`);
+  }
+  native.setHostCacheLimit(bytes);
+}
+
+/** Returns every cached block of host memory to the system. */
+export function emptyHostCache(): void {
+  native.emptyHostCache();
+}
+
+/** The host allocator's use: live and cached bytes, the cache's limit, hits and misses. */
+export function hostMemoryInfo(): HostMemoryInfo {
+  return native.hostMemoryInfo();
 }

@@ -10,7 +10,9 @@ export type ErrorCode =
   | 'ERR_CUDA_OOM'
   | 'ERR_CUDA'
   /** Host memory could not be allocated (a tensor on the CPU, or an op's scratch). */
-  | 'ERR_OUT_OF_MEMORY';
+  | 'ERR_OUT_OF_MEMORY'
+  /** A backward whose saved input was changed in place after its forward (selectiveStateUpdate, say). */
+  | 'ERR_MODIFIED';
 
 export interface CodedError extends Error {
   code: ErrorCode;

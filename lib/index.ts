@@ -2,8 +2,8 @@
 // The public API (docs/API.md) is everything exported here; each op is one line.
 export { Tensor } from './tensor.js';
 export type { DType, DeviceSpec, Device } from './tensor.js';
-export { cuda, buildInfo, setNumThreads } from './backend.js';
-export type { BuildInfo, CudaMemoryInfo } from './backend.js';
+export { cuda, buildInfo, setNumThreads, setHostCacheLimit, emptyHostCache, hostMemoryInfo } from './backend.js';
+export type { BuildInfo, CudaMemoryInfo, HostMemoryInfo } from './backend.js';
 export type { CodedError, ErrorCode } from './errors.js';
 
 export * from './ops/selective-scan.js';

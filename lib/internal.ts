@@ -30,7 +30,7 @@ export function measureExp2Rate(device: DeviceSpec | 'cpu'): number {
   return native.measureExp2Rate(index(device));
 }
 
-/** Copies src into dst (same numel; dtypes may differ), without allocating. */
+/** Copies src into dst (same numel; dtypes may differ), without allocating; an in-place write of dst. */
 export function copyInto(dst: Tensor, src: Tensor): void {
   if (dst.numel !== src.numel) throw new RangeError(`copyInto: ${dst.numel} elements into ${src.numel}`);
   native.copy(
@@ -40,6 +40,7 @@ export function copyInto(dst: Tensor, src: Tensor): void {
     dtypeCode(src.dtype),
     src.numel,
   );
+  tensorInternals.markModified(dst);
 }
 
 /** Steps per checkpoint of selectiveScan on a device for a shape. */

@@ -47,6 +47,9 @@ export interface ScanInputsDescriptor extends OpDescriptor, ScanShapeDescriptor 
   D?: Storage;
   z?: Storage;
   deltaBias?: Storage;
+  /** The rows of the states: nseq with cuSeqlens, else batch. */
+  sequences: number;
+  cuSeqlens?: Int32Array;
   initialState?: Storage;
   deltaSoftplus: boolean;
   /** The backend's scanChunkLength for this shape: steps per checkpoint. */
@@ -220,6 +223,21 @@ export interface CudaMemoryInfo {
   totalBytes: number;
 }
 
+export interface HostMemoryInfo {
+  /** Bytes held by live host tensors and the CPU kernels' scratch, in the allocator's size classes. */
+  allocatedBytes: number;
+  /** The most allocatedBytes has been in this process. */
+  peakAllocatedBytes: number;
+  /** Bytes of freed blocks that the cache keeps for reuse. */
+  cachedBytes: number;
+  /** The most the cache keeps: setHostCacheLimit(), else SELECTIVE_SCAN_HOST_CACHE_LIMIT, else 256 MiB. */
+  cacheLimitBytes: number;
+  /** Host allocations served from the cache, since the process started. */
+  cacheHits: number;
+  /** Host allocations that asked the system for memory. */
+  cacheMisses: number;
+}
+
 /** A timing event on a device's stream (benchmarks). */
 export interface DeviceEvent {
   readonly __deviceEvent: unique symbol;
@@ -262,6 +280,9 @@ export interface Native {
   takeEnvironmentWarnings(): string[];
   memoryInfo(device: DeviceIndex): CudaMemoryInfo;
   resetPeakMemory(device: DeviceIndex): void;
+  setHostCacheLimit(bytes: number): void;
+  emptyHostCache(): void;
+  hostMemoryInfo(): HostMemoryInfo;
   // Benchmark support, reached through lib/internal.ts only.
   recordEvent(device: DeviceIndex): DeviceEvent;
   elapsedMs(start: DeviceEvent, end: DeviceEvent): number;
@@ -274,8 +295,8 @@ export const packageRoot = path.join(__dirname, '..');
 // A source build in build/Release, else the prebuilt binary in prebuilds/ (lib/load-addon.ts).
 export const native: Native = loadAddon<Native>(packageRoot);
 
-// Bad values of SELECTIVE_SCAN_NUM_THREADS or SELECTIVE_SCAN_CPU_ISA: the addon used its default
-// instead, and says so once per process.
+// Bad values of SELECTIVE_SCAN_NUM_THREADS, SELECTIVE_SCAN_CPU_ISA or
+// SELECTIVE_SCAN_HOST_CACHE_LIMIT: the addon used its default instead, and says so once per process.
 for (const message of native.takeEnvironmentWarnings()) {
   process.emitWarning(message, { type: 'SelectiveScanWarning', code: 'SELECTIVE_SCAN_ENV' });
 }

@@ -152,6 +152,9 @@ let isTensor: (value: unknown) => value is Tensor;
 let storageField: (t: Tensor) => Storage | null;
 // Set there too: makes a tensor around a storage (the constructor is private to the class).
 let wrapStorage: (storage: Storage, shape: number[], dtype: DType, device: Device) => Tensor;
+// And the version counter's two accessors (tensorVersion, markModified).
+let versionField: (t: Tensor) => number;
+let bumpVersion: (t: Tensor) => void;
 
 export class Tensor {
   // Own, read-only and non-configurable properties (set in the constructor): assigning to them
@@ -161,11 +164,18 @@ export class Tensor {
   declare readonly device: Device;
   declare readonly numel: number;
   #storage: Storage | null;
+  // How many in-place writes the tensor has had (markModified): a context that saved it for a
+  // backward compares it with the count it saw. Private, so that no user code can reset it.
+  #version = 0;
 
   static {
     isTensor = (value): value is Tensor => typeof value === 'object' && value !== null && #storage in value;
     storageField = (t) => t.#storage;
     wrapStorage = (storage, shape, dtype, device) => new Tensor(INTERNAL, storage, shape, dtype, device);
+    versionField = (t) => t.#version;
+    bumpVersion = (t) => {
+      t.#version++;
+    };
     markPrototype(Tensor.prototype);
   }
 
@@ -421,6 +431,19 @@ export function allocate(fn: string, shape: number[], dtype: DType, device: Devi
     throw fromFunction(fn, error);
   }
   return wrapStorage(storage, shape, dtype, device);
+}
+
+/**
+ * @internal The version of a Tensor of this copy of the package (undefined for anything else): the
+ * number of in-place writes it has had.
+ */
+export function tensorVersion(value: unknown): number | undefined {
+  return isTensor(value) ? versionField(value) : undefined;
+}
+
+/** @internal Records an in-place write to t; every function that writes an argument calls it. */
+export function markModified(t: Tensor): void {
+  bumpVersion(t);
 }
 
 /** @internal The storage of a live tensor, or ERR_DISPOSED naming where it was used. */

@@ -22,18 +22,19 @@ function childThreads(env: Record<string, string | undefined>): string {
 }
 
 // A child that loads the package (in the main thread and then in a worker thread) and prints its
-// thread count and instruction set; its stderr holds the process's warnings.
+// thread count, instruction set and host cache limit; its stderr holds the process's warnings.
 function childBackend(env: Record<string, string | undefined>) {
   const script = `
     const s = require('selective-scan');
     const { Worker } = require('node:worker_threads');
     new Worker("require('selective-scan')", { eval: true }).on('exit', () => {
-      console.log(JSON.stringify({ threads: s.buildInfo().cpuThreads, isa: s.buildInfo().cpuIsa }));
+      const { cpuThreads: threads, cpuIsa: isa } = s.buildInfo();
+      console.log(JSON.stringify({ threads, isa, hostCacheLimit: s.hostMemoryInfo().cacheLimitBytes }));
     });`;
   const child = spawnSync(process.execPath, ['-e', script], { cwd: ROOT, env: childEnv(env), encoding: 'utf8' });
   expect(child.status, child.stderr).toBe(0);
   const warnings = child.stderr.split('\n').filter((line) => line.includes('SelectiveScanWarning'));
-  return { ...(JSON.parse(child.stdout.trim()) as { threads: number; isa: string }), warnings };
+  return { ...(JSON.parse(child.stdout.trim()) as { threads: number; isa: string; hostCacheLimit: number }), warnings };
 }
 
 const cores = typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
@@ -137,11 +138,43 @@ describe('environment variables with bad values: one warning per process, and th
       `SELECTIVE_SCAN_CPU_ISA='AVX2' is not one of baseline, avx2, avx512; using ${best}`,
     );
     const slower = childBackend({ SELECTIVE_SCAN_CPU_ISA: 'baseline' });
-    expect(slower).toEqual({ threads: slower.threads, isa: 'baseline', warnings: [] });
+    expect(slower).toMatchObject({ isa: 'baseline', warnings: [] });
     if (best !== 'avx512') {
       const faster = childBackend({ SELECTIVE_SCAN_CPU_ISA: 'avx512' });
       expect(faster.isa).toBe(best);
       expect(faster.warnings[0]).toContain(`this CPU does not support avx512; using ${best}`);
+    }
+  });
+});
+
+describe('SELECTIVE_SCAN_HOST_CACHE_LIMIT', () => {
+  const MiB = 1 << 20;
+
+  it('bytes, or K, M, G (KiB, MiB, GiB); empty or unset: 256 MiB', () => {
+    const cases: [string | undefined, number][] = [
+      ['0', 0],
+      ['1000', 1000],
+      ['64K', 64 << 10],
+      ['8m', 8 * MiB],
+      ['2G', 2 * 1024 * MiB],
+      ['', 256 * MiB],
+      [undefined, 256 * MiB],
+    ];
+    for (const [value, bytes] of cases) {
+      const r = childBackend({ SELECTIVE_SCAN_HOST_CACHE_LIMIT: value });
+      expect(r.hostCacheLimit, String(value)).toBe(bytes);
+      expect(r.warnings, String(value)).toEqual([]);
+    }
+  });
+
+  it('anything else: the default, and one warning that says why', () => {
+    for (const value of ['-1', '1.5', '12x', '8MB', ' 8', '2048T', '99999999999999999', `${2 ** 40 + 1}K`]) {
+      const r = childBackend({ SELECTIVE_SCAN_HOST_CACHE_LIMIT: value });
+      expect(r.hostCacheLimit, value).toBe(256 * MiB);
+      expect(r.warnings, value).toHaveLength(1);
+      expect(r.warnings[0]).toContain(
+        `[SELECTIVE_SCAN_ENV] SelectiveScanWarning: SELECTIVE_SCAN_HOST_CACHE_LIMIT='${value}' is not a byte count (an integer, optionally with K, M or G) of at most 2^50; using the default, 256 MiB`,
+      );
     }
   });
 });

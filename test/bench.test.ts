@@ -84,7 +84,7 @@ describe('op modules and options', () => {
     expect(parseOptions(['--shapes', 'S1,step,2x8x64x4'], BENCH_OPS).shapes).toEqual(['S1', 'step', '2x8x64x4']);
     expect(() => parseOptions(['--ops', 'fwd,back'], BENCH_OPS)).toThrow('unknown op back');
     expect(() => parseOptions(['--shapes', 'S9'], BENCH_OPS)).toThrow(
-      'unknown shape S9 (S1, S2, S3, S4, sweep, step or BxDxLxN)',
+      'unknown shape S9 (S1, S2, S3, S4, sweep, step, host-cache, conv or BxDxLxN)',
     );
     expect(() => parseOptions(['--reps', '0'], BENCH_OPS)).toThrow('--reps must be an integer >= 1, got 0');
   });
@@ -115,7 +115,7 @@ class RunWithoutCeilings extends DeviceRun {
 }
 
 describe('a run at tiny shapes', () => {
-  const argv = ['--quick', '--shapes', '1x8x70x4,step', '--dtypes', 'float32', '--no-torch'];
+  const argv = ['--quick', '--shapes', '1x8x70x4,step,conv', '--dtypes', 'float32', '--no-torch'];
   const timing = ['--reps', '1', '--warmup', '0', '--target-ms', '1', '--max-case-ms', '20', '--no-save'];
   for (const target of [makeTarget('cpu'), makeTarget('cuda', { simulated: true })]) {
     it(`${target.id}: every planned unit is reported, every row recorded, the checks pass`, async () => {
@@ -126,6 +126,7 @@ describe('a run at tiny shapes', () => {
         baselineScript: null,
       });
       const res = (await run.run()) as unknown as BenchResult;
+      const conv = target.simulated ? 'conv-S1-sim' : 'conv-S1-cpu';
       expect(res.errors).toEqual([]);
       expect(run.progress.i).toBe(run.progress.total);
       const rows = res.cases.map(
@@ -134,6 +135,7 @@ describe('a run at tiny shapes', () => {
       expect(rows).toEqual([
         ...['fwd', 'fwd-save', 'bwd', 'bwd-det', 'fwd+bwd'].map((op) => `scan 1x8x70x4 ${op}`),
         ...['b1-channels', 'b1-heads', 'b64-channels', 'b64-heads'].map((s) => `step step-${s} step`),
+        ...['fwd', 'bwd', 'fwd+bwd'].map((op) => `conv ${conv} ${op}`),
       ]);
       expect(res.checks.length).toBeGreaterThanOrEqual(2);
       for (const c of res.checks) expect(c.pass, c.name).toBe(true);
@@ -143,10 +145,14 @@ describe('a run at tiny shapes', () => {
         scans: [{ name: '1x8x70x4', shape: '(1, 8, 70, 4)', torchRepsCpu: 0, torchGpu: [] }],
         sweep: null,
         steps: ['step-b1-channels', 'step-b1-heads', 'step-b64-channels', 'step-b64-heads'],
+        convs: [conv],
       });
       const md = markdownReport(res, BENCH_OPS);
       expect(md).toContain('| 1x8x70x4 | (1, 8, 70, 4) | float32 | fwd |');
       expect(md).toContain('| step-b1-heads | (1, 80x64, N=16) | float32 | step |');
+      expect(md).toContain(
+        `| ${conv} | ${target.simulated ? '(2, 64, 512)' : '(2, 256, 1024)'}, W=4 | float32 | fwd+bwd |`,
+      );
     }, 60_000);
   }
 });

@@ -332,6 +332,28 @@ describe('causalConv1d with cuSeqlens', () => {
   });
 });
 
+describe('causalConv1d with a NaN input', () => {
+  it('reaches out[t .. t + W - 1] of its row and nothing else', () => {
+    const [batch, dim, L, W, t0] = [2, 3, 20, 4, 7];
+    const rng = new Rng(4500);
+    const xv = randn(rng, batch * dim * L);
+    const weight = tensor(randn(rng, dim * W), [dim, W]);
+    const run = (values: Float64Array) =>
+      causalConv1d(tensor(values, [batch, dim, L]), weight, { activation: 'silu' }).out.dataSync();
+    const clean = run(xv);
+    const row = dim + 1; // (b 1, d 1)
+    const poisoned = Float64Array.from(xv);
+    poisoned[row * L + t0] = Number.NaN;
+    const got = run(poisoned);
+    for (let i = 0; i < got.length; i++) {
+      const t = i % L;
+      const hit = Math.floor(i / L) === row && t >= t0 && t < t0 + W;
+      if (hit) expect(got[i], `out[${i}]`).toBeNaN();
+      else expect(got[i], `out[${i}]`).toBe(clean[i]);
+    }
+  });
+});
+
 describe('causalConv1d then L decoding steps', () => {
   for (const dtype of DTYPES)
     for (const W of [1, 2, 4, 8]) {
@@ -442,6 +464,18 @@ describe('ConvContext', () => {
     const { ctx, dout, bias } = setup();
     bias.dispose();
     expectCode(() => causalConv1dBackward(ctx, dout), 'ERR_DISPOSED', /bias \(an input of the forward\)/);
+  });
+
+  it('decoding from the saved initialState (updated in place) makes its backward throw ERR_MODIFIED', () => {
+    const rng = new Rng(7003);
+    const x = tensor(randn(rng, 1 * 3 * 6), [1, 3, 6]);
+    const weight = tensor(randn(rng, 12), [3, 4]);
+    const state = tensor(randn(rng, 9), [1, 3, 3]);
+    const { ctx } = causalConv1d(x, weight, { initialState: state, saveForBackward: true });
+    const dout = tensor(randn(rng, 18), [1, 3, 6]);
+    expect(causalConv1dBackward(ctx!, dout).dx.shape).toEqual([1, 3, 6]);
+    causalConv1dUpdate(state, tensor([1, 2, 3], [1, 3]), weight).dispose();
+    expectCode(() => causalConv1dBackward(ctx!, dout), 'ERR_MODIFIED', /initialState \(an input of the forward\)/);
   });
 
   it('anything but a ConvContext is a TypeError', () => {

@@ -11,6 +11,7 @@ import {
   scanRef,
   scanRefBackward,
   softplus,
+  stateRowCount,
   stateUpdateRef,
   type ScanRefInputs,
 } from './helpers/reference.js';
@@ -114,6 +115,40 @@ const GRID: ScanCaseSpec[] = [
     initialState: true,
     seed: 12,
   },
+  // Packed sequences: the boundary terms (a state replaced at each start, dLastState entering at
+  // each end, dInitialState leaving at each start), empty sequences first, inside and last.
+  {
+    batch: 1,
+    dim: 4,
+    L: 9,
+    N: 2,
+    B: VARYING,
+    C: grouped(2),
+    D: true,
+    z: true,
+    deltaBias: true,
+    softplus: true,
+    initialState: true,
+    lastState: true,
+    dLastState: true,
+    cuSeqlens: [0, 3, 3, 7, 9],
+    seed: 13,
+  },
+  { batch: 1, dim: 3, L: 8, N: 3, lastState: true, dLastState: true, cuSeqlens: [0, 0, 5, 8, 8], seed: 14 },
+  {
+    batch: 1,
+    dim: 4,
+    L: 7,
+    N: 2,
+    B: grouped(2),
+    C: FIXED,
+    initialState: true,
+    lastState: true,
+    dLastState: true,
+    Apositive: true,
+    cuSeqlens: [0, 1, 1, 4, 7],
+    seed: 15,
+  },
 ];
 
 describe('reference backward equals central finite differences of the reference forward', () => {
@@ -122,7 +157,7 @@ describe('reference backward equals central finite differences of the reference 
       const c = makeScanCase(spec);
       const rng = new Rng(1000 + spec.seed);
       const w = rng.normalArray(c.ref.u.length);
-      const wl = spec.dLastState ? rng.normalArray(spec.batch * spec.dim * spec.N) : undefined;
+      const wl = spec.dLastState ? rng.normalArray(stateRowCount(c.ref) * spec.dim * spec.N) : undefined;
       const grads = scanRefBackward(c.ref, w, wl) as unknown as Record<string, Float64Array | undefined>;
       const keys: Key[] = ['u', 'delta', 'A', 'B', 'C', 'D', 'z', 'deltaBias', 'initialState'];
       let checked = 0;
@@ -178,6 +213,31 @@ describe('reference forward: hand-checked values', () => {
     expect(out[0]).toBeCloseTo((2 * h0 + 0.5 * 1) * silu(0), 14);
     expect(out[1]).toBeCloseTo((2 * h1 + 0.5 * 2) * silu(1), 14);
     expect(lastState[0]).toBeCloseTo(h1, 14);
+  });
+
+  it('packed sequences restart from their own state: an Inf in the first does not reach the second', () => {
+    const inp: ScanRefInputs = {
+      batch: 1,
+      dim: 1,
+      L: 3,
+      N: 1,
+      u: Float64Array.from([Infinity, 1, 2]),
+      delta: Float64Array.from([0.5, 0.5, 0.25]),
+      A: Float64Array.from([-1]),
+      B: Float64Array.from([3]),
+      Blayout: FIXED,
+      C: Float64Array.from([2]),
+      Clayout: FIXED,
+      initialState: Float64Array.from([10, 4, 7]),
+      cuSeqlens: Int32Array.from([0, 1, 3, 3]),
+    };
+    const { out, lastState } = scanRef(inp);
+    const h1 = Math.exp(-0.5) * 4 + 0.5 * 3 * 1;
+    const h2 = Math.exp(-0.25) * h1 + 0.25 * 3 * 2;
+    expect(out[0]).toBe(Infinity);
+    expect(out[1]).toBeCloseTo(2 * h1, 14);
+    expect(out[2]).toBeCloseTo(2 * h2, 14);
+    expect(Array.from(lastState)).toEqual([Infinity, h2, 7]);
   });
 });
 

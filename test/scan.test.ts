@@ -3,16 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { Tensor, ScanContext, selectiveScan, selectiveScanBackward } from './helpers/api.js';
 import { FIXED, VARYING, grouped, makeScanCase, specName, type ScanCaseSpec } from './helpers/cases.js';
-import {
-  GRAD_INPUT,
-  caseTensors,
-  expectBitsEqual,
-  expectRelClose,
-  referenceOf,
-  runAddon,
-  scanOpts,
-  tolerances,
-} from './helpers/run.js';
+import { caseTensors, checkCase, expectBitsEqual, referenceOf, runAddon, scanOpts } from './helpers/run.js';
 import { halfBits, type HalfDType } from './helpers/reference.js';
 
 const ALL = {
@@ -87,50 +78,6 @@ const HALF_GRID: Omit<ScanCaseSpec, 'dtype'>[] = [
   { batch: 1, dim: 2, L: 300, N: 256, B: VARYING, C: VARYING, ...ALL, seed: 204 },
   { batch: 2, dim: 4, L: 64, N: 1, B: grouped(4), C: grouped(1), D: true, z: true, seed: 205 },
 ];
-
-function checkCase(spec: ScanCaseSpec) {
-  const c = makeScanCase(spec);
-  const { batch, dim, L, N } = c.ref;
-  const tol = tolerances(c.dtype);
-  const got = runAddon(c);
-  const ref = referenceOf(c);
-
-  // forward
-  expect(got.outTensor).toBeInstanceOf(Tensor);
-  expect([...got.outTensor.shape]).toEqual([batch, dim, L]);
-  expect(got.outTensor.dtype).toBe(c.dtype);
-  expect(got.outTensor.device).toBe('cpu');
-  expectRelClose(got.out, ref.fwd.out, tol.fwd, 'out');
-  if (spec.lastState) {
-    expect(got.lastStateTensor, 'lastState returned').toBeDefined();
-    expect([...got.lastStateTensor!.shape]).toEqual([batch, dim, N]);
-    expect(got.lastStateTensor!.dtype).toBe('float32');
-    expectRelClose(got.lastState!, ref.fwd.lastState, tol.fwd, 'lastState');
-  } else {
-    expect(got.lastStateTensor, 'no lastState unless asked').toBeUndefined();
-  }
-
-  // backward: a gradient for every input given, of the input's shape, with the dtype rules
-  const given = ['u', 'delta', 'A', 'B', 'C', 'D', 'z', 'deltaBias', 'initialState'].filter(
-    (k) => (c.ref as unknown as Record<string, unknown>)[k] !== undefined,
-  );
-  const returned = Object.keys(got.gradTensors).sort();
-  expect(returned).toEqual(
-    Object.keys(GRAD_INPUT)
-      .filter((g) => given.includes(GRAD_INPUT[g]))
-      .sort(),
-  );
-  const t = caseTensors(c);
-  const refGrads = ref.grads as unknown as Record<string, Float64Array>;
-  for (const [g, gt] of Object.entries(got.gradTensors)) {
-    const input = (t as unknown as Record<string, Tensor>)[GRAD_INPUT[g]];
-    expect(gt, g).toBeInstanceOf(Tensor);
-    expect([...gt.shape], `${g} shape`).toEqual([...input.shape]);
-    const float32Grad = ['dA', 'dD', 'ddeltaBias', 'dInitialState'].includes(g) || input.dtype === 'float32';
-    expect(gt.dtype, `${g} dtype`).toBe(float32Grad ? 'float32' : c.dtype);
-    expectRelClose(got.grads[g], refGrads[g], tol.grad, g);
-  }
-}
 
 describe('selectiveScan + backward vs the float64 reference, float32', () => {
   for (const spec of FLOAT32_GRID) {

@@ -12,7 +12,7 @@ import '@tensorflow/tfjs-backend-wasm';
 import '@tensorflow/tfjs-layers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { liveTensorCount } from '../dist/internal.js';
-import { SUPPORTED_BACKENDS, selectiveScan } from '../dist/tfjs/index.js';
+import { SUPPORTED_BACKENDS, causalConv1d, selectiveScan } from '../dist/tfjs/index.js';
 import {
   EVERY_OPTION,
   FIXED,
@@ -23,6 +23,7 @@ import {
   specName,
   type ScanCase,
 } from './helpers/cases.js';
+import { type ConvRefInputs, convRef, convRefBackward, convStateRows } from './helpers/conv-reference.js';
 import { expectCode, expectThrow } from './helpers/expect-code.js';
 import { Rng } from './helpers/random.js';
 import { scanRef, type ScanRefInputs } from './helpers/reference.js';
@@ -392,5 +393,166 @@ describe('selectiveScan on tfjs: errors', () => {
       tf.removeBackend('not-supported');
       tf.dispose([...inputs]);
     }
+  });
+});
+
+// ---- causalConv1d ------------------------------------------------------------------------------
+
+interface TfConvCase {
+  ref: ConvRefInputs;
+  dout: Float64Array;
+  dFinalState: Float64Array;
+}
+
+function tfConvCase(
+  seed: number,
+  spec: { batch: number; dim: number; L: number; W: number; cuSeqlens?: number[] },
+): TfConvCase {
+  const rng = new Rng(seed);
+  const f32 = (n: number) => Float64Array.from(rng.normalArray(n), Math.fround);
+  const { batch, dim, L, W } = spec;
+  const ref: ConvRefInputs = {
+    batch,
+    dim,
+    L,
+    W,
+    x: f32(batch * dim * L),
+    weight: f32(dim * W),
+    bias: f32(dim),
+    silu: true,
+  };
+  if (spec.cuSeqlens) ref.cuSeqlens = Int32Array.from(spec.cuSeqlens);
+  const rows = convStateRows(ref);
+  ref.initialState = f32(rows * dim * (W - 1));
+  return { ref, dout: f32(batch * dim * L), dFinalState: f32(rows * dim * (W - 1)) };
+}
+
+describe.each(SUPPORTED_BACKENDS)('causalConv1d on the tfjs %s backend', (backend) => {
+  beforeAll(async () => {
+    expect(await tf.setBackend(backend)).toBe(true);
+  });
+  afterAll(async () => {
+    await tf.setBackend('cpu');
+  });
+
+  const cases = [
+    tfConvCase(1601, { batch: 2, dim: 3, L: 9, W: 4 }),
+    tfConvCase(1602, { batch: 2, dim: 3, L: 2, W: 5 }), // L < W - 1
+    tfConvCase(1603, { batch: 1, dim: 2, L: 12, W: 3, cuSeqlens: [0, 4, 4, 12] }),
+  ];
+  it.each(cases.map((c) => [`L ${c.ref.L} W ${c.ref.W}${c.ref.cuSeqlens ? ' cuSeqlens' : ''}`, c] as const))(
+    'out, finalState and every gradient (through tf.grads) equal the reference: %s',
+    (_, c) => {
+      const before = tf.memory().numTensors;
+      const oursBefore = liveTensorCount();
+      const { batch, dim, L, W, cuSeqlens } = c.ref;
+      const rows = convStateRows(c.ref);
+      const t = (values: Float64Array, shape: number[]) => tf.tensor(Float32Array.from(values), shape);
+      const inputs = [
+        t(c.ref.x, [batch, dim, L]),
+        t(c.ref.weight, [dim, W]),
+        t(c.ref.bias!, [dim]),
+        t(c.ref.initialState!, [rows, dim, W - 1]),
+      ];
+      const dout = t(c.dout, [batch, dim, L]);
+      const dFinalState = t(c.dFinalState, [rows, dim, W - 1]);
+      const run = (x: tf.Tensor, weight: tf.Tensor, bias: tf.Tensor, initialState: tf.Tensor) =>
+        causalConv1d(x, weight, { bias, initialState, activation: 'silu', returnFinalState: true, cuSeqlens });
+      const forward = run(...(inputs as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]));
+      // loss = sum(out * dout) + sum(finalState * dFinalState): its gradients are the backward's given dout, dFinalState.
+      const grads = tf.grads((x, weight, bias, initialState) => {
+        const r = run(x!, weight!, bias!, initialState!);
+        return tf.add(tf.sum(tf.mul(r.out, dout)), tf.sum(tf.mul(r.finalState!, dFinalState)));
+      })(inputs);
+      const fwd = convRef(c.ref);
+      const ref = convRefBackward(c.ref, c.dout, c.dFinalState);
+      expectRelClose(forward.out.dataSync(), fwd.out, 1e-5, 'out');
+      expect(Array.from(forward.finalState!.dataSync())).toEqual(Array.from(fwd.finalState));
+      const names = ['dx', 'dweight', 'dbias', 'dInitialState'] as const;
+      names.forEach((name, i) => {
+        expectRelClose(grads[i]!.dataSync(), ref[name], 1e-4, name);
+      });
+      tf.dispose([...inputs, dout, dFinalState, forward.out, forward.finalState, ...grads]);
+      expect(tf.memory().numTensors).toBe(before);
+      expect(liveTensorCount()).toBe(oursBefore);
+    },
+  );
+});
+
+describe('training through causalConv1d', () => {
+  it('an optimizer fits a convolution to a teacher, without leaking tfjs tensors or ours', () => {
+    const rng = new Rng(1611);
+    const [batch, dim, L, W] = [2, 4, 24, 4];
+    const normal = (shape: number[]) =>
+      tf.tensor(Float32Array.from(rng.normalArray(shape.reduce((a, b) => a * b))), shape);
+    const x = normal([batch, dim, L]);
+    const [teacherWeight, teacherBias] = [normal([dim, W]), normal([dim])];
+    const target = causalConv1d(x, teacherWeight, { bias: teacherBias, activation: 'silu' }).out;
+    const weight = tf.variable(tf.zeros([dim, W]));
+    const bias = tf.variable(tf.zeros([dim]));
+    const optimizer = tf.train.adam(0.05);
+    const lossOf = () =>
+      tf.mean(tf.squaredDifference(causalConv1d(x, weight, { bias, activation: 'silu' }).out, target)) as tf.Scalar;
+    const first = tf.tidy(() => lossOf().dataSync()[0]!);
+    const step = () => optimizer.minimize(lossOf, true)!.dispose();
+    step();
+    const after1 = tf.memory().numTensors;
+    const ours = liveTensorCount();
+    for (let i = 1; i < 200; i++) step();
+    const last = tf.tidy(() => lossOf().dataSync()[0]!);
+    expect(last).toBeLessThan(first * 0.05);
+    expect(tf.memory().numTensors).toBe(after1);
+    expect(liveTensorCount()).toBe(ours);
+    tf.dispose([x, teacherWeight, teacherBias, target, weight, bias]);
+    optimizer.dispose();
+  });
+});
+
+describe('causalConv1d on tfjs: errors', () => {
+  it('names the argument and what it expected', () => {
+    const before = tf.memory().numTensors;
+    const oursBefore = liveTensorCount();
+    tf.tidy(() => {
+      const x = tf.ones([1, 2, 6]);
+      const weight = tf.ones([2, 3]);
+      expectThrow(
+        () => causalConv1d([1] as never, weight),
+        TypeError,
+        /^causalConv1d: x must be a tf\.Tensor, got \[1\]/,
+      );
+      expectThrow(
+        () => causalConv1d(x, weight, { bias: 'b' as never }),
+        TypeError,
+        /^causalConv1d: bias must be a tf\.Tensor/,
+      );
+      expectThrow(
+        () => causalConv1d(x, weight, { activation: 'relu' as never }),
+        TypeError,
+        /^causalConv1d: activation must be 'silu' or undefined, got 'relu'/,
+      );
+      expectThrow(
+        () => causalConv1d(x, weight, { cuSeqlens: [0, 6] as never }),
+        TypeError,
+        /^causalConv1d: cuSeqlens must be an Int32Array/,
+      );
+      expectThrow(
+        () => causalConv1d(x, weight, { saveForBackward: true } as never),
+        TypeError,
+        /^causalConv1d: unknown option 'saveForBackward'/,
+      );
+      // Shapes and packings are checked by the op itself, inside the kernel.
+      expectThrow(
+        () => causalConv1d(x, tf.ones([3, 3])),
+        RangeError,
+        /^causalConv1d: weight must have shape \[dim=2, W\]/,
+      );
+      expectThrow(
+        () => causalConv1d(x, weight, { cuSeqlens: Int32Array.from([0, 7]) }),
+        RangeError,
+        /^causalConv1d: cuSeqlens must end at L=6, got 7/,
+      );
+    });
+    expect(tf.memory().numTensors).toBe(before);
+    expect(liveTensorCount()).toBe(oursBefore);
   });
 });

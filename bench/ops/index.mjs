@@ -1,10 +1,12 @@
 // The ops of `npm run bench`, one line each, in run order. An op's rows live in its own module here
 // (bench/README.md, "Adding an op's rows"); the harness (bench/lib/device-run.mjs) runs each phase
 // of every module in this order: checks, rows, sweep, finish.
+import { causalConv1dRows } from './causal-conv1d.mjs';
+import { hostCacheRows } from './host-cache.mjs';
 import { selectiveScanRows } from './selective-scan.mjs';
 import { stateUpdateRows } from './state-update.mjs';
 
-export const BENCH_OPS = [selectiveScanRows, stateUpdateRows];
+export const BENCH_OPS = [selectiveScanRows, stateUpdateRows, hostCacheRows, causalConv1dRows];
 
 /**
  * What a module gives the harness. `run` is the DeviceRun (bench/lib/device-run.mjs): target, o

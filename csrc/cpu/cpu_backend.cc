@@ -4,6 +4,7 @@
 #include <chrono>
 #include <vector>
 
+#include "host_allocator.h"
 #include "thread_pool.h"
 
 namespace ss::cpu {
@@ -16,7 +17,8 @@ std::vector<std::string> takeEnvironmentWarnings() {
   static std::atomic<bool> taken{false};
   std::vector<std::string> warnings;
   if (taken.exchange(true)) return warnings;
-  for (const std::string *w : {&defaultThreadCount().warning, &activeIsaSetting().warning})
+  for (const std::string *w :
+       {&defaultThreadCount().warning, &activeIsaSetting().warning, &defaultHostCacheLimit().warning})
     if (!w->empty()) warnings.push_back(*w);
   return warnings;
 }

@@ -15,8 +15,9 @@ int threadCount();
 void setThreadCount(int n);  // throws std::system_error when the system refuses the threads
 
 // What was wrong with the environment variables the CPU backend reads (SELECTIVE_SCAN_NUM_THREADS,
-// SELECTIVE_SCAN_CPU_ISA), one message each; reads them now if that has not happened yet. Returns
-// the messages to the first caller in the process only, so that they are reported once.
+// SELECTIVE_SCAN_CPU_ISA, SELECTIVE_SCAN_HOST_CACHE_LIMIT), one message each; reads them now if
+// that has not happened yet. Returns the messages to the first caller in the process only, so that
+// they are reported once.
 std::vector<std::string> takeEnvironmentWarnings();
 
 // exp2 evaluations per second on all threads (the compute floor of the benchmarks' roofline).

@@ -112,4 +112,20 @@ void Descriptor::indices(const char *key, int64_t length, const int32_t **slot, 
   indexArrays_.push_back({slot, &indexCopies_.back()});
 }
 
+void Descriptor::stateBatchIndices(int64_t batch, int64_t slots, const int32_t **slot, const char *state) {
+  indices("stateBatchIndices", batch, slot, Presence::Optional);
+  if (!*slot) {
+    if (slots != batch) internalError(env_, std::string(state) + " has another row count than x");
+    return;
+  }
+  // lib/ checked the user's array; this copy is what the kernel reads.
+  std::vector<bool> used(size_t(slots), false);
+  for (int64_t i = 0; i < batch; ++i) {
+    const int32_t row = (*slot)[i];
+    if (row < 0) continue;
+    if (row >= slots || used[size_t(row)]) internalError(env_, "stateBatchIndices out of range or repeated");
+    used[size_t(row)] = true;
+  }
+}
+
 }  // namespace ss::op

@@ -55,6 +55,12 @@ class Descriptor {
   // the device copy before the launch.
   void indices(const char *key, int64_t length, const int32_t **slot, Presence presence = Presence::Required);
 
+  // The optional stateBatchIndices of a decoding step (selectiveStateUpdate, causalConv1dUpdate):
+  // indices() of `batch` rows, each negative (padding) or a distinct row below `slots` of the state
+  // the step writes in place, since rows are written in parallel. Absent, the state (named `state`
+  // in the error) must have `batch` rows.
+  void stateBatchIndices(int64_t batch, int64_t slots, const int32_t **slot, const char *state);
+
   // What op::run stages for a CUDA op: each slot and its host copy.
   struct IndexArray {
     const int32_t **slot;

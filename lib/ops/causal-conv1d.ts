@@ -7,7 +7,7 @@ import { ForwardContext, contextAccess } from '../context.js';
 import { type DType, dtypeCode } from '../dtype.js';
 import { codedError, describe } from '../errors.js';
 import { type ConvInputsDescriptor, native } from '../native.js';
-import { type Device, type Tensor, allocate, deviceIndex, storageOf } from '../tensor.js';
+import { type Device, type Tensor, allocate, deviceIndex, markModified, storageOf } from '../tensor.js';
 import { typedArrayLength, typedArrayName } from '../typed-arrays.js';
 
 /** The widest convolution window supported. */
@@ -180,6 +180,7 @@ export class ConvContext extends ForwardContext {
     makeContext = (inputs) =>
       new ConvContext(context.key, inputs, allocate('causalConv1d', [0], 'float32', 'cpu', false));
     markPrototype(ConvContext.prototype);
+    context.defineMembers(ConvContext.prototype);
   }
 
   /** Made by causalConv1d(..., { saveForBackward: true }). */
@@ -187,16 +188,17 @@ export class ConvContext extends ForwardContext {
     super(key, CONV_CONTEXT, inputs, 0, marker);
   }
 
-  get isDisposed(): boolean {
-    return context.isDisposed(this);
-  }
-
-  dispose(): void {
-    context.dispose(this);
-  }
-
-  [Symbol.dispose](): void {
-    this.dispose();
+  /**
+   * @internal The context that causalConv1d(x, weight, { ...opts, saveForBackward: true }) made,
+   * from those inputs: the tfjs adapter's backward, which keeps no context between the passes.
+   */
+  static restore(
+    x: Tensor,
+    weight: Tensor,
+    opts: Omit<CausalConv1dOptions, 'returnFinalState' | 'saveForBackward'>,
+  ): ConvContext {
+    const check = new ArgumentChecker('causalConv1dBackward');
+    return makeContext(checkConvInputs(check, x, weight, check.options(opts, CONV_OPTIONS)));
   }
 }
 
@@ -381,5 +383,6 @@ export function causalConv1dUpdate(
     out.dispose();
     throw error;
   }
+  markModified(stateT); // convState was shifted in place
   return out;
 }

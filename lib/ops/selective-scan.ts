@@ -1,6 +1,6 @@
 // selectiveScan (forward), selectiveScanBackward, and the context that links them. Native side:
 // csrc/ops/selective_scan/.
-import { ALL_DTYPES, ArgumentChecker, named, storage } from '../checks.js';
+import { ALL_DTYPES, ArgumentChecker, checkCuSeqlens, named, storage } from '../checks.js';
 import { type DType, dtypeCode } from '../dtype.js';
 import { codedError, describe } from '../errors.js';
 import { native, type ProjectionDescriptor, type ScanInputsDescriptor, type ScanShapeDescriptor } from '../native.js';
@@ -17,10 +17,15 @@ export interface ScanOptions {
   deltaBias?: Tensor;
   /** Apply softplus to delta (+ deltaBias); default false. */
   deltaSoftplus?: boolean;
-  /** (batch, dim, N) float32; default zeros. */
+  /** (batch, dim, N) float32 (nseq rows with cuSeqlens); default zeros. */
   initialState?: Tensor;
-  /** Also return the state after the last step; default false. */
+  /** Also return the state after the last step (of each sequence with cuSeqlens); default false. */
   returnLastState?: boolean;
+  /**
+   * Packed sequences along L of a batch-1 call: nseq + 1 offsets, 0 first, never decreasing, L last.
+   * Sequence i is steps cuSeqlens[i] to cuSeqlens[i + 1] - 1 and runs from initialState[i].
+   */
+  cuSeqlens?: Int32Array;
   /** Keep what the backward needs (inputs and per-chunk checkpoints) in `ctx`; default false. */
   saveForBackward?: boolean;
 }
@@ -32,7 +37,7 @@ export interface ScanResult {
 }
 
 export interface ScanBackwardOptions {
-  /** (batch, dim, N) float32: the gradient flowing into lastState. */
+  /** (batch, dim, N) float32 (nseq rows with cuSeqlens): the gradient flowing into lastState. */
   dLastState?: Tensor;
   /** Bit-identical gradients on every run. */
   deterministic?: boolean;
@@ -50,7 +55,16 @@ export interface ScanGradients {
   dInitialState?: Tensor;
 }
 
-const SCAN_OPTIONS = ['D', 'z', 'deltaBias', 'deltaSoftplus', 'initialState', 'returnLastState', 'saveForBackward'];
+const SCAN_OPTIONS = [
+  'D',
+  'z',
+  'deltaBias',
+  'deltaSoftplus',
+  'initialState',
+  'returnLastState',
+  'cuSeqlens',
+  'saveForBackward',
+];
 const MAX_DSTATE = 256;
 
 /** The checked inputs of one scan. */
@@ -73,6 +87,9 @@ interface ScanInputs {
   deltaBias?: Tensor;
   initialState?: Tensor;
   deltaSoftplus: boolean;
+  /** The rows of the states: nseq with cuSeqlens, else batch. */
+  sequences: number;
+  cuSeqlens?: Int32Array;
 }
 
 /** How B or C is given: fixed (dim, N) float32, or input-dependent (batch, G, N, L) in u's dtype. */
@@ -159,9 +176,16 @@ function checkScanInputs(
     check.shape('deltaBias', deltaBias, [dim], named({ dim }));
     check.dtype('deltaBias', deltaBias, 'float32');
   }
+  const cuSeqlens = o.cuSeqlens === undefined ? undefined : checkCuSeqlens(check.fn, o.cuSeqlens, batch, seqlen);
+  const sequences = cuSeqlens ? cuSeqlens.length - 1 : batch;
   const initialState = check.optionalTensor('initialState', o.initialState);
   if (initialState) {
-    check.shape('initialState', initialState, [batch, dim, dstate], named({ batch, dim, N: dstate }));
+    check.shape(
+      'initialState',
+      initialState,
+      [sequences, dim, dstate],
+      named({ ...stateRows(cuSeqlens, sequences), dim, N: dstate }),
+    );
     check.dtype('initialState', initialState, 'float32');
   }
   const deltaSoftplus = check.boolean('deltaSoftplus', o.deltaSoftplus);
@@ -184,7 +208,14 @@ function checkScanInputs(
     deltaBias,
     initialState,
     deltaSoftplus,
+    sequences,
+    cuSeqlens,
   };
+}
+
+// The rows of the states (nseq with cuSeqlens, else batch), named for error messages.
+function stateRows(cuSeqlens: Int32Array | undefined, sequences: number): Record<string, number> {
+  return cuSeqlens ? { nseq: sequences } : { batch: sequences };
 }
 
 function projectionDescriptor(fn: string, name: string, t: Tensor, layout: Projection): ProjectionDescriptor {
@@ -209,6 +240,8 @@ function inputDescriptor(fn: string, s: ScanInputs, chunkLength: number): ScanIn
     D: storage(fn, 'D', s.D),
     z: storage(fn, 'z', s.z),
     deltaBias: storage(fn, 'deltaBias', s.deltaBias),
+    sequences: s.sequences,
+    cuSeqlens: s.cuSeqlens,
     initialState: storage(fn, 'initialState', s.initialState),
     deltaSoftplus: s.deltaSoftplus,
     chunkLength,
@@ -229,28 +262,12 @@ export class ScanContext extends ForwardContext {
   static {
     makeContext = (inputs, chunkLength, checkpoints) => new ScanContext(context.key, inputs, chunkLength, checkpoints);
     markPrototype(ScanContext.prototype);
+    context.defineMembers(ScanContext.prototype);
   }
 
   /** Made by selectiveScan(..., { saveForBackward: true }). */
   private constructor(key: symbol, inputs: ScanInputs, chunkLength: number, checkpoints: Tensor) {
     super(key, SCAN_CONTEXT, inputs, chunkLength, checkpoints);
-  }
-
-  get isDisposed(): boolean {
-    return context.isDisposed(this);
-  }
-
-  /** Bytes held by the checkpoints (batch * dim * chunks * N float32). */
-  get checkpointBytes(): number {
-    return context.checkpointBytes(this);
-  }
-
-  dispose(): void {
-    context.dispose(this);
-  }
-
-  [Symbol.dispose](): void {
-    this.dispose();
   }
 
   /** @internal The checkpoints of a live context (the tfjs adapter hands them to tfjs, which then owns them). */
@@ -301,7 +318,7 @@ export function selectiveScan(
   const chunkLength = native.scanChunkLength(shapeDescriptor(s));
   const chunks = Math.ceil(seqlen / chunkLength);
   const out = allocate(fn, [batch, dim, seqlen], s.dtype, s.device, false);
-  const lastState = returnLastState ? allocate(fn, [batch, dim, dstate], 'float32', s.device, false) : undefined;
+  const lastState = returnLastState ? allocate(fn, [s.sequences, dim, dstate], 'float32', s.device, false) : undefined;
   const checkpoints = saveForBackward
     ? allocate(fn, [batch, dim, chunks, dstate], 'float32', s.device, false)
     : undefined;
@@ -338,7 +355,8 @@ export function selectiveScanBackward(ctx: ScanContext, dout: Tensor, opts?: Sca
   check.dtype('dout', doutT, s.dtype, ' (the dtype of u)');
   const dLastState = check.optionalTensor('dLastState', o.dLastState);
   if (dLastState) {
-    check.shape('dLastState', dLastState, [batch, dim, dstate], named({ batch, dim, N: dstate }));
+    const rows = stateRows(s.cuSeqlens, s.sequences);
+    check.shape('dLastState', dLastState, [s.sequences, dim, dstate], named({ ...rows, dim, N: dstate }));
     check.dtype('dLastState', dLastState, 'float32');
   }
   const deterministic = check.boolean('deterministic', o.deterministic);

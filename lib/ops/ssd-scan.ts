@@ -250,28 +250,12 @@ export class SsdContext extends ForwardContext {
   static {
     makeContext = (inputs, chunkLength, checkpoints) => new SsdContext(context.key, inputs, chunkLength, checkpoints);
     markPrototype(SsdContext.prototype);
+    context.defineMembers(SsdContext.prototype);
   }
 
   /** Made by ssdScan(..., { saveForBackward: true }). */
   private constructor(key: symbol, inputs: SsdInputs, chunkLength: number, checkpoints: Tensor) {
     super(key, SSD_CONTEXT, inputs, chunkLength, checkpoints);
-  }
-
-  get isDisposed(): boolean {
-    return context.isDisposed(this);
-  }
-
-  /** Bytes held by the checkpoints (batch * H * chunks * P * N float32). */
-  get checkpointBytes(): number {
-    return context.checkpointBytes(this);
-  }
-
-  dispose(): void {
-    context.dispose(this);
-  }
-
-  [Symbol.dispose](): void {
-    this.dispose();
   }
 }
 

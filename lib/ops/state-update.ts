@@ -4,7 +4,7 @@ import { ALL_DTYPES, ArgumentChecker, named, storage } from '../checks.js';
 import { dtypeCode } from '../dtype.js';
 import { describe } from '../errors.js';
 import { native } from '../native.js';
-import { type Tensor, allocate, deviceIndex, storageOf } from '../tensor.js';
+import { type Tensor, allocate, deviceIndex, markModified, storageOf } from '../tensor.js';
 import { typedArrayLength, typedArrayName } from '../typed-arrays.js';
 
 export interface StateUpdateOptions {
@@ -252,7 +252,11 @@ function stateUpdateDescriptor(c: CheckedStateUpdate, y: Tensor) {
   };
 }
 
-/** Stage 3: allocates y and runs the op where the tensors live; a failed call frees y and changes nothing else. */
+/**
+ * Stage 3: allocates y and runs the op where the tensors live; a failed call frees y and changes
+ * nothing else. A call that ran bumps the state's version (a saved forward that holds it then refuses
+ * its backward).
+ */
 function dispatchStateUpdate(c: CheckedStateUpdate): Tensor {
   const y = allocate(fn, [c.batch, ...c.rowDims], c.x.dtype, c.device, false);
   try {
@@ -261,6 +265,7 @@ function dispatchStateUpdate(c: CheckedStateUpdate): Tensor {
     y.dispose();
     throw error;
   }
+  markModified(c.state); // advanced in place
   return y;
 }
 

@@ -3,4 +3,6 @@
 // Needs @tensorflow/tfjs-core (an optional peer dependency of the package).
 export { selectiveScan } from './selective-scan.js';
 export type { ScanOptions, ScanResult } from './selective-scan.js';
+export { causalConv1d } from './causal-conv1d.js';
+export type { CausalConv1dOptions, CausalConv1dResult } from './causal-conv1d.js';
 export { SUPPORTED_BACKENDS } from './kernel.js';

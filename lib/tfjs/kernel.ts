@@ -140,3 +140,24 @@ export function checkTensor(fn: string, name: string, value: unknown): tf.Tensor
   if (value.dtype !== 'float32') throw new TypeError(`${fn}: ${name} must be float32, got ${value.dtype}`);
   return value;
 }
+
+/** Checks a boolean option: false when absent. */
+export function checkBoolean(fn: string, name: string, value: unknown): boolean {
+  if (value === undefined) return false;
+  if (typeof value !== 'boolean') throw new TypeError(`${fn}: ${name} must be a boolean, got ${describe(value)}`);
+  return value;
+}
+
+/** Checks an options argument: absent, or an object with only the allowed keys. */
+export function checkOptionNames(fn: string, opts: unknown, allowed: readonly string[]): Record<string, unknown> {
+  if (opts !== undefined && (typeof opts !== 'object' || opts === null || Array.isArray(opts))) {
+    throw new TypeError(`${fn}: options must be an object, got ${describe(opts)}`);
+  }
+  const o = (opts ?? {}) as Record<string, unknown>;
+  for (const key of Object.keys(o)) {
+    if (!allowed.includes(key)) {
+      throw new TypeError(`${fn}: unknown option '${key}' (expected one of ${allowed.join(', ')})`);
+    }
+  }
+  return o;
+}

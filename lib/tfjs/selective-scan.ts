@@ -1,9 +1,8 @@
 // selectiveScan on tf.Tensors: the forward and selectiveScanBackward as tfjs kernels.
 import type * as tf from '@tensorflow/tfjs-core';
-import { describe } from '../errors.js';
 import { ScanContext, selectiveScan as scan, selectiveScanBackward } from '../ops/selective-scan.js';
 import type { Tensor } from '../tensor.js';
-import { checkTensor, registerOp } from './kernel.js';
+import { checkBoolean, checkOptionNames, checkTensor, registerOp } from './kernel.js';
 
 export interface ScanOptions {
   /** (dim): skip connection, y += D * u. */
@@ -78,12 +77,6 @@ const runScan = registerOp<ScanAttrs>({
 
 const OPTION_NAMES = [...OPTIONAL_INPUTS, 'deltaSoftplus', 'returnLastState'];
 
-function checkBoolean(fn: string, name: string, value: unknown): boolean {
-  if (value === undefined) return false;
-  if (typeof value !== 'boolean') throw new TypeError(`${fn}: ${name} must be a boolean, got ${describe(value)}`);
-  return value;
-}
-
 /**
  * The selective scan on float32 tf.Tensors, differentiable: the arguments, shapes and meaning of
  * the package's selectiveScan, less saveForBackward (tfjs keeps what the gradient needs while one
@@ -98,15 +91,7 @@ export function selectiveScan(
   opts?: ScanOptions,
 ): ScanResult {
   const fn = 'selectiveScan';
-  if (opts !== undefined && (typeof opts !== 'object' || opts === null || Array.isArray(opts))) {
-    throw new TypeError(`${fn}: options must be an object, got ${describe(opts)}`);
-  }
-  const o = (opts ?? {}) as Record<string, unknown>;
-  for (const key of Object.keys(o)) {
-    if (!OPTION_NAMES.includes(key)) {
-      throw new TypeError(`${fn}: unknown option '${key}' (expected one of ${OPTION_NAMES.join(', ')})`);
-    }
-  }
+  const o = checkOptionNames(fn, opts, OPTION_NAMES);
   const inputs = Object.entries({ u, delta, A, B, C }).map(([name, t]) => checkTensor(fn, name, t));
   const optionalInputs = OPTIONAL_INPUTS.filter((name) => o[name] !== undefined);
   for (const name of optionalInputs) inputs.push(checkTensor(fn, name, o[name]));

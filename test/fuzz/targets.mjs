@@ -485,6 +485,93 @@ ops.push(
   },
 );
 
+/** A causalConv1d's valid inputs: small random sizes, a random dtype, some options. */
+function convInputs(g) {
+  const { rng } = g;
+  const [batch, dim, L, W] = [rng.between(1, 2), rng.between(1, 5), rng.between(1, 40), rng.between(1, 8)];
+  const dtype = rng.pick(DTYPES);
+  const opts = {};
+  if (rng.chance(0.4)) opts.bias = g.tensor([dim]);
+  if (rng.chance(0.4)) opts.activation = 'silu';
+  let rows = batch;
+  if (batch === 1 && rng.chance(0.3)) {
+    const cut = rng.between(0, L);
+    opts.cuSeqlens = Int32Array.from([0, cut, L]);
+    rows = 2;
+  }
+  if (rng.chance(0.4)) opts.initialState = g.tensor([rows, dim, W - 1], dtype);
+  if (rng.chance(0.4)) opts.returnFinalState = rng.chance(0.5);
+  return {
+    args: [g.tensor([batch, dim, L], dtype), g.tensor([dim, W]), opts],
+    sizes: { batch, dim, L, W, rows, dtype },
+  };
+}
+
+ops.push(
+  {
+    name: 'causalConv1d',
+    export: 'causalConv1d',
+    options: 2,
+    optionKeys: ['bias', 'activation', 'initialState', 'returnFinalState', 'cuSeqlens', 'saveForBackward'],
+    valid(g) {
+      const { args } = convInputs(g);
+      if (g.device !== 'cpu') return { args, fails: 'ERR_CUDA_UNAVAILABLE' };
+      if (g.rng.chance(0.3)) args[2].saveForBackward = true;
+      return { args };
+    },
+    call: (api, args) => api.causalConv1d(...args),
+    check(r, [x]) {
+      expectShape(r.out, [...x.shape], 'out');
+      finite(r.out, 'out');
+      if (r.finalState) finite(r.finalState, 'finalState');
+    },
+    outputs: (r) => bitsOf([r.out, r.finalState, r.ctx?.isDisposed]),
+  },
+  {
+    name: 'causalConv1dBackward',
+    export: 'causalConv1dBackward',
+    options: 2,
+    optionKeys: ['dFinalState', 'deterministic'],
+    valid(g, api) {
+      if (g.device !== 'cpu') return { args: [undefined, undefined], fails: TypeError };
+      const { args, sizes } = convInputs(g);
+      const { ctx } = api.causalConv1d(args[0], args[1], { ...args[2], saveForBackward: true });
+      const opts = {};
+      if (g.rng.chance(0.4)) opts.dFinalState = g.tensor([sizes.rows, sizes.dim, sizes.W - 1], sizes.dtype);
+      if (g.rng.chance(0.4)) opts.deterministic = g.rng.chance(0.5);
+      return { args: [ctx, g.tensor([sizes.batch, sizes.dim, sizes.L], sizes.dtype), opts], inputs: args };
+    },
+    call: (api, args) => api.causalConv1dBackward(...args),
+    check(grads, [, dout]) {
+      expectShape(grads.dx, [...dout.shape], 'dx');
+      for (const [k, t] of Object.entries(grads)) finite(t, k);
+    },
+    outputs: (grads) =>
+      Object.keys(grads)
+        .sort()
+        .flatMap((k) => [k, ...bitsOf([grads[k]])]),
+  },
+  // A ConvContext of a small forward (CPU only: no CUDA backend yet).
+  ...['dispose', 'isDisposed'].map((name) =>
+    member('ConvContext', name, {
+      receiver: (g, api) => {
+        const { args } = convInputs(g.device === 'cpu' ? g : Object.assign(Object.create(g), { device: 'cpu' }));
+        return api.causalConv1d(args[0], args[1], { saveForBackward: true }).ctx;
+      },
+      check() {},
+      outputs: (v, _args, self) => [v, self?.isDisposed],
+    }),
+  ),
+  {
+    name: 'ConvContext',
+    export: 'ConvContext',
+    valid: () => ({ args: [], fails: TypeError }),
+    call: (api, args) => new api.ConvContext(...args),
+    check() {},
+    outputs: () => [],
+  },
+);
+
 // ---- Backends --------------------------------------------------------------------------------------
 
 const backends = [
@@ -497,6 +584,43 @@ const backends = [
       if (api.buildInfo().cpuThreads !== n) throw new Error('thread count not set');
     },
     outputs: (result) => [result],
+  },
+  {
+    name: 'setHostCacheLimit',
+    export: 'setHostCacheLimit',
+    valid: (g) => ({ args: [g.rng.pick([0, 4096, 1 << 20, 256 << 20])] }),
+    call: (api, [bytes]) => api.setHostCacheLimit(bytes),
+    check(_result, [bytes], api) {
+      const info = api.hostMemoryInfo();
+      if (info.cacheLimitBytes !== bytes || info.cachedBytes > bytes) throw new Error('host cache limit not set');
+    },
+    outputs: (result) => [result],
+  },
+  {
+    name: 'emptyHostCache',
+    export: 'emptyHostCache',
+    valid: () => ({ args: [] }),
+    call: (api, args) => api.emptyHostCache(...args),
+    // Not "the cache is empty now": a garbage collection between the two calls may release an
+    // undisposed tensor into it (test/host-cache.test.ts checks emptiness where nothing is left).
+    check(result) {
+      if (result !== undefined) throw new Error('emptyHostCache returned a value');
+    },
+    outputs: (result) => [result],
+  },
+  {
+    name: 'hostMemoryInfo',
+    export: 'hostMemoryInfo',
+    valid: () => ({ args: [] }),
+    call: (api, args) => api.hostMemoryInfo(...args),
+    check(info) {
+      const values = Object.values(info);
+      if (values.length !== 6 || !values.every((v) => Number.isSafeInteger(v) && v >= 0)) {
+        throw new Error(`bad hostMemoryInfo ${JSON.stringify(info)}`);
+      }
+      if (info.cachedBytes > info.cacheLimitBytes) throw new Error('more cached than the limit');
+    },
+    outputs: (info) => [Object.keys(info)],
   },
   {
     name: 'buildInfo',

@@ -1,7 +1,15 @@
 // Random test cases of the scan, built once in float64 and rounded to the dtype each argument is
 // stored in, so that the reference and the addon see exactly the same numbers.
 import { Rng } from './random.js';
-import { bcShape, bcSize, roundArray, type AnyDType, type BCLayout, type ScanRefInputs } from './reference.js';
+import {
+  bcShape,
+  bcSize,
+  roundArray,
+  stateRowCount,
+  type AnyDType,
+  type BCLayout,
+  type ScanRefInputs,
+} from './reference.js';
 
 export interface ScanCaseSpec {
   batch: number;
@@ -22,6 +30,8 @@ export interface ScanCaseSpec {
   Apositive?: boolean;
   /** with softplus: a third of the deltas in [21, 24] (the x > 20 branch of softplus) */
   bigDelta?: boolean;
+  /** Packed sequences (batch 1): the offsets, nseq + 1 of them; the states then have nseq rows. */
+  cuSeqlens?: number[];
   seed: number;
 }
 
@@ -58,7 +68,8 @@ export function specName(s: ScanCaseSpec): string {
   ).filter((k) => s[k]);
   return (
     `${s.dtype ?? 'float32'} b${s.batch} d${s.dim} L${s.L} N${s.N} B=${layoutName(s.B ?? FIXED)} ` +
-    `C=${layoutName(s.C ?? FIXED)}${opts.length ? ` +${opts.join(',')}` : ''}`
+    `C=${layoutName(s.C ?? FIXED)}${opts.length ? ` +${opts.join(',')}` : ''}` +
+    (s.cuSeqlens ? ` cuSeqlens=[${s.cuSeqlens.join(',')}]` : '')
   );
 }
 
@@ -82,16 +93,18 @@ export function makeScanCase(spec: ScanCaseSpec): ScanCase {
   const B = roundArray(rng.normalArray(bcSize(Blayout, batch, dim, L, N)), bcDtype(Blayout));
   const C = roundArray(rng.normalArray(bcSize(Clayout, batch, dim, L, N)), bcDtype(Clayout));
   const ref: ScanRefInputs = { batch, dim, L, N, u, delta, A, B, Blayout, C, Clayout };
+  if (spec.cuSeqlens) ref.cuSeqlens = Int32Array.from(spec.cuSeqlens);
+  const stateSize = stateRowCount(ref) * dim * N;
   if (spec.D) ref.D = roundArray(rng.normalArray(dim), 'float32');
   if (spec.z) ref.z = roundArray(rng.normalArray(rowSize), dtype);
   if (spec.deltaBias) {
     ref.deltaBias = roundArray(spec.softplus ? rng.uniformArray(dim, -1, 1) : rng.uniformArray(dim, 0, 0.2), 'float32');
   }
   if (spec.softplus) ref.deltaSoftplus = true;
-  if (spec.initialState) ref.initialState = roundArray(rng.normalArray(batch * dim * N), 'float32');
+  if (spec.initialState) ref.initialState = roundArray(rng.normalArray(stateSize), 'float32');
   const dout = roundArray(rng.normalArray(rowSize), dtype);
   const c: ScanCase = { spec, dtype, ref, dout };
-  if (spec.dLastState) c.dLastState = roundArray(rng.normalArray(batch * dim * N), 'float32');
+  if (spec.dLastState) c.dLastState = roundArray(rng.normalArray(stateSize), 'float32');
   return c;
 }
 

@@ -88,12 +88,14 @@ export interface ScanRefInputs {
   z?: Float64Array; // (batch, dim, L)
   deltaBias?: Float64Array; // (dim)
   deltaSoftplus?: boolean;
-  initialState?: Float64Array; // (batch, dim, N)
+  initialState?: Float64Array; // (rows, dim, N): rows = nseq with cuSeqlens, else batch
+  /** Packed sequences (batch 1): nseq + 1 offsets; sequence i is steps [cuSeqlens[i], cuSeqlens[i + 1]). */
+  cuSeqlens?: Int32Array;
 }
 
 export interface ScanRefOutputs {
   out: Float64Array; // (batch, dim, L)
-  lastState: Float64Array; // (batch, dim, N)
+  lastState: Float64Array; // (rows, dim, N)
 }
 
 export interface ScanRefGrads {
@@ -108,6 +110,24 @@ export interface ScanRefGrads {
   dInitialState?: Float64Array;
 }
 
+/** The rows of the states: nseq with cuSeqlens, else batch. */
+export function stateRowCount(inp: { batch: number; cuSeqlens?: Int32Array }): number {
+  return inp.cuSeqlens ? inp.cuSeqlens.length - 1 : inp.batch;
+}
+
+/**
+ * The runs of batch row b that each start from their own state: with cuSeqlens one per sequence
+ * (empty ones included), else the whole row; `row` indexes the states.
+ */
+function runsOf(inp: ScanRefInputs, b: number): { start: number; end: number; row: number }[] {
+  const cu = inp.cuSeqlens;
+  if (!cu) return [{ start: 0, end: inp.L, row: b }];
+  if (inp.batch !== 1) throw new RangeError('scanRef: cuSeqlens needs batch 1');
+  const runs = [];
+  for (let i = 0; i + 1 < cu.length; i++) runs.push({ start: cu[i], end: cu[i + 1], row: i });
+  return runs;
+}
+
 /** dt_t for row (b, d) at time t, and x_t = delta + deltaBias (before softplus). */
 function stepDt(inp: ScanRefInputs, b: number, d: number, t: number): { x: number; dt: number } {
   const { dim, L } = inp;
@@ -119,26 +139,28 @@ function stepDt(inp: ScanRefInputs, b: number, d: number, t: number): { x: numbe
 export function scanRef(inp: ScanRefInputs): ScanRefOutputs {
   const { batch, dim, L, N } = inp;
   const out = new Float64Array(batch * dim * L);
-  const lastState = new Float64Array(batch * dim * N);
+  const lastState = new Float64Array(stateRowCount(inp) * dim * N);
   for (let b = 0; b < batch; b++) {
     for (let d = 0; d < dim; d++) {
-      const h = new Float64Array(N);
-      if (inp.initialState) for (let n = 0; n < N; n++) h[n] = inp.initialState[(b * dim + d) * N + n];
-      for (let t = 0; t < L; t++) {
-        const i = (b * dim + d) * L + t;
-        const { dt } = stepDt(inp, b, d, t);
-        const u = inp.u[i];
-        let y = 0;
-        for (let n = 0; n < N; n++) {
-          const Bv = inp.B[bcIndex(inp.Blayout, batch, dim, L, N, b, d, n, t)];
-          const Cv = inp.C[bcIndex(inp.Clayout, batch, dim, L, N, b, d, n, t)];
-          h[n] = Math.exp(dt * inp.A[d * N + n]) * h[n] + dt * Bv * u;
-          y += Cv * h[n];
+      for (const { start, end, row } of runsOf(inp, b)) {
+        const h = new Float64Array(N);
+        if (inp.initialState) for (let n = 0; n < N; n++) h[n] = inp.initialState[(row * dim + d) * N + n];
+        for (let t = start; t < end; t++) {
+          const i = (b * dim + d) * L + t;
+          const { dt } = stepDt(inp, b, d, t);
+          const u = inp.u[i];
+          let y = 0;
+          for (let n = 0; n < N; n++) {
+            const Bv = inp.B[bcIndex(inp.Blayout, batch, dim, L, N, b, d, n, t)];
+            const Cv = inp.C[bcIndex(inp.Clayout, batch, dim, L, N, b, d, n, t)];
+            h[n] = Math.exp(dt * inp.A[d * N + n]) * h[n] + dt * Bv * u;
+            y += Cv * h[n];
+          }
+          if (inp.D) y += inp.D[d] * u;
+          out[i] = inp.z ? y * silu(inp.z[i]) : y;
         }
-        if (inp.D) y += inp.D[d] * u;
-        out[i] = inp.z ? y * silu(inp.z[i]) : y;
+        for (let n = 0; n < N; n++) lastState[(row * dim + d) * N + n] = h[n];
       }
-      for (let n = 0; n < N; n++) lastState[(b * dim + d) * N + n] = h[n];
     }
   }
   return { out, lastState };
@@ -146,7 +168,8 @@ export function scanRef(inp: ScanRefInputs): ScanRefOutputs {
 
 /**
  * The analytic backward of scanRef (docs/ARCHITECTURE.md's formulas). dout: (batch, dim, L); dLastState:
- * (batch, dim, N) or undefined. Returns a gradient for every input that was given.
+ * (rows, dim, N) or undefined. Returns a gradient for every input that was given. With cuSeqlens each
+ * sequence is swept on its own: its carry starts at its dLastState and ends as its dInitialState.
  */
 export function scanRefBackward(inp: ScanRefInputs, dout: Float64Array, dLastState?: Float64Array): ScanRefGrads {
   const { batch, dim, L, N } = inp;
@@ -158,72 +181,74 @@ export function scanRefBackward(inp: ScanRefInputs, dout: Float64Array, dLastSta
   const dD = inp.D ? new Float64Array(dim) : undefined;
   const dz = inp.z ? new Float64Array(inp.z.length) : undefined;
   const ddeltaBias = inp.deltaBias ? new Float64Array(dim) : undefined;
-  const dInitialState = inp.initialState ? new Float64Array(batch * dim * N) : undefined;
+  const dInitialState = inp.initialState ? new Float64Array(stateRowCount(inp) * dim * N) : undefined;
 
   for (let b = 0; b < batch; b++) {
     for (let d = 0; d < dim; d++) {
-      // Forward again for this row, keeping every state: hs[t][n] = h_t[n], hs[-1] = h_{-1}.
-      const hPrev: Float64Array[] = []; // hPrev[t] = h_{t-1}
-      const hAll: Float64Array[] = []; // hAll[t] = h_t
-      const yPre = new Float64Array(L); // y_t before the z gate
-      let h = new Float64Array(N);
-      if (inp.initialState) for (let n = 0; n < N; n++) h[n] = inp.initialState[(b * dim + d) * N + n];
-      for (let t = 0; t < L; t++) {
-        const i = (b * dim + d) * L + t;
-        const { dt } = stepDt(inp, b, d, t);
-        hPrev.push(h);
-        const hn = new Float64Array(N);
-        let y = 0;
-        for (let n = 0; n < N; n++) {
-          const Bv = inp.B[bcIndex(inp.Blayout, batch, dim, L, N, b, d, n, t)];
-          const Cv = inp.C[bcIndex(inp.Clayout, batch, dim, L, N, b, d, n, t)];
-          hn[n] = Math.exp(dt * inp.A[d * N + n]) * h[n] + dt * Bv * inp.u[i];
-          y += Cv * hn[n];
+      for (const { start, end, row } of runsOf(inp, b)) {
+        // Forward again for this run, keeping every state: hs[t][n] = h_t[n], hs[-1] = h_{-1}.
+        const hPrev: Float64Array[] = []; // hPrev[t] = h_{t-1}
+        const hAll: Float64Array[] = []; // hAll[t] = h_t
+        const yPre = new Float64Array(L); // y_t before the z gate
+        let h = new Float64Array(N);
+        if (inp.initialState) for (let n = 0; n < N; n++) h[n] = inp.initialState[(row * dim + d) * N + n];
+        for (let t = start; t < end; t++) {
+          const i = (b * dim + d) * L + t;
+          const { dt } = stepDt(inp, b, d, t);
+          hPrev[t] = h;
+          const hn = new Float64Array(N);
+          let y = 0;
+          for (let n = 0; n < N; n++) {
+            const Bv = inp.B[bcIndex(inp.Blayout, batch, dim, L, N, b, d, n, t)];
+            const Cv = inp.C[bcIndex(inp.Clayout, batch, dim, L, N, b, d, n, t)];
+            hn[n] = Math.exp(dt * inp.A[d * N + n]) * h[n] + dt * Bv * inp.u[i];
+            y += Cv * hn[n];
+          }
+          if (inp.D) y += inp.D[d] * inp.u[i];
+          yPre[t] = y;
+          hAll[t] = hn;
+          h = hn;
         }
-        if (inp.D) y += inp.D[d] * inp.u[i];
-        yPre[t] = y;
-        hAll.push(hn);
-        h = hn;
-      }
 
-      // Reverse sweep. carry[n] = a_{t+1} g_{t+1}[n] (dLastState at the end of the sequence).
-      const carry = new Float64Array(N);
-      if (dLastState) for (let n = 0; n < N; n++) carry[n] = dLastState[(b * dim + d) * N + n];
-      for (let t = L - 1; t >= 0; t--) {
-        const i = (b * dim + d) * L + t;
-        const { x, dt } = stepDt(inp, b, d, t);
-        const u = inp.u[i];
-        let dy = dout[i];
-        if (inp.z && dz) {
-          const zv = inp.z[i];
-          const s = sigmoid(zv);
-          dy = dout[i] * silu(zv);
-          dz[i] = dout[i] * yPre[t] * s * (1 + zv * (1 - s));
+        // Reverse sweep. carry[n] = a_{t+1} g_{t+1}[n] (dLastState at the end of the sequence).
+        const carry = new Float64Array(N);
+        if (dLastState) for (let n = 0; n < N; n++) carry[n] = dLastState[(row * dim + d) * N + n];
+        for (let t = end - 1; t >= start; t--) {
+          const i = (b * dim + d) * L + t;
+          const { x, dt } = stepDt(inp, b, d, t);
+          const u = inp.u[i];
+          let dy = dout[i];
+          if (inp.z && dz) {
+            const zv = inp.z[i];
+            const s = sigmoid(zv);
+            dy = dout[i] * silu(zv);
+            dz[i] = dout[i] * yPre[t] * s * (1 + zv * (1 - s));
+          }
+          if (dD && inp.D) dD[d] += dy * u;
+          let duAcc = inp.D ? inp.D[d] * dy : 0;
+          let ddt = 0;
+          for (let n = 0; n < N; n++) {
+            const bi = bcIndex(inp.Blayout, batch, dim, L, N, b, d, n, t);
+            const ci = bcIndex(inp.Clayout, batch, dim, L, N, b, d, n, t);
+            const Bv = inp.B[bi];
+            const Cv = inp.C[ci];
+            const An = inp.A[d * N + n];
+            const a = Math.exp(dt * An);
+            const g = Cv * dy + carry[n]; // g_t = dL/dh_t
+            duAcc += g * dt * Bv;
+            ddt += g * (Bv * u + An * a * hPrev[t][n]);
+            dA[d * N + n] += g * dt * a * hPrev[t][n];
+            dB[bi] += g * dt * u;
+            dC[ci] += dy * hAll[t][n];
+            carry[n] = a * g; // becomes a_t g_t for step t-1
+          }
+          du[i] = duAcc;
+          const dx = inp.deltaSoftplus ? (x > 20 ? ddt : ddt * sigmoid(x)) : ddt;
+          ddelta[i] = dx;
+          if (ddeltaBias) ddeltaBias[d] += dx;
         }
-        if (dD && inp.D) dD[d] += dy * u;
-        let duAcc = inp.D ? inp.D[d] * dy : 0;
-        let ddt = 0;
-        for (let n = 0; n < N; n++) {
-          const bi = bcIndex(inp.Blayout, batch, dim, L, N, b, d, n, t);
-          const ci = bcIndex(inp.Clayout, batch, dim, L, N, b, d, n, t);
-          const Bv = inp.B[bi];
-          const Cv = inp.C[ci];
-          const An = inp.A[d * N + n];
-          const a = Math.exp(dt * An);
-          const g = Cv * dy + carry[n]; // g_t = dL/dh_t
-          duAcc += g * dt * Bv;
-          ddt += g * (Bv * u + An * a * hPrev[t][n]);
-          dA[d * N + n] += g * dt * a * hPrev[t][n];
-          dB[bi] += g * dt * u;
-          dC[ci] += dy * hAll[t][n];
-          carry[n] = a * g; // becomes a_t g_t for step t-1
-        }
-        du[i] = duAcc;
-        const dx = inp.deltaSoftplus ? (x > 20 ? ddt : ddt * sigmoid(x)) : ddt;
-        ddelta[i] = dx;
-        if (ddeltaBias) ddeltaBias[d] += dx;
+        if (dInitialState) for (let n = 0; n < N; n++) dInitialState[(row * dim + d) * N + n] = carry[n];
       }
-      if (dInitialState) for (let n = 0; n < N; n++) dInitialState[(b * dim + d) * N + n] = carry[n];
     }
   }
   const grads: ScanRefGrads = { du, ddelta, dA, dB, dC };

@@ -1,10 +1,11 @@
 // Runs the addon on a ScanCase (public API only) and compares with the reference.
 import { expect } from 'vitest';
 import { Tensor, selectiveScan, selectiveScanBackward } from './api.js';
-import { bcShapeOf, type ScanCase } from './cases.js';
+import { bcShapeOf, makeScanCase, type ScanCase, type ScanCaseSpec } from './cases.js';
 import {
   relErr,
   scanRef,
+  stateRowCount,
   scanRefBackward,
   type AnyDType,
   type ScanRefGrads,
@@ -51,8 +52,9 @@ export function caseTensors(c: ScanCase, device: DeviceName = 'cpu'): CaseTensor
   if (r.D) t.D = tensor(r.D, [dim], 'float32', device);
   if (r.z) t.z = tensor(r.z, [batch, dim, L], c.dtype, device);
   if (r.deltaBias) t.deltaBias = tensor(r.deltaBias, [dim], 'float32', device);
-  if (r.initialState) t.initialState = tensor(r.initialState, [batch, dim, N], 'float32', device);
-  if (c.dLastState) t.dLastState = tensor(c.dLastState, [batch, dim, N], 'float32', device);
+  const rows = stateRowCount(r);
+  if (r.initialState) t.initialState = tensor(r.initialState, [rows, dim, N], 'float32', device);
+  if (c.dLastState) t.dLastState = tensor(c.dLastState, [rows, dim, N], 'float32', device);
   return t;
 }
 
@@ -64,6 +66,7 @@ export function scanOpts(c: ScanCase, t: CaseTensors, saveForBackward = true) {
   if (c.ref.deltaSoftplus) opts.deltaSoftplus = true;
   if (t.initialState) opts.initialState = t.initialState;
   if (c.spec.lastState) opts.returnLastState = true;
+  if (c.ref.cuSeqlens) opts.cuSeqlens = c.ref.cuSeqlens;
   return opts;
 }
 
@@ -165,4 +168,52 @@ export function concatLast(a: ArrayLike<number>, L1: number, b: ArrayLike<number
     for (let t = 0; t < L2; t++) r[i * (L1 + L2) + L1 + t] = b[i * L2 + t];
   }
   return r;
+}
+
+/**
+ * Runs a case on the CPU and checks everything against the reference: out, lastState, and a
+ * gradient for every input given, each of its input's shape and with the dtype rules.
+ */
+export function checkCase(spec: ScanCaseSpec): void {
+  const c = makeScanCase(spec);
+  const { batch, dim, L, N } = c.ref;
+  const tol = tolerances(c.dtype);
+  const got = runAddon(c);
+  const ref = referenceOf(c);
+
+  // forward
+  expect(got.outTensor).toBeInstanceOf(Tensor);
+  expect([...got.outTensor.shape]).toEqual([batch, dim, L]);
+  expect(got.outTensor.dtype).toBe(c.dtype);
+  expect(got.outTensor.device).toBe('cpu');
+  expectRelClose(got.out, ref.fwd.out, tol.fwd, 'out');
+  if (spec.lastState) {
+    expect(got.lastStateTensor, 'lastState returned').toBeDefined();
+    expect([...got.lastStateTensor!.shape]).toEqual([stateRowCount(c.ref), dim, N]);
+    expect(got.lastStateTensor!.dtype).toBe('float32');
+    expectRelClose(got.lastState!, ref.fwd.lastState, tol.fwd, 'lastState');
+  } else {
+    expect(got.lastStateTensor, 'no lastState unless asked').toBeUndefined();
+  }
+
+  // backward: a gradient for every input given, of the input's shape, with the dtype rules
+  const given = ['u', 'delta', 'A', 'B', 'C', 'D', 'z', 'deltaBias', 'initialState'].filter(
+    (k) => (c.ref as unknown as Record<string, unknown>)[k] !== undefined,
+  );
+  const returned = Object.keys(got.gradTensors).sort();
+  expect(returned).toEqual(
+    Object.keys(GRAD_INPUT)
+      .filter((g) => given.includes(GRAD_INPUT[g]))
+      .sort(),
+  );
+  const t = caseTensors(c);
+  const refGrads = ref.grads as unknown as Record<string, Float64Array>;
+  for (const [g, gt] of Object.entries(got.gradTensors)) {
+    const input = (t as unknown as Record<string, Tensor>)[GRAD_INPUT[g]];
+    expect(gt, g).toBeInstanceOf(Tensor);
+    expect([...gt.shape], `${g} shape`).toEqual([...input.shape]);
+    const float32Grad = ['dA', 'dD', 'ddeltaBias', 'dInitialState'].includes(g) || input.dtype === 'float32';
+    expect(gt.dtype, `${g} dtype`).toBe(float32Grad ? 'float32' : c.dtype);
+    expectRelClose(got.grads[g], refGrads[g], tol.grad, g);
+  }
 }

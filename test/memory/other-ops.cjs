@@ -1,6 +1,6 @@
-// Synchronous cycles of the ops beside the Mamba-1 scan (ssdScan forward+backward and
-// causalConv1dUpdate), every result disposed: prints the peak RSS in MB as JSON.
-const { Tensor, ssdScan, ssdScanBackward, causalConv1dUpdate } = require('../..');
+// Synchronous cycles of the ops beside the Mamba-1 scan (ssdScan forward+backward, causalConv1d
+// forward+backward and causalConv1dUpdate), every result disposed: prints the peak RSS in MB as JSON.
+const { Tensor, ssdScan, ssdScanBackward, causalConv1d, causalConv1dBackward, causalConv1dUpdate } = require('../..');
 const cycles = +(process.argv[2] ?? 5000);
 const [b, L, H, P, G, N] = [1, 64, 4, 8, 1, 16];
 const [slots, dim, W] = [4, 64, 4];
@@ -23,7 +23,11 @@ for (let i = 0; i < cycles; i++) {
   const g = ssdScanBackward(ctx, out);
   const step = Tensor.from(rnd(slots * dim), [slots, dim]);
   const y = causalConv1dUpdate(convState, step, weight, { activation: 'silu' });
-  for (const t of [x, dt, A, B, C, out, ctx, step, y, ...Object.values(g)]) t.dispose();
+  const seq = Tensor.from(rnd(2 * dim * L), [2, dim, L]);
+  const conv = causalConv1d(seq, weight, { activation: 'silu', returnFinalState: true, saveForBackward: true });
+  const cg = causalConv1dBackward(conv.ctx, conv.out, { dFinalState: conv.finalState });
+  const convResults = [seq, conv.out, conv.finalState, conv.ctx, ...Object.values(cg)];
+  for (const t of [x, dt, A, B, C, out, ctx, step, y, ...Object.values(g), ...convResults]) t.dispose();
   if (i % 500 === 0) peak = Math.max(peak, process.memoryUsage().rss);
 }
 peak = Math.max(peak, process.memoryUsage().rss);

@@ -91,6 +91,18 @@ void gatherWindow(const ConvForwardParams &p, const Segment &g, int64_t s, int64
   for (; i < n; ++i) buf[i] = 0.0f;
 }
 
+// The window xs[s .. s + n) of a block: float32 x itself where the block's window lies inside x
+// (every block but the first and the last), else gathered into buf. The values are the same either
+// way, so the results are too.
+template <DType DT>
+const float *window(const ConvForwardParams &p, const Segment &g, int64_t s, int64_t n, float *buf) {
+  const int64_t W = p.width;
+  if constexpr (DT == DType::Float32)
+    if (s >= W - 1 && s + n <= W - 1 + g.len) return static_cast<const float *>(p.x) + g.x0 + s - (W - 1);
+  gatherWindow<DT>(p, g, s, n, buf);
+  return buf;
+}
+
 // The weights and bias of one channel, broadcast.
 struct ChannelConstants {
   Vec w[kMaxWidth];
@@ -111,20 +123,23 @@ inline Vec preactivation(const float *xs, const ChannelConstants &c, int64_t W) 
 template <DType DT>
 void forwardSegment(const ConvForwardParams &p, const ChannelConstants &c, const Segment &g) {
   const int64_t W = p.width;
-  alignas(64) float xs[kBlock + kMaxWidth + kLanes];
-  alignas(64) float out[kBlock];
+  alignas(64) float buf[kBlock + kMaxWidth + kLanes];
+  alignas(64) float outBuf[kBlock];
   for (int64_t s = 0; s < g.len; s += kBlock) {
     const int64_t n = std::min(kBlock, g.len - s), nv = roundUp(n, kLanes);
-    gatherWindow<DT>(p, g, s, nv + W - 1, xs);
+    const float *xs = window<DT>(p, g, s, nv + W - 1, buf);
+    // float32 whole vectors go straight to out; the rest through outBuf.
+    float *out = DT == DType::Float32 && n == nv ? static_cast<float *>(p.out) + g.x0 + s : outBuf;
     for (int64_t i = 0; i < nv; i += kLanes) {
       const Vec pre = preactivation(xs + i, c, W);
       storeu(out + i, p.silu ? silu(pre) : pre);
     }
-    for (int64_t i = 0; i < n; ++i) storeElement<DT>(p.out, g.x0 + s + i, out[i]);
+    if (out == outBuf)
+      for (int64_t i = 0; i < n; ++i) storeElement<DT>(p.out, g.x0 + s + i, outBuf[i]);
   }
   if (p.finalState) {  // xs[len .. len + W - 2]: stored values of this dtype, so copied exactly
-    gatherWindow<DT>(p, g, g.len, W - 1, xs);
-    for (int64_t j = 0; j + 1 < W; ++j) storeElement<DT>(p.finalState, g.state0 + j, xs[j]);
+    gatherWindow<DT>(p, g, g.len, W - 1, buf);
+    for (int64_t j = 0; j + 1 < W; ++j) storeElement<DT>(p.finalState, g.state0 + j, buf[j]);
   }
 }
 
@@ -141,8 +156,8 @@ template <DType DT>
 void backwardSegment(const ConvBackwardParams &q, const ChannelConstants &c, const Segment &g, RowSums &sums) {
   const ConvForwardParams &p = q.fwd;
   const int64_t W = p.width, total = g.len + W - 1;
-  alignas(64) float xs[kBlock + kMaxWidth + kLanes];
-  alignas(64) float dout[kBlock];
+  alignas(64) float buf[kBlock + kMaxWidth + kLanes];
+  alignas(64) float doutBuf[kBlock];
   alignas(64) float dpBuf[kMaxWidth + kBlock];  // dpBuf[W - 1 + i] = dp at step s + i
   alignas(64) float dxs[kBlock];
   std::fill(dpBuf, dpBuf + W - 1, 0.0f);  // steps before the segment
@@ -150,33 +165,49 @@ void backwardSegment(const ConvBackwardParams &q, const ChannelConstants &c, con
   for (int64_t s = 0; s < total; s += kBlock) {
     const int64_t n = std::min(kBlock, total - s), nv = roundUp(n, kLanes);
     const int64_t steps = std::clamp<int64_t>(g.len - s, 0, n), stepsV = roundUp(steps, kLanes);
-    gatherWindow<DT>(p, g, s, stepsV + W - 1, xs);
-    for (int64_t i = 0; i < steps; ++i) dout[i] = loadElement<DT>(q.dout, g.x0 + s + i);
-    std::fill(dout + steps, dout + stepsV, 0.0f);
-    for (int64_t i = 0; i < stepsV; i += kLanes) {
-      const Vec go = loadu(dout + i);
-      storeu(dp + i, p.silu ? go * siluGrad(preactivation(xs + i, c, W)) : go);
+    const float *xs = window<DT>(p, g, s, stepsV + W - 1, buf);
+    const float *dout = doutBuf;
+    if (DT == DType::Float32 && steps == stepsV) {
+      dout = static_cast<const float *>(q.dout) + g.x0 + s;
+    } else {
+      for (int64_t i = 0; i < steps; ++i) doutBuf[i] = loadElement<DT>(q.dout, g.x0 + s + i);
+      std::fill(doutBuf + steps, doutBuf + stepsV, 0.0f);
     }
-    std::fill(dp + steps, dp + nv, 0.0f);  // past the segment: no step, no gradient
-    for (int64_t i = 0; i < stepsV; i += kLanes) {
-      const Vec d = loadu(dp + i);
+    // dp, then its sums; a vector that runs past the segment is zeroed there first (no step, no
+    // gradient) and summed after.
+    const int64_t full = steps / kLanes * kLanes;
+    auto dpAt = [&](int64_t i) {
+      const Vec go = loadu(dout + i);
+      return p.silu ? go * siluGrad(preactivation(xs + i, c, W)) : go;
+    };
+    auto sum = [&](int64_t i, Vec d) {
       sums.bias += d;
       for (int64_t k = 0; k < W; ++k) sums.w[k] += d * loadu(xs + i + k);
+    };
+    for (int64_t i = 0; i < full; i += kLanes) {
+      const Vec d = dpAt(i);
+      storeu(dp + i, d);
+      sum(i, d);
     }
+    if (full < stepsV) storeu(dp + full, dpAt(full));
+    std::fill(dp + steps, dp + nv, 0.0f);
+    if (full < stepsV) sum(full, loadu(dp + full));
     for (int64_t i = 0; i < nv; i += kLanes) {
       Vec acc = {};
       for (int64_t k = 0; k < W; ++k) acc += c.w[k] * loadu(dp + i - k);
       storeu(dxs + i, acc);
     }
-    for (int64_t i = 0; i < n; ++i) {
-      const int64_t j = s + i;
-      float v = dxs[i];
-      if (q.dFinalState && j >= g.len) v += loadElement<DT>(q.dFinalState, g.state0 + j - g.len);
-      if (j >= W - 1)
-        storeElement<DT>(q.dx, g.x0 + j - (W - 1), v);
-      else if (q.dInitialState)
-        storeElement<DT>(q.dInitialState, g.state0 + j, v);
-    }
+    // xs index j = s + i: the state's columns below W - 1, x above; dFinalState from len on.
+    const int64_t stateEnd = std::min(s + n, W - 1), plainBegin = std::max(s, W - 1);
+    const int64_t plainEnd = std::max(plainBegin, std::min(s + n, g.len));
+    auto withFinal = [&](int64_t j) {
+      const float v = dxs[j - s];
+      return q.dFinalState && j >= g.len ? v + loadElement<DT>(q.dFinalState, g.state0 + j - g.len) : v;
+    };
+    if (q.dInitialState)
+      for (int64_t j = s; j < stateEnd; ++j) storeElement<DT>(q.dInitialState, g.state0 + j, withFinal(j));
+    for (int64_t j = plainBegin; j < plainEnd; ++j) storeElement<DT>(q.dx, g.x0 + j - (W - 1), dxs[j - s]);
+    for (int64_t j = plainEnd; j < s + n; ++j) storeElement<DT>(q.dx, g.x0 + j - (W - 1), withFinal(j));
     std::memmove(dpBuf, dpBuf + n, size_t(W - 1) * sizeof(float));  // the next block's carry
   }
 }

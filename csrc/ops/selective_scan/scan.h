@@ -41,14 +41,20 @@ struct ScanForwardParams {
   const void *z = nullptr;   // optional gate
   const float *A = nullptr;  // (dim, N)
   Projection B, C;
-  const float *D = nullptr;             // optional (dim)
-  const float *deltaBias = nullptr;     // optional (dim)
-  const float *initialState = nullptr;  // optional (batch, dim, N)
+  const float *D = nullptr;          // optional (dim)
+  const float *deltaBias = nullptr;  // optional (dim)
+  // Optional, with batch == 1: nseq + 1 offsets into L (0 first, L last, never decreasing); sequence
+  // i is steps [cuSeqlens[i], cuSeqlens[i + 1]) and starts from its own state. Not in the CUDA
+  // kernels yet: scan_binding.cc refuses it on a GPU.
+  const int32_t *cuSeqlens = nullptr;
+  int64_t sequences = 0;                // nseq with cuSeqlens, else batch: the rows of the states
+  const float *initialState = nullptr;  // optional (sequences, dim, N)
   bool deltaSoftplus = false;
   void *out = nullptr;         // (batch, dim, L)
-  float *lastState = nullptr;  // optional (batch, dim, N)
-  // Optional (batch, dim, chunks, N): h at the last step of every chunk of chunkLength steps,
-  // chunks = ceil(L / chunkLength). The backward restarts its recomputation from these.
+  float *lastState = nullptr;  // optional (sequences, dim, N)
+  // Optional (batch, dim, chunks, N): h at the last step of every chunk of chunkLength steps (the
+  // state of the sequence that step belongs to), chunks = ceil(L / chunkLength). The backward
+  // restarts its recomputation from these.
   float *checkpoints = nullptr;
   int64_t chunkLength = 0;  // the backend's scanChunkLength(shape)
 };
@@ -56,14 +62,14 @@ struct ScanForwardParams {
 struct ScanBackwardParams {
   ScanForwardParams fwd;              // the inputs, checkpoints and chunkLength of the forward
   const void *dout = nullptr;         // (batch, dim, L)
-  const float *dLastState = nullptr;  // optional (batch, dim, N)
+  const float *dLastState = nullptr;  // optional (sequences, dim, N)
   bool deterministic = false;
   // Outputs; each null where the input was not given.
   void *du = nullptr, *ddelta = nullptr, *dz = nullptr;  // dtype, (batch, dim, L)
   float *dA = nullptr;                                   // (dim, N)
   void *dB = nullptr, *dC = nullptr;                     // fixed: float32 (dim, N); varying: dtype, like B/C
   float *dD = nullptr, *ddeltaBias = nullptr;            // (dim)
-  float *dInitialState = nullptr;                        // (batch, dim, N)
+  float *dInitialState = nullptr;                        // (sequences, dim, N)
 };
 
 namespace cpu {

@@ -1,6 +1,9 @@
 // selectiveScan and selectiveScanBackward: the descriptors lib/ops/selective-scan.ts builds, read
 // into ScanForwardParams / ScanBackwardParams, and the native functions that run them.
+#include <string>
+
 #include "../../op/registry.h"
+#include "../../op/sequences.h"
 #include "scan.h"
 
 namespace ss {
@@ -33,7 +36,8 @@ void readScanInputs(op::Descriptor &d, ScanForwardParams &p) {
   p.C = readProjection(d, "C", p.shape, p.dtype);
   p.D = d.floats("D", {dim}, op::Presence::Optional);
   p.deltaBias = d.floats("deltaBias", {dim}, op::Presence::Optional);
-  p.initialState = d.floats("initialState", {batch, dim, N}, op::Presence::Optional);
+  p.sequences = op::readSequences(d, batch, L, &p.cuSeqlens);
+  p.initialState = d.floats("initialState", {p.sequences, dim, N}, op::Presence::Optional);
   p.deltaSoftplus = d.flag("deltaSoftplus");
   // The backend's scanChunkLength(shape), which lib/ asked for before allocating the checkpoints
   // (the CUDA kernels refuse any other value; the CPU backend works with any interval).
@@ -47,7 +51,7 @@ void readScanForward(op::Descriptor &d, ScanForwardParams &p) {
   readScanInputs(d, p);
   const int64_t batch = p.shape.batch, dim = p.shape.dim, N = p.shape.dstate;
   p.out = d.tensor("out", {batch, dim, p.shape.seqlen}, p.dtype);
-  p.lastState = d.floats("lastState", {batch, dim, N}, op::Presence::Optional);
+  p.lastState = d.floats("lastState", {p.sequences, dim, N}, op::Presence::Optional);
   p.checkpoints = d.floats("checkpoints", {batch, dim, checkpointCount(p), N}, op::Presence::Optional);
 }
 
@@ -60,7 +64,7 @@ void readScanBackward(op::Descriptor &d, ScanBackwardParams &p) {
   };
   p.fwd.checkpoints = d.floats("checkpoints", {batch, dim, checkpointCount(f), N});
   p.dout = d.tensor("dout", {batch, dim, L}, f.dtype);
-  p.dLastState = d.floats("dLastState", {batch, dim, N}, op::Presence::Optional);
+  p.dLastState = d.floats("dLastState", {f.sequences, dim, N}, op::Presence::Optional);
   p.deterministic = d.flag("deterministic");
   p.du = d.tensor("du", {batch, dim, L}, f.dtype);
   p.ddelta = d.tensor("ddelta", {batch, dim, L}, f.dtype);
@@ -70,8 +74,28 @@ void readScanBackward(op::Descriptor &d, ScanBackwardParams &p) {
   p.dC = gradientOf("dC", f.C);
   p.dD = f.D ? d.floats("dD", {dim}) : nullptr;
   p.ddeltaBias = f.deltaBias ? d.floats("ddeltaBias", {dim}) : nullptr;
-  p.dInitialState = f.initialState ? d.floats("dInitialState", {batch, dim, N}) : nullptr;
+  p.dInitialState = f.initialState ? d.floats("dInitialState", {f.sequences, dim, N}) : nullptr;
 }
+
+#if defined(SS_WITH_CUDA)
+// The CUDA kernels do not take packed sequences yet: refuse them, before any kernel is queued,
+// rather than scan across the boundaries.
+void refuseSequences(const ScanForwardParams &p, const char *publicName) {
+  if (p.cuSeqlens) {
+    throw gpu::Error("ERR_CUDA_UNAVAILABLE", std::string(publicName) +
+                                                 ": cuSeqlens has no CUDA implementation yet; run packed "
+                                                 "sequences on the CPU");
+  }
+}
+gpu::Status cudaScanForward(const ScanForwardParams &p, gpu::Stream stream) {
+  refuseSequences(p, "selectiveScan");
+  return cuda::scanForward(p, stream);
+}
+gpu::Status cudaScanBackward(const ScanBackwardParams &p, gpu::Stream stream) {
+  refuseSequences(p.fwd, "selectiveScanBackward");
+  return cuda::scanBackward(p, stream);
+}
+#endif
 
 }  // namespace
 
@@ -79,8 +103,8 @@ void readScanBackward(op::Descriptor &d, ScanBackwardParams &p) {
 SS_REGISTER_QUERY(
     scanChunkLength, "selectiveScan", ScanShape, [](op::Descriptor &d, ScanShape &s) { s = readShape(d); },
     cpu::scanChunkLength, cuda::scanChunkLength);
-SS_REGISTER_OP(scanForward, "selectiveScan", ScanForwardParams, readScanForward, cpu::scanForward, cuda::scanForward);
+SS_REGISTER_OP(scanForward, "selectiveScan", ScanForwardParams, readScanForward, cpu::scanForward, cudaScanForward);
 SS_REGISTER_OP(scanBackward, "selectiveScanBackward", ScanBackwardParams, readScanBackward, cpu::scanBackward,
-               cuda::scanBackward);
+               cudaScanBackward);
 
 }  // namespace ss

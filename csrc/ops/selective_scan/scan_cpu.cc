@@ -8,7 +8,11 @@
 // the forward costs one vector exp2 and three fused multiply-adds.
 //
 // Nothing of size L x N is ever stored: the forward writes the state at the end of each chunk (the
-// checkpoints), and the backward recomputes one chunk at a time from them. Sums over channels or
+// checkpoints), and the backward recomputes one chunk at a time from them. Packed sequences
+// (cuSeqlens) cut a chunk into pieces at the sequence boundaries that fall inside it (a chunk with
+// none is one piece, the plain path): at a sequence's first step its initial state replaces the
+// carried state, and in the reverse sweep its dLastState replaces the carried gradient at its last
+// step; a replacement, never a product with 0, so that not even an Inf or NaN crosses a boundary. Sums over channels or
 // batch rows (dA, dD, ddeltaBias, fixed and varying dB/dC) are kept per task and finished in a fixed
 // order, so results never depend on the thread count or on which thread ran which task.
 #include <algorithm>
@@ -17,6 +21,7 @@
 
 #include "../../common/scan_math.h"
 #include "../../cpu/scratch.h"
+#include "../../cpu/segments.h"
 #include "../../cpu/simd.h"
 #include "../../cpu/thread_pool.h"
 #include "scan.h"
@@ -95,6 +100,36 @@ int64_t widestRange(const std::vector<ChannelRange> &ranges) {
   int64_t widest = 0;
   for (const auto &r : ranges) widest = std::max(widest, r.d1 - r.d0);
   return widest;
+}
+
+// p + offset, or null for a null p (a table that this op does not have).
+template <class T>
+T *offsetOrNull(T *p, int64_t offset) {
+  return p ? p + offset : nullptr;
+}
+
+// Block k of a task's channels (a lane each) of row `row` of a (rows, dim, N) float32 state tensor:
+// into h[N] (zeros past the task's last channel, and everywhere for a null tensor), and back.
+void loadBlockState(const float *states, int64_t row, const Task &task, int64_t k, int64_t dim, int64_t N, Vec *h) {
+  for (int lane = 0; lane < kLanes; ++lane) {
+    const int64_t d = task.d0 + k * kLanes + lane;
+    const float *src = states && d < task.d1 ? states + (row * dim + d) * N : nullptr;
+    for (int64_t n = 0; n < N; ++n) h[n][lane] = src ? src[n] : 0.0f;
+  }
+}
+
+void storeBlockState(const Vec *h, const Task &task, int64_t k, int64_t dim, int64_t N, float *states, int64_t row) {
+  for (int lane = 0; lane < kLanes; ++lane) {
+    const int64_t d = task.d0 + k * kLanes + lane;
+    if (d >= task.d1) break;
+    for (int64_t n = 0; n < N; ++n) states[(row * dim + d) * N + n] = h[n][lane];
+  }
+}
+
+// An empty sequence leaves its state as it came: row `row` of src (zeros when null) to dst, for the
+// task's channels.
+void copyStateRow(const float *src, float *dst, int64_t row, const Task &task, int64_t dim, int64_t N) {
+  for (int64_t i = (row * dim + task.d0) * N; i < (row * dim + task.d1) * N; ++i) dst[i] = src ? src[i] : 0.0f;
 }
 
 // Copies the [N][len] tile of a varying B or C (rows n, contiguous in t) into [len][N] floats.
@@ -239,18 +274,17 @@ void forwardTask(const ScanForwardParams &p, const Task &task, void *scratch) {
   Carver carver(scratch);
   ForwardScratch s(carver, p, blocks);
   s.constants.fill(p, task, blocks);
-  for (int64_t k = 0; k < blocks; ++k) {
-    for (int lane = 0; lane < kLanes; ++lane) {
-      const int64_t d = task.d0 + k * kLanes + lane;
-      for (int64_t n = 0; n < N; ++n) {
-        s.state[k * N + n][lane] = (d < task.d1 && p.initialState) ? p.initialState[(b * dim + d) * N + n] : 0.0f;
-      }
-    }
+  const std::vector<Segment> segments = segmentsOf(p.cuSeqlens, p.sequences, L, b), nonEmpty = nonEmptyOf(segments);
+  if (p.lastState) {
+    for (const Segment &seg : segments)
+      if (seg.start == seg.end) copyStateRow(p.initialState, p.lastState, seg.row, task, dim, N);
   }
+  std::vector<Piece> pieces;
   const ScanChunkFn chunkFn = scanChunkFor<false>(p.B.varying(), p.C.varying());
 
   for (int64_t c = 0; c < chunks; ++c) {
     const int64_t t0 = c * T, len = std::min(T, L - t0);
+    piecesOf(nonEmpty, t0, len, pieces);
     if (s.Bt) transposeTile<DT>(p.B.data, (b * p.B.groups + task.groupB) * N * L + t0, L, N, len, s.Bt);
     if (s.Ct) transposeTile<DT>(p.C.data, (b * p.C.groups + task.groupC) * N * L + t0, L, N, len, s.Ct);
     for (int64_t k = 0; k < blocks; ++k) {
@@ -263,8 +297,13 @@ void forwardTask(const ScanForwardParams &p, const Task &task, void *scratch) {
       const Vec bias = s.constants.deltaBias[k], D = s.constants.D[k];
       for (int64_t t = 0; t < len; ++t) s.dt[t] = deltaToDt(s.dt[t], bias, p.deltaSoftplus);
       Vec *h = s.state + k * N;
-      chunkFn(len, N, s.constants.A2 + k * N, s.constants.Bfixed ? s.constants.Bfixed + k * N : nullptr,
-              s.constants.Cfixed ? s.constants.Cfixed + k * N : nullptr, s.Bt, s.Ct, s.u, s.dt, h, nullptr, s.y);
+      for (const Piece &pc : pieces) {
+        if (pc.starts) loadBlockState(p.initialState, pc.row, task, k, dim, N, h);
+        chunkFn(pc.to - pc.from, N, s.constants.A2 + k * N, offsetOrNull(s.constants.Bfixed, k * N),
+                offsetOrNull(s.constants.Cfixed, k * N), offsetOrNull(s.Bt, pc.from * N),
+                offsetOrNull(s.Ct, pc.from * N), s.u + pc.from, s.dt + pc.from, h, nullptr, s.y + pc.from);
+        if (pc.ends && p.lastState) storeBlockState(h, task, k, dim, N, p.lastState, pc.row);
+      }
       for (int64_t t = 0; t < len; ++t) {
         const Vec y = s.y[t] + D * s.u[t];
         s.y[t] = s.z ? y * silu(s.z[t]) : y;
@@ -275,15 +314,6 @@ void forwardTask(const ScanForwardParams &p, const Task &task, void *scratch) {
           float *ckpt = p.checkpoints + ((b * dim + d0 + lane) * chunks + c) * N;
           for (int64_t n = 0; n < N; ++n) ckpt[n] = h[n][lane];
         }
-      }
-    }
-  }
-  if (p.lastState) {
-    for (int64_t k = 0; k < blocks; ++k) {
-      for (int lane = 0; lane < kLanes; ++lane) {
-        const int64_t d = task.d0 + k * kLanes + lane;
-        if (d >= task.d1) break;
-        for (int64_t n = 0; n < N; ++n) p.lastState[(b * dim + d) * N + n] = s.state[k * N + n][lane];
       }
     }
   }
@@ -328,8 +358,9 @@ struct BackwardScratch {
   }
 };
 
-// The reverse sweep over one chunk. carry[n] enters as a_{t+1} g_{t+1} of the chunk's last step
-// (dLastState for the sequence's last step) and leaves as a_{t0} g_{t0} for the chunk before.
+// The reverse sweep over a piece of one chunk. carry[n] enters as a_{t+1} g_{t+1} of the piece's
+// last step (dLastState for the sequence's last step) and leaves as a_{t0} g_{t0} for the step before
+// (dInitialState at the sequence's first step).
 template <bool kVaryingB, bool kVaryingC>
 void reverseChunk(int64_t len, int64_t N, const BlockConstants &k, int64_t block, const float *Bt, const float *Ct,
                   const Vec *h, const Vec *u, const Vec *dt, const Vec *dy, Vec *carry, Vec *dA, Vec *dBFixed,
@@ -376,6 +407,8 @@ struct BackwardTask {
   const BackwardPartials &out;
   BackwardScratch &s;
   const int64_t N, L, dim, batch, b, T, chunks, blocks;
+  const std::vector<Segment> segments, nonEmpty;
+  std::vector<Piece> pieces;  // of the current chunk
 
   BackwardTask(const ScanBackwardParams &bp_, const Task &task_, const BackwardPartials &out_, BackwardScratch &s_)
       : bp(bp_),
@@ -390,9 +423,12 @@ struct BackwardTask {
         b(task_.b),
         T(p.chunkLength),
         chunks(ceilDiv(L, T)),
-        blocks(ceilDiv(task_.d1 - task_.d0, kLanes)) {}
+        blocks(ceilDiv(task_.d1 - task_.d0, kLanes)),
+        segments(segmentsOf(p.cuSeqlens, p.sequences, L, b)),
+        nonEmpty(nonEmptyOf(segments)) {}
 
-  // Sums at zero; the carried gradient starts as dLastState.
+  // Sums at zero (the carried gradient is set at each sequence's last step); an empty sequence's
+  // dInitialState is its dLastState.
   void initSums() const {
     for (int64_t k = 0; k < blocks; ++k) {
       s.dD[k] = s.ddeltaBias[k] = Vec{};
@@ -400,11 +436,11 @@ struct BackwardTask {
         s.dA[k * N + n] = Vec{};
         if (s.dBFixed) s.dBFixed[k * N + n] = Vec{};
         if (s.dCFixed) s.dCFixed[k * N + n] = Vec{};
-        for (int lane = 0; lane < kLanes; ++lane) {
-          const int64_t d = task.d0 + k * kLanes + lane;
-          s.carry[k * N + n][lane] = (d < task.d1 && bp.dLastState) ? bp.dLastState[(b * dim + d) * N + n] : 0.0f;
-        }
       }
+    }
+    if (bp.dInitialState) {
+      for (const Segment &seg : segments)
+        if (seg.start == seg.end) copyStateRow(bp.dLastState, bp.dInitialState, seg.row, task, dim, N);
     }
   }
 
@@ -421,24 +457,51 @@ struct BackwardTask {
   }
 
   // Inputs of block k's channels as [t][lane] tiles (zeros past the last channel; dout goes to dy
-  // for now), dt, and the state the chunk starts from (the previous chunk's checkpoint, or the
-  // initial state) in hStart.
-  void startBlockChunk(int64_t c, int64_t k, int64_t rows, int lanes, int64_t len) const {
-    const int64_t d0 = task.d0 + k * kLanes;
+  // for now), and dt.
+  void startBlockChunk(int64_t k, int64_t rows, int lanes, int64_t len) const {
     gatherRows<DT>(p.u, rows, L, lanes, len, s.u);
     gatherRows<DT>(p.delta, rows, L, lanes, len, s.delta);
     gatherRows<DT>(bp.dout, rows, L, lanes, len, s.dy);
     if (s.z) gatherRows<DT>(p.z, rows, L, lanes, len, s.z);
-    for (int lane = 0; lane < kLanes; ++lane) {
-      const int64_t d = d0 + lane;
-      const bool valid = lane < lanes;
-      const float *start = !valid  ? nullptr
-                           : c > 0 ? p.checkpoints + ((b * dim + d) * chunks + c - 1) * N
-                                   : (p.initialState ? p.initialState + (b * dim + d) * N : nullptr);
-      for (int64_t n = 0; n < N; ++n) s.hStart[n][lane] = start ? start[n] : 0.0f;
-    }
     const Vec bias = s.constants.deltaBias[k];
     for (int64_t t = 0; t < len; ++t) s.dt[t] = deltaToDt(s.delta[t], bias, p.deltaSoftplus);
+  }
+
+  // The chunk's states h_t of block k, piece by piece: from the previous chunk's checkpoint (which
+  // holds the state of the sequence the chunk starts in), or from a sequence's initial state at its
+  // first step.
+  void recomputeStates(ScanChunkFn recompute, int64_t c, int64_t k) const {
+    if (!pieces.front().starts) {
+      for (int lane = 0; lane < kLanes; ++lane) {
+        const int64_t d = task.d0 + k * kLanes + lane;
+        const float *start = d < task.d1 ? p.checkpoints + ((b * dim + d) * chunks + c - 1) * N : nullptr;
+        for (int64_t n = 0; n < N; ++n) s.hStart[n][lane] = start ? start[n] : 0.0f;
+      }
+    }
+    for (const Piece &pc : pieces) {
+      if (pc.starts) loadBlockState(p.initialState, pc.row, task, k, dim, N, s.hStart);
+      recompute(pc.to - pc.from, N, s.constants.A2 + k * N, offsetOrNull(s.constants.Bfixed, k * N),
+                offsetOrNull(s.constants.Cfixed, k * N), offsetOrNull(s.Bt, pc.from * N),
+                offsetOrNull(s.Ct, pc.from * N), s.u + pc.from, s.dt + pc.from, s.hStart, s.h + pc.from * N,
+                s.y + pc.from);
+    }
+  }
+
+  // The reverse sweep of block k over the chunk, piece by piece, last first: the carried gradient
+  // becomes dLastState at a sequence's last step and goes out as dInitialState past its first.
+  template <bool kVaryingB, bool kVaryingC>
+  void reverseStates(int64_t k) const {
+    Vec *carry = s.carry + k * N;
+    for (size_t i = pieces.size(); i-- > 0;) {
+      const Piece &pc = pieces[i];
+      if (pc.ends) loadBlockState(bp.dLastState, pc.row, task, k, dim, N, carry);
+      reverseChunk<kVaryingB, kVaryingC>(
+          pc.to - pc.from, N, s.constants, k, offsetOrNull(s.Bt, pc.from * N), offsetOrNull(s.Ct, pc.from * N),
+          s.h + pc.from * N, s.u + pc.from, s.dt + pc.from, s.dy + pc.from, carry, s.dA + k * N,
+          offsetOrNull(s.dBFixed, k * N), offsetOrNull(s.dCFixed, k * N), offsetOrNull(s.dBLanes, pc.from * N),
+          offsetOrNull(s.dCLanes, pc.from * N), s.ddt + pc.from, s.du + pc.from);
+      if (pc.starts && bp.dInitialState) storeBlockState(carry, task, k, dim, N, bp.dInitialState, pc.row);
+    }
   }
 
   // The output gate: dy = dout silu(z) and dz = dout y siluGrad(z), y taken before the gate (dz goes
@@ -485,7 +548,7 @@ struct BackwardTask {
     }
   }
 
-  // dInitialState (the carried gradient past the first step) and the per-channel sums.
+  // The per-channel sums.
   void writeTaskSums() const {
     for (int64_t k = 0; k < blocks; ++k) {
       for (int lane = 0; lane < kLanes; ++lane) {
@@ -493,7 +556,6 @@ struct BackwardTask {
         if (d >= task.d1) break;
         const int64_t rowN = (b * dim + d) * N;
         for (int64_t n = 0; n < N; ++n) {
-          if (bp.dInitialState) bp.dInitialState[rowN + n] = s.carry[k * N + n][lane];
           out.dA[rowN + n] = s.dA[k * N + n][lane];
           if (out.dBFixed) out.dBFixed[rowN + n] = s.dBFixed[k * N + n][lane];
           if (out.dCFixed) out.dCFixed[rowN + n] = s.dCFixed[k * N + n][lane];
@@ -504,26 +566,25 @@ struct BackwardTask {
     }
   }
 
-  void run() const {
+  void run() {
     s.constants.fill(p, task, blocks);
     initSums();
     const ScanChunkFn recompute = scanChunkFor<true>(p.B.varying(), p.C.varying());
     const bool varyingB = p.B.varying(), varyingC = p.C.varying();
-    auto *reverse = varyingB ? (varyingC ? reverseChunk<true, true> : reverseChunk<true, false>)
-                             : (varyingC ? reverseChunk<false, true> : reverseChunk<false, false>);
+    auto reverse =
+        varyingB ? (varyingC ? &BackwardTask::reverseStates<true, true> : &BackwardTask::reverseStates<true, false>)
+                 : (varyingC ? &BackwardTask::reverseStates<false, true> : &BackwardTask::reverseStates<false, false>);
     for (int64_t c = chunks - 1; c >= 0; --c) {
       const int64_t t0 = c * T, len = std::min(T, L - t0);
+      piecesOf(nonEmpty, t0, len, pieces);
       loadChunkTables(t0, len);
       for (int64_t k = 0; k < blocks; ++k) {
         const int64_t d0 = task.d0 + k * kLanes, rows = (b * dim + d0) * L + t0;
         const int lanes = int(std::min<int64_t>(kLanes, task.d1 - d0));
-        startBlockChunk(c, k, rows, lanes, len);
-        recompute(len, N, s.constants.A2 + k * N, s.constants.Bfixed ? s.constants.Bfixed + k * N : nullptr,
-                  s.constants.Cfixed ? s.constants.Cfixed + k * N : nullptr, s.Bt, s.Ct, s.u, s.dt, s.hStart, s.h, s.y);
+        startBlockChunk(k, rows, lanes, len);
+        recomputeStates(recompute, c, k);
         gateBackward(k, len);
-        reverse(len, N, s.constants, k, s.Bt, s.Ct, s.h, s.u, s.dt, s.dy, s.carry + k * N, s.dA + k * N,
-                s.dBFixed ? s.dBFixed + k * N : nullptr, s.dCFixed ? s.dCFixed + k * N : nullptr, s.dBLanes, s.dCLanes,
-                s.ddt, s.du);
+        (this->*reverse)(k);
         finishBlockChunk(k, rows, lanes, len);
       }
       writeChunkVaryingSums(t0, len);

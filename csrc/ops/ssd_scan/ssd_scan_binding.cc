@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "../../op/registry.h"
+#include "../../op/sequences.h"
 #include "ssd_scan.h"
 
 namespace ss {
@@ -35,16 +36,7 @@ void readSsdInputs(op::Descriptor &d, SsdForwardParams &p) {
   if (std::isnan(low) || std::isnan(high) || low > high) internalError(d.env(), "bad dtLimit");
   p.dtLow = float(low);
   p.dtHigh = float(high);
-  // Packed sequences: the offsets must be what lib/ checked (the copy is what the kernels read).
-  p.sequences = d.size("sequences");
-  d.indices("cuSeqlens", p.sequences + 1, &p.cuSeqlens, op::Presence::Optional);
-  if (p.cuSeqlens) {
-    if (batch != 1 || p.cuSeqlens[0] != 0 || p.cuSeqlens[p.sequences] != L) internalError(d.env(), "bad cuSeqlens");
-    for (int64_t i = 0; i < p.sequences; ++i)
-      if (p.cuSeqlens[i] > p.cuSeqlens[i + 1]) internalError(d.env(), "bad cuSeqlens");
-  } else if (p.sequences != batch) {
-    internalError(d.env(), "sequences must equal batch without cuSeqlens");
-  }
+  p.sequences = op::readSequences(d, batch, L, &p.cuSeqlens);
   p.initialState = d.floats("initialState", {p.sequences, H, P, N}, op::Presence::Optional);
   p.chunkLength = d.size("chunkLength");
   if (p.chunkLength < 1) internalError(d.env(), "chunkLength must be positive");

@@ -21,6 +21,7 @@
 
 #include "../../common/scan_math.h"
 #include "../../cpu/scratch.h"
+#include "../../cpu/segments.h"
 #include "../../cpu/simd.h"
 #include "../../cpu/thread_pool.h"
 #include "ssd_scan.h"
@@ -33,42 +34,6 @@ using simd::splat;
 using simd::Vec;
 
 int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-// ---- Segments -------------------------------------------------------------------------------------
-
-// Steps [start, end) of one row that run from one state: the whole row, or a packed sequence.
-// `row` is its row of initialState, lastState and their gradients.
-struct Segment {
-  int64_t start, end, row;
-};
-
-// The segments of batch row b: one per sequence of cuSeqlens (empty ones included), else [0, L).
-std::vector<Segment> segmentsOf(const SsdForwardParams &p, int64_t b) {
-  if (!p.cuSeqlens) return {{0, p.shape.seqlen, b}};
-  std::vector<Segment> segments;
-  for (int64_t i = 0; i < p.sequences; ++i) segments.push_back({p.cuSeqlens[i], p.cuSeqlens[i + 1], i});
-  return segments;
-}
-
-// The non-empty segment holding step t (the non-empty segments cover [0, L) in order).
-size_t segmentAt(const std::vector<Segment> &nonEmpty, int64_t t) {
-  size_t lo = 0, hi = nonEmpty.size() - 1;
-  while (lo < hi) {
-    const size_t mid = (lo + hi + 1) / 2;
-    if (nonEmpty[mid].start <= t)
-      lo = mid;
-    else
-      hi = mid - 1;
-  }
-  return lo;
-}
-
-std::vector<Segment> nonEmptyOf(const std::vector<Segment> &segments) {
-  std::vector<Segment> r;
-  for (const Segment &s : segments)
-    if (s.end > s.start) r.push_back(s);
-  return r;
-}
 
 // ---- Per-head layout -------------------------------------------------------------------------------
 
@@ -230,7 +195,7 @@ void forwardTask(const SsdForwardParams &p, int64_t b, int64_t h, void *scratch)
   const HeadConstants k = headConstants(p, s, h, w.D);
   auto stateRow = [&](auto *base, int64_t row) { return base ? base + (row * H + h) * stateSize : nullptr; };
 
-  for (const Segment &seg : segmentsOf(p, b)) {
+  for (const Segment &seg : segmentsOf(p.cuSeqlens, p.sequences, p.shape.seqlen, b)) {
     loadState(stateRow(p.initialState, seg.row), s, w.state);
     // The segment's steps, a piece of one chunk at a time.
     for (int64_t t0 = seg.start; t0 < seg.end;) {
@@ -306,7 +271,8 @@ void backwardTask(const SsdBackwardParams &bp, int64_t b, int64_t h, const Backw
   const HeadConstants k = headConstants(p, s, h, w.D);
   auto stateRow = [&](auto *base, int64_t row) { return base ? base + (row * H + h) * stateSize : nullptr; };
 
-  const std::vector<Segment> segments = segmentsOf(p, b), nonEmpty = nonEmptyOf(segments);
+  const std::vector<Segment> segments = segmentsOf(p.cuSeqlens, p.sequences, p.shape.seqlen, b),
+                             nonEmpty = nonEmptyOf(segments);
   // An empty sequence: its last state is its initial state, so dInitialState is dLastState.
   for (const Segment &seg : segments) {
     if (seg.end > seg.start || !bp.dInitialState) continue;

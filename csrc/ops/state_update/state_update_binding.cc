@@ -33,20 +33,7 @@ void readStateUpdate(op::Descriptor &d, StateUpdateParams &p) {
   p.dStrideP = dPerHead ? 0 : 1;
   p.dtBias = d.floats("dtBias", {H, perHeadP}, op::Presence::Optional);
   p.y = d.tensor("y", {B, H, P}, p.dtype);
-  d.indices("stateBatchIndices", B, &p.stateBatchIndices, op::Presence::Optional);
-  // Slots in range and distinct: lib/ checked the user's array; this copy is what the kernel reads.
-  if (p.stateBatchIndices) {
-    std::vector<bool> used(size_t(p.stateSlots), false);
-    for (int64_t i = 0; i < B; ++i) {
-      const int32_t slot = p.stateBatchIndices[i];
-      if (slot < 0) continue;
-      if (slot >= p.stateSlots || used[size_t(slot)])
-        internalError(d.env(), "stateBatchIndices out of range or repeated");
-      used[size_t(slot)] = true;
-    }
-  } else if (p.stateSlots != B) {
-    internalError(d.env(), "state has another row count than x");
-  }
+  d.stateBatchIndices(B, p.stateSlots, &p.stateBatchIndices, "state");
 }
 
 }  // namespace
