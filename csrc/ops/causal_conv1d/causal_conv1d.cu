@@ -161,16 +161,31 @@ __global__ void __launch_bounds__(kConvThreads) convForwardKernel(const ConvForw
       const float bias = p.bias ? p.bias[d] : 0.0f;
       SeqCursor c = sequenceOf(p, b, t0);
       float out[kItems];
+      if (t0 - H >= c.start && t0 + kItems <= c.end) {
+        // The common case: every window of the lane lies inside one sequence. Its kItems + H inputs
+        // are read from shared memory once, with no test per element (the same sums, same order).
+        float window[kItems + H];
 #pragma unroll
-      for (int i = 0; i < kItems; ++i) {
-        out[i] = 0.0f;
-        if (i < count) {
-          const int64_t t = t0 + i;
-          if (p.cuSeqlens) advanceTo(p, c, t);
+        for (int j = 0; j < kItems + H; ++j) window[j] = xs[lane * kItems + j];
+#pragma unroll
+        for (int i = 0; i < kItems; ++i) {
           float acc = bias;
 #pragma unroll
-          for (int k = 0; k < W; ++k) acc += w[k] * windowAt<DT, W>(p, c, d, t - H + k, xs, chunkStart - H);
+          for (int k = 0; k < W; ++k) acc += w[k] * window[i + k];
           out[i] = p.silu ? silu(acc) : acc;
+        }
+      } else {
+#pragma unroll
+        for (int i = 0; i < kItems; ++i) {
+          out[i] = 0.0f;
+          if (i < count) {
+            const int64_t t = t0 + i;
+            if (p.cuSeqlens) advanceTo(p, c, t);
+            float acc = bias;
+#pragma unroll
+            for (int k = 0; k < W; ++k) acc += w[k] * windowAt<DT, W>(p, c, d, t - H + k, xs, chunkStart - H);
+            out[i] = p.silu ? silu(acc) : acc;
+          }
         }
       }
       IO::store(p.out, row * L + t0, count, s.vectorized && count == kItems, out);
@@ -264,14 +279,32 @@ __global__ void __launch_bounds__(kConvThreads, backwardMinBlocks(W))
     };
     SeqCursor c{0, 0, 0};
     if (count > 0) c = sequenceOf(p, b, t0);
+    if (count > 0 && t0 - H >= c.start && t0 + kItems <= c.end) {
+      // The common case (as in the forward): the lane's windows inside one sequence, read once.
+      float window[kItems + H];
 #pragma unroll
-    for (int i = 0; i < kItems; ++i) {
-      float dp = 0.0f;
-      if (i < count) {
-        if (p.cuSeqlens) advanceTo(p, c, t0 + i);
-        dp = dpAt(c, t0 + i, go[i], true);
+      for (int j = 0; j < kItems + H; ++j) window[j] = xs[lane * kItems + j];
+#pragma unroll
+      for (int i = 0; i < kItems; ++i) {
+        float acc = bias;
+#pragma unroll
+        for (int k = 0; k < W; ++k) acc += w[k] * window[i + k];
+        const float dp = p.silu ? go[i] * siluGrad(acc) : go[i];
+#pragma unroll
+        for (int k = 0; k < W; ++k) dw[k] += dp * window[i + k];
+        dw[W] += dp;
+        dps[lane * kItems + i] = dp;
       }
-      dps[lane * kItems + i] = dp;
+    } else {
+#pragma unroll
+      for (int i = 0; i < kItems; ++i) {
+        float dp = 0.0f;
+        if (i < count) {
+          if (p.cuSeqlens) advanceTo(p, c, t0 + i);
+          dp = dpAt(c, t0 + i, go[i], true);
+        }
+        dps[lane * kItems + i] = dp;
+      }
     }
     // The H steps after the tile (the next tile's): their dp reaches back into this tile's dx.
     if (row < rows && lane == lanes - 1) {
@@ -292,21 +325,36 @@ __global__ void __launch_bounds__(kConvThreads, backwardMinBlocks(W))
     if (count > 0) {
       SeqCursor cu = sequenceOf(p, b, t0);
       float dx[kItems];
+      if (t0 + kItems + H <= cu.end) {
+        // The common case: every step the lane's inputs feed lies in their sequence, none of them
+        // is one of its last H inputs (no dFinalState term); dp read once.
+        float dpw[kItems + H];
 #pragma unroll
-      for (int i = 0; i < kItems; ++i) {
-        dx[i] = 0.0f;
-        if (i < count) {
-          const int64_t u = t0 + i;
-          if (p.cuSeqlens) advanceTo(p, cu, u);
+        for (int j = 0; j < kItems + H; ++j) dpw[j] = dps[lane * kItems + j];
+#pragma unroll
+        for (int i = 0; i < kItems; ++i) {
           float acc = 0.0f;
 #pragma unroll
-          for (int k = 0; k < W; ++k) {  // step u + (H - k) with weight k, within u's sequence
-            const int64_t t = u + (H - k);
-            if (t < cu.end) acc += w[k] * dps[t - chunkStart];
-          }
-          if (q.dFinalState && u >= cu.end - H)
-            acc += loadElement<DT>(q.dFinalState, (cu.seq * D + d) * H + (u - (cu.end - H)));
+          for (int k = 0; k < W; ++k) acc += w[k] * dpw[i + H - k];
           dx[i] = acc;
+        }
+      } else {
+#pragma unroll
+        for (int i = 0; i < kItems; ++i) {
+          dx[i] = 0.0f;
+          if (i < count) {
+            const int64_t u = t0 + i;
+            if (p.cuSeqlens) advanceTo(p, cu, u);
+            float acc = 0.0f;
+#pragma unroll
+            for (int k = 0; k < W; ++k) {  // step u + (H - k) with weight k, within u's sequence
+              const int64_t t = u + (H - k);
+              if (t < cu.end) acc += w[k] * dps[t - chunkStart];
+            }
+            if (q.dFinalState && u >= cu.end - H)
+              acc += loadElement<DT>(q.dFinalState, (cu.seq * D + d) * H + (u - (cu.end - H)));
+            dx[i] = acc;
+          }
         }
       }
       IO::store(q.dx, row * L + t0, count, vectorized, dx);
