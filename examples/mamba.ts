@@ -1,12 +1,12 @@
-// A Mamba language model in TypeScript: the dense parts (projections, convolution, norms) are
-// TensorFlow.js ops, the selective scan is selective-scan's, so tfjs's autograd and optimizers
-// train it. Defaults and initialisation follow mamba_ssm's Mamba block (d_state 16, d_conv 4,
+// A Mamba language model in TypeScript: the dense parts (projections, norms) are TensorFlow.js ops,
+// the causal convolution and the selective scan are selective-scan's, so tfjs's autograd and
+// optimizers train it. Defaults and initialisation follow mamba_ssm's Mamba block (d_state 16, d_conv 4,
 // expand 2, dt_rank ceil(d_model / 16), dt log-uniform in [1e-3, 0.1] through the inverse
 // softplus, A_log = log(1..N), D = 1), with a residual and an RMSNorm around each block.
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { selectiveScan } from 'selective-scan/tfjs';
+import { causalConv1d, selectiveScan } from 'selective-scan/tfjs';
 
 export interface MambaConfig {
   vocabSize: number;
@@ -129,31 +129,9 @@ export function rmsNorm(x: tf.Tensor, weight: tf.Tensor, eps = 1e-5): tf.Tensor 
   return tf.tidy(() => tf.mul(tf.mul(x, tf.rsqrt(tf.add(tf.mean(tf.square(x), -1, true), eps))), weight));
 }
 
-/**
- * Causal depthwise convolution over time of x (batch, L, channels) with weight (channels, W):
- * out_t = bias + sum_k weight[:, k] * x_{t-W+1+k}, as W shifted products (ops that every tfjs
- * backend differentiates). selective-scan's causalConv1d (the same meaning, on (batch, channels,
- * L)) takes its place when it exists.
- */
-export function causalConv1d(x: tf.Tensor, weight: tf.Tensor, bias: tf.Tensor): tf.Tensor {
-  return tf.tidy(() => {
-    const [batch, L, channels] = x.shape as [number, number, number];
-    const W = weight.shape[1]!;
-    const padded = tf.pad(x, [
-      [0, 0],
-      [W - 1, 0],
-      [0, 0],
-    ]);
-    let out: tf.Tensor = bias;
-    tf.unstack(tf.transpose(weight)).forEach((w, k) => {
-      out = tf.add(out, tf.mul(tf.slice(padded, [0, k, 0], [batch, L, channels]), w));
-    });
-    return out;
-  });
-}
-
-/** (batch, L, d) <-> (batch, d, L), the scan's layout. */
+/** (batch, L, d) <-> (batch, d, L), the layout of the convolution and the scan. */
 const toChannelsFirst = (x: tf.Tensor) => tf.transpose(x, [0, 2, 1]);
+const toChannelsLast = toChannelsFirst;
 
 export class MambaModel {
   readonly config: MambaConfig;
@@ -186,7 +164,12 @@ export class MambaModel {
       const tokens = (x: tf.Tensor) => tf.reshape(x, [batch * L, x.shape.at(-1)!]);
       const sequences = (x: tf.Tensor) => tf.reshape(x, [batch, L, x.shape.at(-1)!]);
       const [xIn, z] = tf.split(linear(tokens(h), p('inProj')), 2, -1) as [tf.Tensor, tf.Tensor];
-      const x = silu(causalConv1d(sequences(xIn), p('convWeight'), p('convBias')));
+      // The causal depthwise convolution and its silu, fused: xc is (batch, dInner, L).
+      const xc = causalConv1d(toChannelsFirst(sequences(xIn)), p('convWeight'), {
+        bias: p('convBias'),
+        activation: 'silu',
+      }).out;
+      const x = toChannelsLast(xc);
       let delta: tf.Tensor;
       let B: tf.Tensor;
       let C: tf.Tensor;
@@ -204,7 +187,7 @@ export class MambaModel {
         B = p('B');
         C = p('C');
       }
-      const { out } = selectiveScan(toChannelsFirst(x), delta, tf.neg(tf.exp(p('Alog'))), B, C, {
+      const { out } = selectiveScan(xc, delta, tf.neg(tf.exp(p('Alog'))), B, C, {
         D: p('D'),
         z: toChannelsFirst(sequences(z)),
         deltaBias: p('dtBias'),
@@ -281,8 +264,4 @@ export class MambaModel {
   dispose(): void {
     tf.dispose(this.variables());
   }
-}
-
-export function silu(x: tf.Tensor): tf.Tensor {
-  return tf.tidy(() => tf.mul(x, tf.sigmoid(x)));
 }

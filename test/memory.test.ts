@@ -26,7 +26,7 @@ describe('10,000 synchronous forward+backward cycles at (2, 64, 128, 16)', () =>
 });
 
 describe('the other ops in a synchronous loop', () => {
-  it('5,000 cycles of ssdScan and causalConv1d forward+backward and causalConv1dUpdate stay under 400 MB RSS', {
+  it('5,000 cycles of ssdScan, packed selectiveScan and causalConv1d forward+backward and causalConv1dUpdate stay under 400 MB RSS', {
     timeout: 120_000,
   }, () => {
     expect(peakRssOf(path.join(__dirname, 'memory', 'other-ops.cjs'), '5000')).toBeLessThan(400);

@@ -26,7 +26,7 @@ import {
 import { type ConvRefInputs, convRef, convRefBackward, convStateRows } from './helpers/conv-reference.js';
 import { expectCode, expectThrow } from './helpers/expect-code.js';
 import { Rng } from './helpers/random.js';
-import { scanRef, type ScanRefInputs } from './helpers/reference.js';
+import { scanRef, type ScanRefInputs, stateRowCount } from './helpers/reference.js';
 import { GRAD_INPUT, expectRelClose, runAddon } from './helpers/run.js';
 
 const INPUT_NAMES = ['u', 'delta', 'A', 'B', 'C', 'D', 'z', 'deltaBias', 'initialState'] as const;
@@ -44,7 +44,7 @@ function tfInputs(c: ScanCase): Map<InputName, tf.Tensor> {
     D: [dim],
     z: [batch, dim, L],
     deltaBias: [dim],
-    initialState: [batch, dim, N],
+    initialState: [stateRowCount(c.ref), dim, N],
   };
   const inputs = new Map<InputName, tf.Tensor>();
   for (const name of INPUT_NAMES) {
@@ -59,6 +59,7 @@ function scanOn(c: ScanCase, x: Map<InputName, tf.Tensor>) {
   for (const name of ['D', 'z', 'deltaBias', 'initialState'] as const) if (x.has(name)) opts[name] = x.get(name);
   if (c.ref.deltaSoftplus) opts.deltaSoftplus = true;
   if (c.spec.lastState) opts.returnLastState = true;
+  if (c.ref.cuSeqlens) opts.cuSeqlens = c.ref.cuSeqlens;
   return selectiveScan(x.get('u')!, x.get('delta')!, x.get('A')!, x.get('B')!, x.get('C')!, opts);
 }
 
@@ -71,7 +72,9 @@ function viaTfjs(c: ScanCase) {
   const names = [...inputs.keys()];
   const { batch, dim, L, N } = c.ref;
   const dout = tf.tensor(Float32Array.from(c.dout), [batch, dim, L]);
-  const dLastState = c.dLastState ? tf.tensor(Float32Array.from(c.dLastState), [batch, dim, N]) : undefined;
+  const dLastState = c.dLastState
+    ? tf.tensor(Float32Array.from(c.dLastState), [stateRowCount(c.ref), dim, N])
+    : undefined;
   const forward = scanOn(c, inputs);
   const loss = (...xs: tf.Tensor[]) => {
     const r = scanOn(c, new Map(names.map((n, i) => [n, xs[i]!])));
@@ -101,6 +104,8 @@ const CASES = [
   },
   { batch: 1, dim: 6, L: 33, N: 8, B: grouped(3), C: VARYING, D: true, lastState: true, seed: 1503 },
   { batch: 3, dim: 4, L: 17, N: 5, B: FIXED, C: grouped(2), z: true, initialState: true, seed: 1504 },
+  // Packed sequences (one empty, one across a checkpoint chunk): states and gradients per sequence.
+  { batch: 1, dim: 3, L: 300, N: 4, B: VARYING, ...EVERY_OPTION, cuSeqlens: [0, 7, 7, 290, 300], seed: 1505 },
 ].map(makeScanCase);
 
 beforeAll(async () => {
@@ -359,7 +364,17 @@ describe('selectiveScan on tfjs: errors', () => {
         TypeError,
         /^selectiveScan: deltaSoftplus must be a boolean, got 1/,
       );
+      expectThrow(
+        () => selectiveScan(x(), x(), A(), BC(), BC(), { cuSeqlens: [0, 3] as never }),
+        TypeError,
+        /^selectiveScan: cuSeqlens must be an Int32Array, got \[0, 3\]/,
+      );
       // Shapes are checked by the op itself, inside the kernel.
+      expectThrow(
+        () => selectiveScan(x(), x(), A(), BC(), BC(), { cuSeqlens: Int32Array.from([0, 4]) }),
+        RangeError,
+        /^selectiveScan: cuSeqlens must end at L=3, got 4/,
+      );
       expectThrow(
         () => selectiveScan(x(), x(), A(), tf.ones([1, 4, 2]), BC()),
         RangeError,

@@ -4,8 +4,7 @@ import type * as tf from '@tensorflow/tfjs-core';
 import { describe } from '../errors.js';
 import { ConvContext, causalConv1d as conv, causalConv1dBackward } from '../ops/causal-conv1d.js';
 import type { Tensor } from '../tensor.js';
-import { typedArrayName } from '../typed-arrays.js';
-import { checkBoolean, checkOptionNames, checkTensor, registerOp } from './kernel.js';
+import { checkBoolean, checkOptionNames, checkTensor, cuSeqlensAttribute, registerOp } from './kernel.js';
 
 export interface CausalConv1dOptions {
   /** (dim), added before the activation. */
@@ -87,20 +86,11 @@ export function causalConv1d(x: tf.Tensor, weight: tf.Tensor, opts?: CausalConv1
   if (o.activation !== undefined && o.activation !== 'silu') {
     throw new TypeError(`${fn}: activation must be 'silu' or undefined, got ${describe(o.activation)}`);
   }
-  let cuSeqlens: number[] = [];
-  if (o.cuSeqlens !== undefined) {
-    if (typedArrayName(o.cuSeqlens) !== 'Int32Array') {
-      throw new TypeError(`${fn}: cuSeqlens must be an Int32Array, got ${describe(o.cuSeqlens)}`);
-    }
-    cuSeqlens = Array.from(new Int32Array(o.cuSeqlens as Int32Array));
-    // An empty array means "none" in the attributes; our op names what is wrong with it.
-    if (cuSeqlens.length === 0) throw new RangeError(`${fn}: cuSeqlens must have at least 2 entries, got 0`);
-  }
   const attrs: ConvAttrs = {
     optionalInputs,
     silu: o.activation === 'silu',
     returnFinalState: checkBoolean(fn, 'returnFinalState', o.returnFinalState),
-    cuSeqlens,
+    cuSeqlens: cuSeqlensAttribute(fn, o.cuSeqlens),
   };
   const [out, finalState] = runConv(fn, inputs, attrs) as [tf.Tensor, tf.Tensor?];
   return finalState ? { out, finalState } : { out };

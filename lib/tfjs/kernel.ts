@@ -5,6 +5,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { codedError, describe } from '../errors.js';
 import { type Tensor, allocateInFloat32Arrays, float32ArrayOf, wrapFloat32Array } from '../tensor.js';
+import { typedArrayName } from '../typed-arrays.js';
 
 /** The tfjs backends whose tensors live in host memory that our CPU backend can read. */
 export const SUPPORTED_BACKENDS: readonly string[] = ['cpu', 'wasm'];
@@ -160,4 +161,20 @@ export function checkOptionNames(fn: string, opts: unknown, allowed: readonly st
     }
   }
   return o;
+}
+
+/**
+ * cuSeqlens as a kernel attribute: plain numbers (tfjs keeps attributes on its tape, and a copy
+ * means a later change to the caller's array changes nothing); [] without. The op itself checks
+ * the offsets against the shapes and names what is wrong with them.
+ */
+export function cuSeqlensAttribute(fn: string, value: unknown): number[] {
+  if (value === undefined) return [];
+  if (typedArrayName(value) !== 'Int32Array') {
+    throw new TypeError(`${fn}: cuSeqlens must be an Int32Array, got ${describe(value)}`);
+  }
+  const offsets = Array.from(new Int32Array(value as Int32Array));
+  // [] means "none" in the attributes, so an empty array is refused here.
+  if (offsets.length === 0) throw new RangeError(`${fn}: cuSeqlens must have at least 2 entries, got 0`);
+  return offsets;
 }

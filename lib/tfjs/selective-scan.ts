@@ -2,7 +2,7 @@
 import type * as tf from '@tensorflow/tfjs-core';
 import { ScanContext, selectiveScan as scan, selectiveScanBackward } from '../ops/selective-scan.js';
 import type { Tensor } from '../tensor.js';
-import { checkBoolean, checkOptionNames, checkTensor, registerOp } from './kernel.js';
+import { checkBoolean, checkOptionNames, checkTensor, cuSeqlensAttribute, registerOp } from './kernel.js';
 
 export interface ScanOptions {
   /** (dim): skip connection, y += D * u. */
@@ -17,6 +17,8 @@ export interface ScanOptions {
   initialState?: tf.Tensor;
   /** Also return the state after the last step; default false. */
   returnLastState?: boolean;
+  /** Packed sequences along L of a batch-1 call (states then have nseq rows). */
+  cuSeqlens?: Int32Array;
 }
 
 export interface ScanResult {
@@ -28,19 +30,22 @@ const OPTIONAL_INPUTS = ['D', 'z', 'deltaBias', 'initialState'] as const;
 type OptionalInput = (typeof OPTIONAL_INPUTS)[number];
 
 interface ScanAttrs {
-  [key: string]: string[] | boolean;
+  [key: string]: string[] | number[] | boolean;
   /** The optional inputs given, in the order they follow u, delta, A, B, C. */
   optionalInputs: OptionalInput[];
   deltaSoftplus: boolean;
   returnLastState: boolean;
+  /** cuSeqlens as plain numbers; empty without. */
+  cuSeqlens: number[];
 }
 
 // Our scan's arguments from the kernel's inputs: u, delta, A, B, C, then the optional ones.
 function scanArguments(inputs: Tensor[], attrs: ScanAttrs) {
   const [u, delta, A, B, C] = inputs as [Tensor, Tensor, Tensor, Tensor, Tensor];
-  const opts: Partial<Record<OptionalInput, Tensor>> & { deltaSoftplus: boolean } = {
+  const opts: Partial<Record<OptionalInput, Tensor>> & { deltaSoftplus: boolean; cuSeqlens?: Int32Array } = {
     deltaSoftplus: attrs.deltaSoftplus,
   };
+  if (attrs.cuSeqlens.length > 0) opts.cuSeqlens = Int32Array.from(attrs.cuSeqlens);
   attrs.optionalInputs.forEach((name, i) => {
     opts[name] = inputs[5 + i];
   });
@@ -75,7 +80,7 @@ const runScan = registerOp<ScanAttrs>({
   },
 });
 
-const OPTION_NAMES = [...OPTIONAL_INPUTS, 'deltaSoftplus', 'returnLastState'];
+const OPTION_NAMES = [...OPTIONAL_INPUTS, 'deltaSoftplus', 'returnLastState', 'cuSeqlens'];
 
 /**
  * The selective scan on float32 tf.Tensors, differentiable: the arguments, shapes and meaning of
@@ -99,6 +104,7 @@ export function selectiveScan(
     optionalInputs,
     deltaSoftplus: checkBoolean(fn, 'deltaSoftplus', o.deltaSoftplus),
     returnLastState: checkBoolean(fn, 'returnLastState', o.returnLastState),
+    cuSeqlens: cuSeqlensAttribute(fn, o.cuSeqlens),
   };
   const [out, lastState] = runScan(fn, inputs, attrs) as [tf.Tensor, tf.Tensor?];
   return lastState ? { out, lastState } : { out };

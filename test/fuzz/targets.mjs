@@ -211,8 +211,11 @@ const methods = [
 
 // ---- Ops -------------------------------------------------------------------------------------------
 
-/** A scan's valid inputs: small random sizes, a random dtype and layouts of B and C, some options. */
-function scanInputs(g) {
+/**
+ * A scan's valid inputs: small random sizes, a random dtype and layouts of B and C, some options;
+ * packed sequences (1 to 4, empty ones too) for some batch-1 calls unless `packed` is false.
+ */
+function scanInputs(g, packed = true) {
   const { rng } = g;
   const [batch, dim, L, N] = [rng.between(1, 2), rng.between(1, 6), rng.between(1, 40), rng.between(1, 8)];
   const dtype = rng.pick(DTYPES);
@@ -229,7 +232,13 @@ function scanInputs(g) {
   if (rng.chance(0.4)) opts.z = g.tensor([batch, dim, L], dtype);
   if (rng.chance(0.4)) opts.deltaBias = g.tensor([dim], 'float32', 0, 0.5); // dt >= 0: the state decays
   if (rng.chance(0.4)) opts.deltaSoftplus = rng.chance(0.5);
-  if (rng.chance(0.4)) opts.initialState = g.tensor([batch, dim, N]);
+  let rows = batch;
+  if (packed && batch === 1 && rng.chance(0.3)) {
+    const cuts = Array.from({ length: rng.between(0, 3) }, () => rng.between(0, L)).sort((a, b) => a - b);
+    opts.cuSeqlens = Int32Array.from([0, ...cuts, L]);
+    rows = cuts.length + 1;
+  }
+  if (rng.chance(0.4)) opts.initialState = g.tensor([rows, dim, N]);
   if (rng.chance(0.4)) opts.returnLastState = rng.chance(0.5);
   const args = [
     g.tensor([batch, dim, L], dtype),
@@ -239,7 +248,7 @@ function scanInputs(g) {
     projection(),
     opts,
   ];
-  return { args, sizes: { batch, dim, L, N, dtype } };
+  return { args, sizes: { batch, dim, L, N, rows, dtype } };
 }
 
 const ops = [
@@ -247,10 +256,21 @@ const ops = [
     name: 'selectiveScan',
     export: 'selectiveScan',
     options: 5,
-    optionKeys: ['D', 'z', 'deltaBias', 'deltaSoftplus', 'initialState', 'returnLastState', 'saveForBackward'],
+    optionKeys: [
+      'D',
+      'z',
+      'deltaBias',
+      'deltaSoftplus',
+      'initialState',
+      'returnLastState',
+      'cuSeqlens',
+      'saveForBackward',
+    ],
     valid(g) {
       const { args } = scanInputs(g);
       if (g.rng.chance(0.3)) args[5].saveForBackward = true;
+      // No CUDA kernels for packed sequences yet.
+      if (g.device !== 'cpu' && args[5].cuSeqlens) return { args, fails: 'ERR_CUDA_UNAVAILABLE' };
       return { args };
     },
     call: (api, args) => api.selectiveScan(...args),
@@ -267,10 +287,10 @@ const ops = [
     options: 2,
     optionKeys: ['dLastState', 'deterministic'],
     valid(g, api) {
-      const { args, sizes } = scanInputs(g);
+      const { args, sizes } = scanInputs(g, g.device === 'cpu');
       const { ctx } = api.selectiveScan(...args.slice(0, 5), { ...args[5], saveForBackward: true });
       const opts = {};
-      if (g.rng.chance(0.4)) opts.dLastState = g.tensor([sizes.batch, sizes.dim, sizes.N]);
+      if (g.rng.chance(0.4)) opts.dLastState = g.tensor([sizes.rows, sizes.dim, sizes.N]);
       if (g.rng.chance(0.4)) opts.deterministic = g.rng.chance(0.5);
       return { args: [ctx, g.tensor([sizes.batch, sizes.dim, sizes.L], sizes.dtype), opts], inputs: args };
     },

@@ -8,13 +8,15 @@
 // the forward costs one vector exp2 and three fused multiply-adds.
 //
 // Nothing of size L x N is ever stored: the forward writes the state at the end of each chunk (the
-// checkpoints), and the backward recomputes one chunk at a time from them. Packed sequences
-// (cuSeqlens) cut a chunk into pieces at the sequence boundaries that fall inside it (a chunk with
-// none is one piece, the plain path): at a sequence's first step its initial state replaces the
-// carried state, and in the reverse sweep its dLastState replaces the carried gradient at its last
-// step; a replacement, never a product with 0, so that not even an Inf or NaN crosses a boundary. Sums over channels or
+// checkpoints), and the backward recomputes one chunk at a time from them. Sums over channels or
 // batch rows (dA, dD, ddeltaBias, fixed and varying dB/dC) are kept per task and finished in a fixed
 // order, so results never depend on the thread count or on which thread ran which task.
+//
+// Packed sequences (cuSeqlens) cut a chunk into pieces at the sequence boundaries that fall inside
+// it (a chunk with none is one piece: the plain path, no per-step test). At a sequence's first step
+// its initial state replaces the carried state, and in the reverse sweep its dLastState replaces the
+// carried gradient at its last step: a replacement, never a product with 0, so that not even an Inf
+// or NaN crosses a boundary. Checkpoints stay one per chunk, whatever the boundaries.
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -324,9 +326,14 @@ void forwardTask(const ScanForwardParams &p, const Task &task, void *scratch) {
 struct BackwardScratch {
   BlockConstants constants;
   // [blocks][N], carried across chunks: K = a_{t+1} g_{t+1} at the chunk's last step, and the
-  // per-channel sums over time.
+  // per-channel sums over the steps of the current sequence.
   Vec *carry = nullptr, *dA = nullptr, *dBFixed = nullptr, *dCFixed = nullptr;
-  Vec *dD = nullptr, *ddeltaBias = nullptr;    // [blocks]
+  Vec *dD = nullptr, *ddeltaBias = nullptr;  // [blocks]
+  // The same sums over the sequences already finished, [blocks][N][lane] and [blocks][lane]: each
+  // sequence's float32 sum is added once, in double, so that a packed call's sums are the sums of
+  // running each sequence by itself, rounded once (and exactly the float32 sum for one sequence).
+  double *dATotal = nullptr, *dBFixedTotal = nullptr, *dCFixedTotal = nullptr;
+  double *dDTotal = nullptr, *ddeltaBiasTotal = nullptr;
   Vec *hStart = nullptr;                       // [N]: the chunk's start state (scanned in place)
   float *Bt = nullptr, *Ct = nullptr;          // [chunk][N], varying only
   Vec *h = nullptr;                            // [chunk][N]: recomputed states of one block
@@ -343,6 +350,11 @@ struct BackwardScratch {
     if (!p.C.varying()) dCFixed = c.take<Vec>(blocks * N);
     dD = c.take<Vec>(blocks);
     ddeltaBias = c.take<Vec>(blocks);
+    dATotal = c.take<double>(blocks * N * kLanes);
+    if (!p.B.varying()) dBFixedTotal = c.take<double>(blocks * N * kLanes);
+    if (!p.C.varying()) dCFixedTotal = c.take<double>(blocks * N * kLanes);
+    dDTotal = c.take<double>(blocks * kLanes);
+    ddeltaBiasTotal = c.take<double>(blocks * kLanes);
     hStart = c.take<Vec>(N);
     if (p.B.varying()) {
       Bt = c.take<float>(T * N);
@@ -395,10 +407,10 @@ void reverseChunk(int64_t len, int64_t N, const BlockConstants &k, int64_t block
 }
 
 // The backward of one task, in stages per chunk (last chunk first) and per block of channels:
-// load the block's inputs and the state its chunk starts from (startBlockChunk), recompute the
-// chunk's states (scanChunk), take the output gate apart (gateBackward), sweep the chunk in
-// reverse (reverseChunk), and add the chunk to the per-channel sums (finishBlockChunk). The task's
-// sums go out at the end (writeTaskSums).
+// load the block's inputs (startBlockChunk), recompute the chunk's states from the state it starts
+// from (recomputeStates), take the output gate apart (gateBackward), sweep the chunk in reverse
+// (reverseStates), and write the chunk's per-position gradients (writeBlockChunk). The task's sums
+// go out at the end (writeTaskSums).
 template <DType DT>
 struct BackwardTask {
   const ScanBackwardParams &bp;
@@ -438,6 +450,10 @@ struct BackwardTask {
         if (s.dCFixed) s.dCFixed[k * N + n] = Vec{};
       }
     }
+    for (double *total : {s.dATotal, s.dBFixedTotal, s.dCFixedTotal})
+      if (total) std::fill(total, total + blocks * N * kLanes, 0.0);
+    std::fill(s.dDTotal, s.dDTotal + blocks * kLanes, 0.0);
+    std::fill(s.ddeltaBiasTotal, s.ddeltaBiasTotal + blocks * kLanes, 0.0);
     if (bp.dInitialState) {
       for (const Segment &seg : segments)
         if (seg.start == seg.end) copyStateRow(bp.dLastState, bp.dInitialState, seg.row, task, dim, N);
@@ -488,7 +504,8 @@ struct BackwardTask {
   }
 
   // The reverse sweep of block k over the chunk, piece by piece, last first: the carried gradient
-  // becomes dLastState at a sequence's last step and goes out as dInitialState past its first.
+  // becomes dLastState at a sequence's last step and goes out as dInitialState past its first,
+  // where the sequence's sums join the totals.
   template <bool kVaryingB, bool kVaryingC>
   void reverseStates(int64_t k) const {
     Vec *carry = s.carry + k * N;
@@ -500,8 +517,42 @@ struct BackwardTask {
           s.h + pc.from * N, s.u + pc.from, s.dt + pc.from, s.dy + pc.from, carry, s.dA + k * N,
           offsetOrNull(s.dBFixed, k * N), offsetOrNull(s.dCFixed, k * N), offsetOrNull(s.dBLanes, pc.from * N),
           offsetOrNull(s.dCLanes, pc.from * N), s.ddt + pc.from, s.du + pc.from);
-      if (pc.starts && bp.dInitialState) storeBlockState(carry, task, k, dim, N, bp.dInitialState, pc.row);
+      finishSteps(k, pc.from, pc.to);
+      if (pc.starts) {
+        if (bp.dInitialState) storeBlockState(carry, task, k, dim, N, bp.dInitialState, pc.row);
+        closeSequenceSums(k);
+      }
     }
+  }
+
+  // Steps [from, to) of the chunk, last first: du gains the skip term, ddt becomes d delta, and dD
+  // and ddeltaBias gain them.
+  void finishSteps(int64_t k, int64_t from, int64_t to) const {
+    const Vec bias = s.constants.deltaBias[k], D = s.constants.D[k];
+    Vec dD = s.dD[k], ddeltaBias = s.ddeltaBias[k];
+    for (int64_t t = to - 1; t >= from; --t) {
+      s.du[t] += D * s.dy[t];
+      s.ddt[t] = dtGradToDeltaGrad(s.ddt[t], s.delta[t], bias, p.deltaSoftplus);  // now d delta
+      dD += s.dy[t] * s.u[t];
+      ddeltaBias += s.ddt[t];
+    }
+    s.dD[k] = dD;
+    s.ddeltaBias[k] = ddeltaBias;
+  }
+
+  // A sequence's sums of block k join the totals (see BackwardScratch) and restart at zero.
+  void closeSequenceSums(int64_t k) const {
+    auto close = [](Vec &sum, double *total) {
+      for (int lane = 0; lane < kLanes; ++lane) total[lane] += double(sum[lane]);
+      sum = Vec{};
+    };
+    for (int64_t n = 0; n < N; ++n) {
+      close(s.dA[k * N + n], s.dATotal + (k * N + n) * kLanes);
+      if (s.dBFixed) close(s.dBFixed[k * N + n], s.dBFixedTotal + (k * N + n) * kLanes);
+      if (s.dCFixed) close(s.dCFixed[k * N + n], s.dCFixedTotal + (k * N + n) * kLanes);
+    }
+    close(s.dD[k], s.dDTotal + k * kLanes);
+    close(s.ddeltaBias[k], s.ddeltaBiasTotal + k * kLanes);
   }
 
   // The output gate: dy = dout silu(z) and dz = dout y siluGrad(z), y taken before the gate (dz goes
@@ -516,19 +567,8 @@ struct BackwardTask {
     }
   }
 
-  // du gains the skip term, ddt becomes d delta, dD and ddeltaBias gain the chunk; du, ddelta and
-  // dz go out.
-  void finishBlockChunk(int64_t k, int64_t rows, int lanes, int64_t len) const {
-    const Vec bias = s.constants.deltaBias[k], D = s.constants.D[k];
-    Vec dD = s.dD[k], ddeltaBias = s.ddeltaBias[k];
-    for (int64_t t = len - 1; t >= 0; --t) {
-      s.du[t] += D * s.dy[t];
-      s.ddt[t] = dtGradToDeltaGrad(s.ddt[t], s.delta[t], bias, p.deltaSoftplus);  // now d delta
-      dD += s.dy[t] * s.u[t];
-      ddeltaBias += s.ddt[t];
-    }
-    s.dD[k] = dD;
-    s.ddeltaBias[k] = ddeltaBias;
+  // du, ddelta and dz of block k's chunk go out.
+  void writeBlockChunk(int64_t rows, int lanes, int64_t len) const {
     scatterRows<DT>(s.du, lanes, len, bp.du, rows, L);
     scatterRows<DT>(s.ddt, lanes, len, bp.ddelta, rows, L);
     if (bp.dz) scatterRows<DT>(s.y, lanes, len, bp.dz, rows, L);
@@ -556,12 +596,13 @@ struct BackwardTask {
         if (d >= task.d1) break;
         const int64_t rowN = (b * dim + d) * N;
         for (int64_t n = 0; n < N; ++n) {
-          out.dA[rowN + n] = s.dA[k * N + n][lane];
-          if (out.dBFixed) out.dBFixed[rowN + n] = s.dBFixed[k * N + n][lane];
-          if (out.dCFixed) out.dCFixed[rowN + n] = s.dCFixed[k * N + n][lane];
+          const int64_t i = (k * N + n) * kLanes + lane;
+          out.dA[rowN + n] = float(s.dATotal[i]);
+          if (out.dBFixed) out.dBFixed[rowN + n] = float(s.dBFixedTotal[i]);
+          if (out.dCFixed) out.dCFixed[rowN + n] = float(s.dCFixedTotal[i]);
         }
-        out.dD[b * dim + d] = s.dD[k][lane];
-        out.ddeltaBias[b * dim + d] = s.ddeltaBias[k][lane];
+        out.dD[b * dim + d] = float(s.dDTotal[k * kLanes + lane]);
+        out.ddeltaBias[b * dim + d] = float(s.ddeltaBiasTotal[k * kLanes + lane]);
       }
     }
   }
@@ -585,7 +626,7 @@ struct BackwardTask {
         recomputeStates(recompute, c, k);
         gateBackward(k, len);
         (this->*reverse)(k);
-        finishBlockChunk(k, rows, lanes, len);
+        writeBlockChunk(rows, lanes, len);
       }
       writeChunkVaryingSums(t0, len);
     }
