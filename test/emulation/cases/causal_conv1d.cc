@@ -240,6 +240,32 @@ std::vector<SeqSpec> seqCases() {
       }
     }
   }
+  // Random combinations: dtype, W, shape, options and packings drawn from a fixed seed.
+  Rng pick(8999);
+  for (int i = 0; i < 16; ++i) {
+    SeqSpec s;
+    s.group = "conv: random combinations";
+    s.dtype = DType(pick.next() % 3);
+    s.width = 1 + int64_t(pick.next() % 8);
+    s.bias = pick.next() % 2;
+    s.silu = pick.next() % 2;
+    s.initialState = pick.next() % 2;
+    s.finalState = pick.next() % 2;
+    s.dFinalState = pick.next() % 2;
+    s.L = int64_t(pick.next() % 1500);
+    s.dim = 1 + int64_t(pick.next() % 4);
+    if (pick.next() % 2) {  // packed: up to 6 boundaries anywhere in [0, L], sorted (repeats = empty sequences)
+      std::vector<int32_t> cuts = {0, int32_t(s.L)};
+      for (uint64_t n = pick.next() % 6; n > 0; --n) cuts.push_back(int32_t(pick.next() % uint64_t(s.L + 1)));
+      std::sort(cuts.begin(), cuts.end());
+      s.cuSeqlens = cuts;
+      s.batch = 1;
+    } else {
+      s.batch = 1 + int64_t(pick.next() % 3);
+      if (s.L == 0) s.L = 1;  // L = 0 only with cuSeqlens
+    }
+    add(s);
+  }
   return cases;
 }
 
