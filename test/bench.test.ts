@@ -88,7 +88,7 @@ describe('op modules and options', () => {
     expect(parseOptions(['--shapes', 'S1,step,2x8x64x4'], BENCH_OPS).shapes).toEqual(['S1', 'step', '2x8x64x4']);
     expect(() => parseOptions(['--ops', 'fwd,back'], BENCH_OPS)).toThrow('unknown op back');
     expect(() => parseOptions(['--shapes', 'S9'], BENCH_OPS)).toThrow(
-      'unknown shape S9 (S1, S2, S3, S4, sweep, step, host-cache, conv, ssd, ssd-step or BxDxLxN)',
+      'unknown shape S9 (S1, S2, S3, S4, sweep, step, host-cache, conv, conv-step, ssd, ssd-step or BxDxLxN)',
     );
     expect(() => parseOptions(['--reps', '0'], BENCH_OPS)).toThrow('--reps must be an integer >= 1, got 0');
   });

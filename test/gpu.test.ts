@@ -4,11 +4,27 @@
 // Skipped, with the reason in the title, where CUDA is unavailable.
 import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { Tensor, cuda, selectiveScan, selectiveScanBackward, selectiveStateUpdate } from './helpers/api.js';
+import {
+  Tensor,
+  causalConv1d,
+  causalConv1dBackward,
+  causalConv1dUpdate,
+  cuda,
+  selectiveScan,
+  selectiveScanBackward,
+  selectiveStateUpdate,
+} from './helpers/api.js';
+import {
+  type ConvRefInputs,
+  convRef,
+  convRefBackward,
+  convStateRows,
+  convUpdateRef,
+} from './helpers/conv-reference.js';
 import { FIXED, VARYING, grouped, makeScanCase, specName, type ScanCaseSpec } from './helpers/cases.js';
 import { expectCode } from './helpers/expect-code.js';
 import { Rng } from './helpers/random.js';
-import { halfBits, relErr, scanRef, type AnyDType } from './helpers/reference.js';
+import { halfBits, relErr, roundArray, scanRef, type AnyDType } from './helpers/reference.js';
 import { expectBitsEqual, expectRelClose, runAddon, tensor, tolerances, type DeviceName } from './helpers/run.js';
 import { makeStepCase, type StepCase, type StepCaseSpec } from './helpers/stepcase.js';
 
@@ -185,6 +201,41 @@ function stepOn(c: StepCase, t: number, state: Tensor, device: DeviceName, idx?:
   );
 }
 
+/** causalConv1d then its backward on one device: out, finalState and every gradient, as float32. */
+function convOn(
+  ref: ConvRefInputs,
+  dtype: AnyDType,
+  dout: Float64Array,
+  dFinalState: Float64Array | undefined,
+  device: DeviceName,
+  deterministic = false,
+): Record<string, Float32Array> {
+  const { batch, dim, L, W } = ref;
+  const rows = convStateRows(ref);
+  const { out, finalState, ctx } = causalConv1d(
+    tensor(ref.x, [batch, dim, L], dtype, device),
+    tensor(ref.weight, [dim, W], 'float32', device),
+    {
+      bias: ref.bias ? tensor(ref.bias, [dim], 'float32', device) : undefined,
+      activation: ref.silu ? 'silu' : undefined,
+      initialState: ref.initialState ? tensor(ref.initialState, [rows, dim, W - 1], dtype, device) : undefined,
+      returnFinalState: dFinalState !== undefined,
+      cuSeqlens: ref.cuSeqlens,
+      saveForBackward: true,
+    },
+  );
+  expect(out.device).toBe(device === 'cpu' ? 'cpu' : 'cuda:0');
+  const g = causalConv1dBackward(ctx!, tensor(dout, [batch, dim, L], dtype, device), {
+    dFinalState: dFinalState ? tensor(dFinalState, [rows, dim, W - 1], dtype, device) : undefined,
+    deterministic,
+  });
+  const result: Record<string, Float32Array> = { out: out.dataSync() };
+  if (finalState) result.finalState = finalState.dataSync();
+  for (const [k, v] of Object.entries(g)) if (v) result[k] = (v as Tensor).dataSync();
+  ctx!.dispose();
+  return result;
+}
+
 describe.skipIf(!AVAILABLE)(TITLE, () => {
   describe('selectiveScan + backward, GPU vs CPU, float32', () => {
     for (const spec of GRID) it(specName(spec), () => compareGpuCpu(spec), 60000);
@@ -305,6 +356,114 @@ describe.skipIf(!AVAILABLE)(TITLE, () => {
       expect(() => stepOn(c, 0, sg, 'cuda', Int32Array.from([1, 6, 2]))).toThrow(RangeError);
       expectBitsEqual(sg.dataSync(), before, 'state after failed calls');
     });
+  });
+
+  describe('causalConv1dUpdate, GPU vs CPU and the reference', () => {
+    // W 1..8 with the options cycling; stateBatchIndices with permuted slots and a padding row.
+    for (const dtype of ['float32', 'float16', 'bfloat16'] as AnyDType[])
+      for (const W of [1, 2, 3, 4, 5, 8]) {
+        const bias = W % 2 === 0;
+        const silu = W !== 3;
+        const withIndices = W >= 4;
+        it(`${dtype} W ${W}${bias ? ' bias' : ''}${silu ? ' silu' : ''}${withIndices ? ' stateBatchIndices' : ''}`, () => {
+          const rng = new Rng(2000 + W);
+          const [batch, dim] = [3, 1029];
+          const slots = withIndices ? 5 : batch;
+          const indices = withIndices ? Int32Array.from([4, -1, 1]) : undefined;
+          const state0 = roundArray(rng.normalArray(slots * dim * (W - 1)), dtype);
+          const weight = roundArray(rng.normalArray(dim * W), 'float32');
+          const b = bias ? roundArray(rng.normalArray(dim), 'float32') : undefined;
+          const states = {
+            cuda: tensor(state0, [slots, dim, W - 1], dtype, 'cuda'),
+            cpu: tensor(state0, [slots, dim, W - 1], dtype, 'cpu'),
+          };
+          const refState = Float64Array.from(state0);
+          for (let step = 0; step < 3; step++) {
+            const x = roundArray(rng.normalArray(batch * dim), dtype);
+            const outs = (['cuda', 'cpu'] as const).map((device) =>
+              causalConv1dUpdate(
+                states[device],
+                tensor(x, [batch, dim], dtype, device),
+                tensor(weight, [dim, W], 'float32', device),
+                {
+                  bias: b ? tensor(b, [dim], 'float32', device) : undefined,
+                  activation: silu ? 'silu' : undefined,
+                  stateBatchIndices: indices,
+                },
+              ),
+            );
+            expect(outs[0].device).toBe('cuda:0');
+            expect(outs[0].dtype).toBe(dtype);
+            const got = outs[0].dataSync();
+            expectRelClose(got, outs[1].dataSync(), tolerances(dtype).fwd, `out at step ${step}, GPU vs CPU`);
+            const ref = convUpdateRef(refState, x, weight, batch, dim, W, {
+              bias: b,
+              silu,
+              stateBatchIndices: indices,
+            });
+            expectRelClose(got, ref, tolerances(dtype).fwd, `out at step ${step}, GPU vs reference`);
+            if (indices) for (let d = 0; d < dim; d++) expect(got[dim + d]).toBe(0);
+          }
+          // The state holds copies of inputs: the CPU's and the reference's values exactly.
+          expect(Array.from(states.cuda.dataSync())).toEqual(Array.from(refState));
+          expect(Array.from(states.cuda.dataSync())).toEqual(Array.from(states.cpu.dataSync()));
+        });
+      }
+  });
+
+  describe('causalConv1d + backward, GPU vs CPU and the reference', () => {
+    const specs = [
+      { W: 4, batch: 2, dim: 24, L: 2100, all: true },
+      { W: 8, batch: 3, dim: 40, L: 5, all: true }, // L < W - 1: the states reach across the sequence
+      { W: 1, batch: 2, dim: 16, L: 1024, all: false },
+      { W: 4, batch: 1, dim: 32, L: 300, all: true, cuSeqlens: [0, 0, 2, 2, 150, 151, 300, 300] },
+    ];
+    for (const dtype of ['float32', 'float16', 'bfloat16'] as AnyDType[])
+      for (const [i, spec] of specs.entries()) {
+        it(`${dtype} W ${spec.W} L ${spec.L}${spec.all ? ' bias silu initialState finalState' : ''}${spec.cuSeqlens ? ' cuSeqlens' : ''}`, () => {
+          const rng = new Rng(3100 + i);
+          const { W, batch, dim, L } = spec;
+          const ref: ConvRefInputs = {
+            batch,
+            dim,
+            L,
+            W,
+            x: roundArray(rng.normalArray(batch * dim * L), dtype),
+            weight: roundArray(rng.normalArray(dim * W), 'float32'),
+            silu: spec.all,
+          };
+          if (spec.cuSeqlens) ref.cuSeqlens = Int32Array.from(spec.cuSeqlens);
+          const stateSize = convStateRows(ref) * dim * (W - 1);
+          if (spec.all) {
+            ref.bias = roundArray(rng.normalArray(dim), 'float32');
+            ref.initialState = roundArray(rng.normalArray(stateSize), dtype);
+          }
+          const dout = roundArray(rng.normalArray(batch * dim * L), dtype);
+          const dFinal = spec.all ? roundArray(rng.normalArray(stateSize), dtype) : undefined;
+          const gpu = convOn(ref, dtype, dout, dFinal, 'cuda');
+          const cpu = convOn(ref, dtype, dout, dFinal, 'cpu');
+          const fwd = convRef(ref);
+          const bwd = convRefBackward(ref, dout, dFinal);
+          const tol = tolerances(dtype);
+          expect(Object.keys(gpu).sort()).toEqual(Object.keys(cpu).sort());
+          expectRelClose(gpu.out, cpu.out, tol.fwd, 'out, GPU vs CPU');
+          expectRelClose(gpu.out, fwd.out, tol.fwd, 'out, GPU vs reference');
+          if (gpu.finalState) expect(Array.from(gpu.finalState)).toEqual(Array.from(fwd.finalState));
+          for (const [k, want] of Object.entries({
+            dx: bwd.dx,
+            dweight: bwd.dweight,
+            dbias: bwd.dbias,
+            dInitialState: bwd.dInitialState,
+          })) {
+            if (!gpu[k]) continue;
+            expectRelClose(gpu[k], cpu[k], tol.grad, `${k}, GPU vs CPU`);
+            expectRelClose(gpu[k], want, tol.grad, `${k}, GPU vs reference`);
+          }
+          // One path: the partials are always reduced in a fixed order.
+          const det = convOn(ref, dtype, dout, dFinal, 'cuda', true);
+          for (const k of Object.keys(gpu)) expectSameValues(det[k], gpu[k], `${k}: deterministic vs default`);
+        });
+      }
   });
 
   describe('determinism', () => {

@@ -1,24 +1,30 @@
 // The causal convolution's rows: causalConv1d forward, backward (from a saved context) and both,
 // with bias and SiLU, W = 4, at S1's and S3's (batch, dim, L) (the convolution a Mamba block runs
 // before its scan; on the CPU the -cpu variants, S1 only with --quick). Floor: x and out read or
-// written once (lib/roofline.mjs, convTraffic).
-import { Tensor, causalConv1d, causalConv1dBackward } from 'selective-scan';
+// written once (lib/roofline.mjs, convTraffic). --shapes conv-step: causalConv1dUpdate at the
+// step's batches and dim 5120 (convStepTraffic). On a GPU an agreement check against the CPU
+// backend comes first.
+import { Tensor, causalConv1d, causalConv1dBackward, causalConv1dUpdate } from 'selective-scan';
+import { agreementCheck } from '../lib/agreement.mjs';
 import { measure } from '../lib/measure.mjs';
 import { fmtMs } from '../lib/progress.mjs';
-import { convTraffic } from '../lib/roofline.mjs';
+import { InputFactory } from '../lib/random.mjs';
+import { convStepTraffic, convTraffic } from '../lib/roofline.mjs';
 import * as S from '../lib/shapes.mjs';
 import { disposeAll, tensorFromBits } from '../lib/tensors.mjs';
 
 const VARIANTS = ['fwd', 'bwd', 'fwd+bwd'];
 const WIDTH = 4;
 const OF = ['S1', 'S3'];
+const GRADS = ['dx', 'dweight', 'dbias'];
 
 /** @type {import('./index.mjs').BenchOp} */
 export const causalConv1dRows = {
   kind: 'conv',
-  shapes: ['conv'],
+  shapes: ['conv', 'conv-step'],
   variants: VARIANTS,
-  sizeText: (s) => `(${s.batch}, ${s.dim}, ${s.L}), W=${s.W}`,
+  sizeText: (s) =>
+    s.L === undefined ? `(${s.batch}, ${s.dim}), W=${s.W}` : `(${s.batch}, ${s.dim}, ${s.L}), W=${s.W}`,
   plan(run) {
     const { target, o, cpu } = run;
     const base = target.simulated ? S.SIM_SCAN : cpu && !o.fullCpu ? S.CPU_SCAN : S.GPU_SCAN;
@@ -28,26 +34,90 @@ export const causalConv1dRows = {
           .filter((s) => of.includes(s.of ?? s.name))
           .map((s) => ({ name: `conv-${s.name}`, batch: s.batch, dim: s.dim, L: s.L, W: WIDTH }))
       : [];
+    const steps = (o.shapes ?? ['conv-step']).includes('conv-step')
+      ? (o.quick ? [1, 64] : S.STEP_BATCHES).map((batch) => ({
+          name: `conv-step-b${batch}`,
+          batch,
+          dim: S.STEP_DIM,
+          W: WIDTH,
+        }))
+      : [];
     const ops = o.ops.filter((op) => VARIANTS.includes(op));
-    const units = convs.length * o.dtypes.length * ops.length;
-    return { units, summary: convs.length ? { convs: convs.map((c) => c.name) } : {}, convs, ops };
+    const check = o.checks && !cpu && convs.length > 0;
+    const units = (check ? 1 : 0) + (convs.length * ops.length + steps.length) * o.dtypes.length;
+    const summary = {};
+    if (convs.length) summary.convs = convs.map((c) => c.name);
+    if (steps.length) summary.convSteps = steps.map((c) => c.name);
+    return { units, summary, convs, steps, ops, check };
+  },
+  async checks(run, p) {
+    if (p.check) await run.guarded('conv agreement check', () => agreementChecks(run));
   },
   async rows(run, p) {
     for (const c of p.convs) await run.guarded(`${c.name} inputs`, () => convRows(run, p, c));
+    for (const c of p.steps) await run.guarded(`${c.name} inputs`, () => stepRows(run, c));
   },
 };
 
-async function convRows(run, p, c) {
+function convInputs(factory, shape, dtype, device) {
+  const { batch, dim, L, W } = shape;
+  return {
+    x: tensorFromBits(factory.bits(batch * dim * L, 'normal'), [batch, dim, L], dtype, device),
+    dout: tensorFromBits(factory.bits(batch * dim * L, 'normal'), [batch, dim, L], dtype, device),
+    weight: Tensor.from(
+      factory.floats(dim * W, (r) => r.normal() * 0.5),
+      [dim, W],
+      { device },
+    ),
+    bias: Tensor.from(
+      factory.floats(dim, (r) => r.normal() * 0.1),
+      [dim],
+      { device },
+    ),
+  };
+}
+
+// This device against the CPU backend on the same inputs; L = 300 ends in a partial tile.
+async function agreementChecks(run) {
+  const { target, res, progress } = run;
+  progress.status('conv agreement check');
+  const shape = { batch: 2, dim: 64, L: 300, W: WIDTH };
+  const runOn = (dtype, device) => {
+    const t = convInputs(new InputFactory(4321), shape, dtype, device);
+    const r = causalConv1d(t.x, t.weight, { bias: t.bias, activation: 'silu', saveForBackward: true });
+    const g = causalConv1dBackward(r.ctx, t.dout);
+    const vals = { out: r.out.dataSync() };
+    for (const k of GRADS) vals[k] = g[k].dataSync();
+    r.out.dispose();
+    r.ctx.dispose();
+    disposeAll(g);
+    disposeAll(t);
+    return vals;
+  };
+  const dtypes = ['float32', ...(run.o.dtypes.includes('bfloat16') ? ['bfloat16'] : [])];
+  for (const dtype of dtypes) {
+    const name = `causalConv1d + backward, ${target.id} vs CPU backend`;
+    const tolerance = dtype === 'float32' ? [1e-5, 1e-4] : [1e-2, 1e-2];
+    const got = runOn(dtype, target.device);
+    const check = agreementCheck(name, dtype, shape, got, runOn(dtype, 'cpu'), ['out', ...GRADS], tolerance);
+    res.checks.push(check);
+    if (!check.pass)
+      progress.note(`WARNING: agreement check failed: ${name} (${dtype}): ${JSON.stringify(check.relErr)}`);
+  }
+  progress.done('conv agreement check');
+}
+
+async function stepRows(run, c) {
   const { target, o, progress, factory } = run;
   const { name, ...shape } = c;
-  const { batch, dim, L, W } = shape;
+  const { batch, dim, W } = shape;
+  const device = target.device;
   for (const dtype of o.dtypes) {
     if (run.late(`${name} ${dtype}`)) continue;
     progress.status(`${name} ${dtype}`);
-    const device = target.device;
     const t = {
-      x: tensorFromBits(factory.bits(batch * dim * L, 'normal'), [batch, dim, L], dtype, device),
-      dout: tensorFromBits(factory.bits(batch * dim * L, 'normal'), [batch, dim, L], dtype, device),
+      state: Tensor.zeros([batch, dim, W - 1], { dtype, device }),
+      x: tensorFromBits(factory.bits(batch * dim, 'normal'), [batch, dim], dtype, device),
       weight: Tensor.from(
         factory.floats(dim * W, (r) => r.normal() * 0.5),
         [dim, W],
@@ -59,6 +129,27 @@ async function convRows(run, p, c) {
         { device },
       ),
     };
+    const fn = () => causalConv1dUpdate(t.state, t.x, t.weight, { bias: t.bias, activation: 'silu' }).dispose();
+    const m = await run.guarded(`${name} ${dtype}`, () =>
+      measure(target, fn, { ...run.timing(null), targetMs: run.cpu ? 20 : 5 }),
+    );
+    if (m) {
+      const rec = run.record('conv', name, shape, dtype, 'step', m, convStepTraffic(shape, dtype));
+      progress.done(
+        `${name} ${dtype}: ${fmtMs(m.medianMs)} ms, ${rec.roofline.gbps.toFixed(1)} GB/s, ${(rec.roofline.fractionOfFloor * 100).toFixed(0)} % of floor`,
+      );
+    }
+    disposeAll(t);
+  }
+}
+
+async function convRows(run, p, c) {
+  const { target, o, progress, factory } = run;
+  const { name, ...shape } = c;
+  for (const dtype of o.dtypes) {
+    if (run.late(`${name} ${dtype}`)) continue;
+    progress.status(`${name} ${dtype}`);
+    const t = convInputs(factory, shape, dtype, target.device);
     const opts = { bias: t.bias, activation: 'silu' };
     const saved = causalConv1d(t.x, t.weight, { ...opts, saveForBackward: true });
     const backward = (ctx) => {

@@ -1,6 +1,6 @@
 // causalConv1d: the causal depthwise convolution in front of a Mamba block's scan. What one call
 // computes (filled by causal_conv1d_binding.cc from the descriptors lib/ops/causal-conv1d.ts builds)
-// and the entry points of its backends (causal_conv1d_cpu.cc; CUDA to come).
+// and the entry points of its backends (causal_conv1d_cpu.cc; causal_conv1d_*.cu).
 //
 //   p = bias[d] + sum_{k<W} weight[d,k] * window[k];  out = silu(p) or p
 // where the window is the W - 1 previous inputs (the state) followed by the current input. Over a

@@ -71,9 +71,9 @@ void readConvBackward(op::Descriptor &d, ConvBackwardParams &p) {
 
 }  // namespace
 
-// CPU first: GPU calls throw ERR_CUDA_UNAVAILABLE naming the op until the kernels land.
-SS_REGISTER_OP(convUpdate, "causalConv1dUpdate", ConvUpdateParams, readConvUpdate, cpu::convUpdate, nullptr);
-SS_REGISTER_OP(convForward, "causalConv1d", ConvForwardParams, readConvForward, cpu::convForward, nullptr);
-SS_REGISTER_OP(convBackward, "causalConv1dBackward", ConvBackwardParams, readConvBackward, cpu::convBackward, nullptr);
+SS_REGISTER_OP(convUpdate, "causalConv1dUpdate", ConvUpdateParams, readConvUpdate, cpu::convUpdate, cuda::convUpdate);
+SS_REGISTER_OP(convForward, "causalConv1d", ConvForwardParams, readConvForward, cpu::convForward, cuda::convForward);
+SS_REGISTER_OP(convBackward, "causalConv1dBackward", ConvBackwardParams, readConvBackward, cpu::convBackward,
+               cuda::convBackward);
 
 }  // namespace ss
