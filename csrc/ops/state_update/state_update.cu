@@ -115,7 +115,7 @@ __global__ void __launch_bounds__(kStateUpdateThreads, kVec ? kStateUpdateMinBlo
     const bool inRange = row < rows;
     const int64_t slot = !inRange ? -1 : p.stateBatchIndices ? int64_t(p.stateBatchIndices[i]) : i;
     const bool live = slot >= 0;  // a negative slot is a padding row: y = 0, state untouched
-    float *const state = p.state + (slot * HP + channel) * N;
+    float *const state = p.state + (live ? (slot * HP + channel) * N : 0);
 
     // ---- Phase 1: every load of this row's DRAM bytes (the state chunks, x, dt), none used yet.
     float h[kChunksPerLane][kChunk];
