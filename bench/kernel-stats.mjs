@@ -265,12 +265,16 @@ function loadsInFlight(k, captured, launch, occ) {
     const m = measureLoadsInFlight(k.module, k.fn, captured, launch);
     if (m.none) return { none: m.none };
     const perGpu = {};
+    const gridWarps =
+      (launch.grid[0] * launch.grid[1] * launch.grid[2] * launch.block[0] * launch.block[1] * launch.block[2]) / 32;
     for (const [name, gpu] of Object.entries(GPUS)) {
       const o = occ[name];
       if (!o) continue;
-      const perSM = m.perWarp * o.warpsPerSM;
+      // Resident warps: what occupancy allows, or fewer where the grid cannot fill the SMs.
+      const warps = Math.min(o.warpsPerSM, Math.ceil(gridWarps / gpu.sms));
+      const perSM = m.perWarp * warps;
       const needed = ((gpu.bandwidthTBps * 1e12) / gpu.sms) * DRAM_LATENCY_US * 1e-6;
-      perGpu[name] = { perSM, needed, fraction: Math.min(1, perSM / needed) };
+      perGpu[name] = { warps, perSM, needed, fraction: Math.min(1, perSM / needed) };
     }
     return { perWarp: m.perWarp, loadsPerWarp: m.loads, latencyUs: DRAM_LATENCY_US, ...perGpu };
   } catch (e) {
@@ -736,7 +740,9 @@ function inFlightSection(res) {
       const f = l.inFlight;
       if (!f) continue;
       const gpu = (name) =>
-        f[name] ? `${kb(f[name].perSM)} of ${kb(f[name].needed)} (${pct(f[name].fraction)})` : '–';
+        f[name]
+          ? `${kb(f[name].perSM)} of ${kb(f[name].needed)} (${pct(f[name].fraction)}; ${f[name].warps} warps)`
+          : '–';
       rows.push([
         c.name,
         `\`${l.kernel}\``,
@@ -762,7 +768,7 @@ function inFlightSection(res) {
       rows,
       ['l', 'l'],
     )}\n\n` +
-    'How: block 0 of the launch runs in the PTX interpreter; a plain global load (the state, x, dt, z, the slot indices; read-only `ld.global.nc` loads of A, B, C are left out: many rows share them, L1/L2 serve them) is in flight from its issue until the first instruction that reads its destination (where the SM, issuing in order, stalls the warp); “in flight per warp” is the largest sum of such bytes (bytes per lane × executing lanes) at any issue, over the block’s warps. Per SM: × the resident warps (occupancy above). Needed: Little’s law, bandwidth per SM × an assumed loaded DRAM latency of ' +
+    'How: block 0 of the launch runs in the PTX interpreter; a plain global load (the state, x, dt, z, the slot indices; read-only `ld.global.nc` loads of A, B, C are left out: many rows share them, L1/L2 serve them) is in flight from its issue until the first instruction that reads its destination (where the SM, issuing in order, stalls the warp); “in flight per warp” is the largest sum of such bytes (bytes per lane × executing lanes) at any issue, over the block’s warps. Per SM: × the resident warps (what occupancy allows, or the grid’s warps / SMs where fewer). Needed: Little’s law, bandwidth per SM × an assumed loaded DRAM latency of ' +
     `${DRAM_LATENCY_US} µs (not measured here). The percentage, capped at 100 %, is an estimate of the fraction of copy bandwidth the kernel can reach; it ignores the tail of the grid, L2 hits and DRAM efficiency, which only a GPU run measures.`
   );
 }
