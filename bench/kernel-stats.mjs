@@ -216,6 +216,20 @@ function simulate(kernel, captured, launch) {
   }
 }
 
+function simulateBlock(kernel, captured, launch) {
+  const t0 = performance.now();
+  try {
+    const block = measureBlock(kernel.module, kernel.fn, captured, launch);
+    return {
+      block: block.none ? null : block,
+      blockMissing: block.none ?? null,
+      seconds: (performance.now() - t0) / 1000,
+    };
+  } catch (e) {
+    return { error: e.message.split('\n')[0] };
+  }
+}
+
 async function captureAndSimulate(o, nvcc, analysis) {
   const arch = simArch(o);
   const byName = new Map();
@@ -246,7 +260,10 @@ async function captureAndSimulate(o, nvcc, analysis) {
         sharedBytes: launch.sharedBytes,
         occupancy: occupancies(kernels, launch),
       };
-      if (k?.stateLoops.length) out.sim = simulate(k, c, launch);
+      // The step: its whole block 0 (its "state loop", if the compiler leaves one, holds one exp2
+      // per row with one scalar per head, not one per element·state).
+      const step = /stateUpdateKernel/.test(k?.demangled ?? '');
+      if (k?.stateLoops.length) out.sim = step ? simulateBlock(k, c, launch) : simulate(k, c, launch);
       if (k && /stateUpdateKernel/.test(k.demangled ?? '')) out.inFlight = loadsInFlight(k, c, launch, out.occupancy);
       return out;
     });
@@ -412,7 +429,7 @@ const occText = (o) => (o ? `${pct(o.occupancy)} (${o.limitedBy})` : '–');
 const METHOD = [
   '**Static per ex2**: all PTX instructions in the blocks of the state loop (the innermost natural loop, found from the CFG’s back edges, that contains an `ex2.approx`), every side of every branch once, predicated instructions and branches included; labels, directives (`.reg`, `.loc`, `.pragma`) and inline-asm braces excluded; divided by the number of `ex2.approx` in those blocks.',
   '**Executed per element·state**: the library’s host code makes the launch (a stand-in CUDA runtime records grid, block, shared memory and argument bytes), and a PTX interpreter runs block 0 of it over inputs drawn like the benchmark’s (u, z, B, C, D normal; delta uniform in [−2, 0), softplus; A = −exp(U[0, 1))). Counted: warp 0, its first visit of the state loop (header to exit), which at these shapes is a full chunk (every `ex2` runs on all 32 lanes). Every instruction the warp reaches is one issue, predicated off or not, branches included; where lanes take different sides of a branch, the warp issues both sides and both are counted (reconverging at the immediate post-dominator). Per element·state = issues × 32 / the lane-executions of `ex2` in the loop (one exp2 per time step and state): thread-instruction slots, idle lanes included. “Blocks issued” below lists the loop’s blocks the warp ran and those it skipped.',
-  '**Per chunk**: the same over the whole first iteration of the loop around the state loop (the chunk: loads, dt, the gate, checkpoints, stores), per element·state of its state loop. **The step**: its one state element per lane is peeled out of the loop by the compiler, so block 0 is run whole and its issues × the grid are divided by batch·dim·N.',
+  '**Per chunk**: the same over the whole first iteration of the loop around the state loop (the chunk: loads, dt, the gate, checkpoints, stores), per element·state of its state loop. **The step**: block 0 is run whole and its issues × the grid are divided by the state elements (batch·dim·N, or batch·H·P·N): a loop of the step holds a row’s work, not one element·state’s (in the heads form one exp2 per row).',
   '**Occupancy**: cudaOccupancyMaxActiveBlocksPerMultiprocessor’s arithmetic (cuda_occupancy.h) from ptxas’s registers and static shared memory, the launch’s threads and dynamic shared memory; H100/H200 use the sm_90 build, A100 the sm_80 build.',
   '**Floors** (H200: 4.8 TB/s, 132 SMs at 1.98 GHz; H100: 3.35 TB/s): bytes (bench/lib/roofline.mjs: each tensor once) / bandwidth; exp2 count (one per element·state) / (16 per clock per SM); executed thread-instructions (per element·state × batch·dim·L·N) / (4 warp-instructions = 128 per clock per SM). The largest binds; the prediction is that floor (perfect overlap and latency hiding).',
 ];
