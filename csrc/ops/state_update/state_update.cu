@@ -4,7 +4,7 @@
 // memory, and what decides its speed is how many bytes each SM keeps in flight. By Little's law an
 // H200 (4.8 TB/s over 132 SMs, about 0.8 us loaded DRAM latency) needs roughly 29 KB of loads in
 // flight per SM to reach its copy bandwidth. One 4-byte state load per thread, used before the next
-// is issued, gives about 5 KB at the occupancy registers allow: 20-30 % of copy bandwidth.
+// is issued (this kernel's first design), gave 5 KB: under a fifth of it (npm run kernel-stats).
 //
 // Kernel design (stateUpdateKernel<DT, kVec>):
 //  - A row is one (batch row i, head h, position p) with its N state elements contiguous (state is
@@ -20,10 +20,13 @@
 //    1024 resident threads that <= 64 registers allow (4 blocks of 256). Below N = 16 a thread has
 //    N * 4 bytes (those sizes are not the decoding shapes that matter).
 //  - Phase 2: dt (bias, softplus) once per row, and with one scalar per head exp(dt A) once per row
-//    too (not per element); A, B, C, dtBias and D are small and shared by many rows (L1/L2 hits),
-//    loaded next to their use, all chunks before the first store so that they can be in flight
-//    together. Index math once per row: 32-bit divisions when batch * H * P < 2^32, 64-bit ones
-//    otherwise; nothing is divided per element.
+//    too (not per element). The lanes of a row compute the same values, which costs issue slots
+//    once per warp: at N = 128 a warp holds 4 rows of one head, about 3 thread-instructions per
+//    element·state; once per head would need a head's rows in one thread, whose registers spill.
+//    A, B, C, dtBias and D are small and shared by many rows (L1/L2 hits): loaded next to their
+//    use, all chunks before the first store so that they can be in flight together. Index math
+//    once per row: 32-bit divisions when batch * H * P < 2^32, 64-bit ones otherwise; nothing is
+//    divided per element.
 //  - y: the segment's partials summed by a butterfly confined to the segment, stored by its first
 //    lane. Deterministic.
 //  - kVec = false (N not a multiple of 4, or a pointer not aligned for the vectors) is the same
