@@ -24,7 +24,7 @@ import { commitInfo, cpuInfo, slugify, today } from './lib/env.mjs';
 import { GPUS, floors, occupancy, peakRates } from './lib/gpu-model.mjs';
 import { ISSUE_OURS, MAMBA_ISSUE_COUNTS, MAMBA_SOURCE, mambaKernel } from './lib/mamba-reference.mjs';
 import { jsForwardBackward } from './lib/jsref.mjs';
-import { measureBlock, measureStateLoop, runCase } from './lib/kernel-sim.mjs';
+import { measureBlock, measureLoadsInFlight, measureStateLoop, runCase } from './lib/kernel-sim.mjs';
 import { buildCfg, hotLoops } from './lib/ptx-cfg.mjs';
 import {
   NVCC_FLAGS,
@@ -62,6 +62,7 @@ const log = (m) => process.stderr.write(`[kernel-stats ${((performance.now() - S
 // ---- what is measured --------------------------------------------------------------------------
 
 const STEP_BATCH = 256;
+const STEP_HEADS = { H: 80, P: 64, N: 128 };
 // The benchmark cases (bench/lib/shapes.mjs), bfloat16 as issue #11 reads them.
 const BENCH_CASES = [
   ...GPU_SCAN.flatMap((s) =>
@@ -78,7 +79,19 @@ const BENCH_CASES = [
     shape: { batch: STEP_BATCH, dim: STEP_DIM, N: STEP_N },
     spec: `step-channels:bf16:${STEP_BATCH}x${STEP_DIM}x${STEP_N}`,
   },
+  // The Mamba-2 decoding step (issue #11: 80 heads of 64, N = 128, one scalar per head), at the
+  // largest and the smallest batch.
+  ...[STEP_BATCH, 1].map((batch) => ({
+    name: `step heads b${batch}`,
+    op: 'step',
+    shape: { form: 'heads', batch, H: STEP_HEADS.H, P: STEP_HEADS.P, N: STEP_HEADS.N },
+    spec: `step-heads:bf16:${batch}x${STEP_HEADS.H}x${STEP_HEADS.P}x${STEP_HEADS.N}`,
+  })),
 ];
+// Loaded DRAM latency assumed for the bytes-in-flight estimate of the step (not measured here; a
+// GPU run measures the real one): H100/H200 global loads take about 0.5-0.6 us unloaded and more
+// near full bandwidth.
+const DRAM_LATENCY_US = 0.8;
 // One small case per kernel instantiation of the scans and the step: L picks the steps per lane
 // (forward: L <= 32 -> 1, <= 64 -> 2, <= 128 -> 4, <= 256 -> 8, else 16 for 16-bit inputs and 8
 // for float32; backward: the forward's checkpoint interval, at most 4), two chunks or more where
@@ -205,6 +218,20 @@ function simulate(kernel, captured, launch) {
   }
 }
 
+function simulateBlock(kernel, captured, launch) {
+  const t0 = performance.now();
+  try {
+    const block = measureBlock(kernel.module, kernel.fn, captured, launch);
+    return {
+      block: block.none ? null : block,
+      blockMissing: block.none ?? null,
+      seconds: (performance.now() - t0) / 1000,
+    };
+  } catch (e) {
+    return { error: e.message.split('\n')[0] };
+  }
+}
+
 async function captureAndSimulate(o, nvcc, analysis) {
   const arch = simArch(o);
   const byName = new Map();
@@ -235,12 +262,43 @@ async function captureAndSimulate(o, nvcc, analysis) {
         sharedBytes: launch.sharedBytes,
         occupancy: occupancies(kernels, launch),
       };
-      if (k?.stateLoops.length) out.sim = simulate(k, c, launch);
+      // The step: its whole block 0 (its "state loop", if the compiler leaves one, holds one exp2
+      // per row with one scalar per head, not one per element·state).
+      const step = /stateUpdateKernel/.test(k?.demangled ?? '');
+      if (k?.stateLoops.length) out.sim = step ? simulateBlock(k, c, launch) : simulate(k, c, launch);
+      if (k && /stateUpdateKernel/.test(k.demangled ?? '')) out.inFlight = loadsInFlight(k, c, launch, out.occupancy);
       return out;
     });
     results.set(c.case, { status: c.status, launches, buffers: c.buffers });
   }
   return { results, check };
+}
+
+/**
+ * The step's bytes in flight (bench/lib/kernel-sim.mjs measureLoadsInFlight: the plain global
+ * loads a warp has issued and not yet used, the largest sum along block 0) x the warps resident per
+ * SM, against what Little's law asks for copy bandwidth: bandwidth per SM x DRAM_LATENCY_US.
+ */
+function loadsInFlight(k, captured, launch, occ) {
+  try {
+    const m = measureLoadsInFlight(k.module, k.fn, captured, launch);
+    if (m.none) return { none: m.none };
+    const perGpu = {};
+    const gridWarps =
+      (launch.grid[0] * launch.grid[1] * launch.grid[2] * launch.block[0] * launch.block[1] * launch.block[2]) / 32;
+    for (const [name, gpu] of Object.entries(GPUS)) {
+      const o = occ[name];
+      if (!o) continue;
+      // Resident warps: what occupancy allows, or fewer where the grid cannot fill the SMs.
+      const warps = Math.min(o.warpsPerSM, Math.ceil(gridWarps / gpu.sms));
+      const perSM = m.perWarp * warps;
+      const needed = ((gpu.bandwidthTBps * 1e12) / gpu.sms) * DRAM_LATENCY_US * 1e-6;
+      perGpu[name] = { warps, perSM, needed, fraction: Math.min(1, perSM / needed) };
+    }
+    return { perWarp: m.perWarp, loadsPerWarp: m.loads, latencyUs: DRAM_LATENCY_US, ...perGpu };
+  } catch (e) {
+    return { error: e.message.split('\n')[0] };
+  }
 }
 
 /** Runs CHECK_CASE whole in the interpreter; the relative error of each result vs the JS loop. */
@@ -306,7 +364,9 @@ function roofline(results) {
     let mamba = null;
     if (c.op === 'step') {
       traffic = stepTraffic(
-        { form: 'channels', batch: c.shape.batch, dim: c.shape.dim, N: c.shape.N, G: 1 },
+        c.shape.form === 'heads'
+          ? { ...c.shape, G: 1 }
+          : { form: 'channels', batch: c.shape.batch, dim: c.shape.dim, N: c.shape.N, G: 1 },
         'bfloat16',
       );
     } else {
@@ -371,7 +431,7 @@ const occText = (o) => (o ? `${pct(o.occupancy)} (${o.limitedBy})` : '–');
 const METHOD = [
   '**Static per ex2**: all PTX instructions in the blocks of the state loop (the innermost natural loop, found from the CFG’s back edges, that contains an `ex2.approx`), every side of every branch once, predicated instructions and branches included; labels, directives (`.reg`, `.loc`, `.pragma`) and inline-asm braces excluded; divided by the number of `ex2.approx` in those blocks.',
   '**Executed per element·state**: the library’s host code makes the launch (a stand-in CUDA runtime records grid, block, shared memory and argument bytes), and a PTX interpreter runs block 0 of it over inputs drawn like the benchmark’s (u, z, B, C, D normal; delta uniform in [−2, 0), softplus; A = −exp(U[0, 1))). Counted: warp 0, its first visit of the state loop (header to exit), which at these shapes is a full chunk (every `ex2` runs on all 32 lanes). Every instruction the warp reaches is one issue, predicated off or not, branches included; where lanes take different sides of a branch, the warp issues both sides and both are counted (reconverging at the immediate post-dominator). Per element·state = issues × 32 / the lane-executions of `ex2` in the loop (one exp2 per time step and state): thread-instruction slots, idle lanes included. “Blocks issued” below lists the loop’s blocks the warp ran and those it skipped.',
-  '**Per chunk**: the same over the whole first iteration of the loop around the state loop (the chunk: loads, dt, the gate, checkpoints, stores), per element·state of its state loop. **The step**: its one state element per lane is peeled out of the loop by the compiler, so block 0 is run whole and its issues × the grid are divided by batch·dim·N.',
+  '**Per chunk**: the same over the whole first iteration of the loop around the state loop (the chunk: loads, dt, the gate, checkpoints, stores), per element·state of its state loop. **The step**: block 0 is run whole and its issues × the grid are divided by the state elements (batch·dim·N, or batch·H·P·N): a loop of the step holds a row’s work, not one element·state’s (in the heads form one exp2 per row).',
   '**Occupancy**: cudaOccupancyMaxActiveBlocksPerMultiprocessor’s arithmetic (cuda_occupancy.h) from ptxas’s registers and static shared memory, the launch’s threads and dynamic shared memory; H100/H200 use the sm_90 build, A100 the sm_80 build.',
   '**Floors** (H200: 4.8 TB/s, 132 SMs at 1.98 GHz; H100: 3.35 TB/s): bytes (bench/lib/roofline.mjs: each tensor once) / bandwidth; exp2 count (one per element·state) / (16 per clock per SM); executed thread-instructions (per element·state × batch·dim·L·N) / (4 warp-instructions = 128 per clock per SM). The largest binds; the prediction is that floor (perfect overlap and latency hiding).',
 ];
@@ -645,6 +705,7 @@ function markdown(res) {
       '“issue (state loop)” is what issue #11’s model counts (the step: its whole kernel); “per chunk” adds the rest of each chunk, for both (the last column compares the predictions with it). ' +
       `mamba_ssm: ${MAMBA_SOURCE}; its instruction counts are this tool’s, measured on its PTX outside the repository (bench/lib/mamba-reference.mjs says how), its bytes the same model plus its (a, b) checkpoints (2N floats per 2048 steps, written in the forward too).`,
   );
+  if (res.cases.some((c) => c.launches)) out.push('', '### The step: bytes in flight per SM', '', inFlightSection(res));
   out.push(
     '',
     `### Kernels (every instantiation; executed counts from the ${res.toolchain.simArch} PTX at N = 16)`,
@@ -689,6 +750,48 @@ function markdown(res) {
   );
   if (res.notes.length) out.push('', '### Notes', '', res.notes.map((n) => `- ${n}`).join('\n'));
   return `${out.join('\n')}\n`;
+}
+
+/** The step's loads in flight per SM at the benchmark shapes (loadsInFlight). */
+function inFlightSection(res) {
+  const rows = [];
+  for (const c of res.cases) {
+    if (!c.spec.startsWith('step')) continue;
+    for (const l of c.launches ?? []) {
+      const f = l.inFlight;
+      if (!f) continue;
+      const gpu = (name) =>
+        f[name]
+          ? `${kb(f[name].perSM)} of ${kb(f[name].needed)} (${pct(f[name].fraction)}; ${f[name].warps} warps)`
+          : '–';
+      rows.push([
+        c.name,
+        `\`${l.kernel}\``,
+        f.none ?? f.error ?? `${f.perWarp} B`,
+        f1(f.loadsPerWarp),
+        occText(l.occupancy.H200),
+        gpu('H200'),
+        gpu('H100'),
+      ]);
+    }
+  }
+  return (
+    `${mdTable(
+      [
+        'shape',
+        'kernel',
+        'in flight per warp',
+        'plain loads per warp',
+        'occupancy H200',
+        'per SM, H200: in flight of needed',
+        'H100',
+      ],
+      rows,
+      ['l', 'l'],
+    )}\n\n` +
+    'How: block 0 of the launch runs in the PTX interpreter; a plain global load (the state, x, dt, z, the slot indices; read-only `ld.global.nc` loads of A, B, C are left out: many rows share them, L1/L2 serve them) is in flight from its issue until the first instruction that reads its destination (where the SM, issuing in order, stalls the warp); “in flight per warp” is the largest sum of such bytes (bytes per lane × executing lanes) at any issue, over the block’s warps. Per SM: × the resident warps (what occupancy allows, or the grid’s warps / SMs where fewer). Needed: Little’s law, bandwidth per SM × an assumed loaded DRAM latency of ' +
+    `${DRAM_LATENCY_US} µs (not measured here). The percentage, capped at 100 %, is an estimate of the fraction of copy bandwidth the kernel can reach; it ignores the tail of the grid, L2 hits and DRAM efficiency, which only a GPU run measures.`
+  );
 }
 
 /** The lines of a failed command's output that say what failed (the compiler's errors). */

@@ -42,7 +42,8 @@ void release(int device, void *ptr);       // stream-ordered; never throws
 void fillBytes(int device, void *ptr, size_t bytes, unsigned char value);
 
 // Host <-> device. The host side of an upload may be reused as soon as the call returns (it is
-// staged through pinned memory that is released once the copy has completed).
+// staged through pinned memory: a slot of a ring reused across calls for small uploads, else a
+// buffer released once the copy has completed).
 void upload(int device, void *dst, const void *src, size_t bytes);
 void downloadSync(int device, void *dst, const void *src, size_t bytes);  // waits for the stream
 // Device -> device, possibly across devices; ordered after prior work on both devices' streams.

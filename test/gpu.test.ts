@@ -295,6 +295,23 @@ describe.skipIf(!AVAILABLE)(TITLE, () => {
         softplus: true,
         seed: 734,
       },
+      // The Mamba-2 decoding shape in small (one scalar per head, N = 128: 8 lanes per row, 16-byte
+      // state chunks), and N = 17, which takes the element-wise kernel with a partial last chunk.
+      {
+        form: 'headsScalar',
+        batch: 3,
+        H: 4,
+        P: 16,
+        N: 128,
+        L: 4,
+        G: 2,
+        D: 'head',
+        z: true,
+        dtBias: true,
+        softplus: true,
+        seed: 737,
+      },
+      { form: 'heads', batch: 2, H: 3, P: 4, N: 17, L: 3, G: 3, D: 'channel', z: true, dtBias: true, seed: 738 },
     ];
     for (const base of forms) {
       for (const dtype of ['float32', 'float16', 'bfloat16'] as AnyDType[]) {
@@ -355,6 +372,31 @@ describe.skipIf(!AVAILABLE)(TITLE, () => {
       expect(() => stepOn(c, 0, sg, 'cuda', Int32Array.from([1, 1, 2]))).toThrow(RangeError);
       expect(() => stepOn(c, 0, sg, 'cuda', Int32Array.from([1, 6, 2]))).toThrow(RangeError);
       expectBitsEqual(sg.dataSync(), before, 'state after failed calls');
+    });
+
+    it('stateBatchIndices over many calls: the pinned staging slots are reused only once their copies are done', () => {
+      // More calls than the ring has slots (8), each with other indices, queued without waiting.
+      const c = makeStepCase({ form: 'channels', batch: 4, H: 8, P: 1, N: 16, L: 1, G: null, seed: 739 });
+      const slots = 7;
+      const dimN = c.dim * c.spec.N;
+      const rng = new Rng(740);
+      const cache = rng.normalArray(slots * dimN);
+      const shape = [slots, ...c.shapes.state.slice(1)];
+      const sg = tensor(cache, shape, 'float32', 'cuda');
+      const sc = tensor(cache, shape, 'float32', 'cpu');
+      const ys: Array<[Tensor, Tensor]> = [];
+      for (let call = 0; call < 20; call++) {
+        const order = [0, 1, 2, 3, 4, 5, 6];
+        for (let i = order.length - 1; i > 0; i--) {
+          const j = Math.floor(rng.uniform(0, i + 1));
+          [order[i], order[j]] = [order[j], order[i]];
+        }
+        const idx = Int32Array.from(order.slice(0, 4).map((s, i) => (i === call % 4 ? -1 : s)));
+        ys.push([stepOn(c, 0, sg, 'cuda', idx), stepOn(c, 0, sc, 'cpu', idx)]);
+      }
+      for (const [call, [yg, yc]] of ys.entries())
+        expectRelClose(yg.dataSync(), yc.dataSync(), 1e-5, `y of call ${call}`);
+      expectRelClose(sg.dataSync(), sc.dataSync(), 1e-5, 'state after 20 calls');
     });
   });
 

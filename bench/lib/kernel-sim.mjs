@@ -292,3 +292,89 @@ export function runCase(captured, findKernel) {
   };
   return { read, issues };
 }
+
+const TYPE_BYTES = /^[subf](8|16|32|64)$/;
+/** Bytes one lane moves with a load instruction (ld.global.v4.f32: 16). */
+function loadBytes(inst) {
+  const type = inst.mods.findLast((m) => TYPE_BYTES.test(m));
+  const vector = inst.mods.find((m) => /^v[248]$/.test(m));
+  return (type ? Number(TYPE_BYTES.exec(type)[1]) / 8 : 4) * (vector ? Number(vector.slice(1)) : 1);
+}
+/** The registers an operand names. */
+function operandRegisters(o, out) {
+  if (!o) return out;
+  if (o.kind === 'reg') out.push(o.name);
+  else if (o.kind === 'mem') operandRegisters(o.base, out);
+  else if (o.kind === 'vec' || o.kind === 'pair') for (const item of o.items) operandRegisters(item, out);
+  else if (o.kind === 'not') operandRegisters(o.item, out);
+  return out;
+}
+
+/**
+ * The bytes of global loads a warp keeps in flight (for the step, whose speed is set by them):
+ * block 0 of the launch runs in the interpreter; a load is in flight from its issue until the
+ * first instruction that reads one of its destination registers (where an SM, which issues each
+ * warp's instructions in order, stalls the warp until the data arrives); bytes = bytes per lane x
+ * the lanes that execute it. Read-only loads (ld.global.nc: A, B, C, shared by many rows and
+ * served from L1/L2) are left out; plain ones (the state, x, dt, z, the slot indices) counted.
+ * Returns { perWarp: the largest sum in flight at any issue, over the block's warps;
+ * loads: the plain global loads issued per warp (block average) } or { none: reason }.
+ */
+export function measureLoadsInFlight(module, fn, captured, launch, { maxIssues = 1e6 } = {}) {
+  const prog = program(module, fn);
+  const regions = captured.buffers.map((b, i) => bufferRegion(b, i + 1));
+  for (const a of captured.allocs) regions.push({ name: 'scratch', address: a.address, bytes: a.bytes });
+  const perWarp = new Map(); // warp -> { pending: Map(register -> load id), bytes: Map(id -> bytes), sum, max }
+  let nextId = 0;
+  let loads = 0;
+  const onIssue = (w, pc, _mask, executed) => {
+    const inst = fn.instructions[pc];
+    let s = perWarp.get(w.index);
+    if (!s) {
+      s = { pending: new Map(), bytes: new Map(), sum: 0, max: 0 };
+      perWarp.set(w.index, s);
+    }
+    const isLoad = inst.op === 'ld' && inst.mods.includes('global');
+    const isStore = inst.op === 'st' || inst.op === 'red' || inst.op === 'atom';
+    // What the instruction reads: every operand but the destination (a store has none).
+    const reads = [];
+    for (const o of isStore ? inst.operands : inst.operands.slice(1)) operandRegisters(o, reads);
+    if (inst.guard) reads.push(inst.guard.reg.startsWith('%') ? inst.guard.reg : `%${inst.guard.reg}`);
+    for (const r of reads) {
+      const id = s.pending.get(r);
+      if (id === undefined) continue;
+      s.sum -= s.bytes.get(id);
+      s.bytes.delete(id);
+      for (const [reg, other] of s.pending) if (other === id) s.pending.delete(reg);
+    }
+    if (isLoad && !inst.mods.includes('nc') && executed) {
+      const id = nextId++;
+      const bytes = loadBytes(inst) * popcount(executed);
+      s.bytes.set(id, bytes);
+      s.sum += bytes;
+      s.max = Math.max(s.max, s.sum);
+      loads += 1;
+      for (const r of operandRegisters(inst.operands[0], [])) s.pending.set(r, id);
+    }
+    return false;
+  };
+  try {
+    runBlock(
+      module,
+      fn,
+      {
+        grid: launch.grid,
+        block: launch.block,
+        sharedBytes: launch.sharedBytes,
+        params: parameterBytes(prog, fn, launch.args),
+      },
+      new GlobalMemory(regions),
+      { onIssue, maxIssues },
+    );
+  } catch (e) {
+    if (/more than \d+ issues/.test(e.message)) return { none: `block 0 issues more than ${maxIssues} instructions` };
+    throw e;
+  }
+  const maxima = [...perWarp.values()].map((s) => s.max);
+  return { perWarp: Math.max(0, ...maxima), loads: loads / Math.max(1, perWarp.size) };
+}

@@ -1,5 +1,6 @@
 // The GPU layer of a CUDA build (see gpu.h): device discovery, one stream per device, stream-ordered
-// memory from the devices' memory pools, pinned staging for host copies, and error reporting.
+// memory from the devices' memory pools, pinned staging for host copies (a reused ring for small
+// uploads), and error reporting.
 //
 // The CUDA runtime is linked statically, so this binary loads on machines without a driver; there
 // the first CUDA call fails (cudaErrorInsufficientDriver or cudaErrorNoDevice) and every device is
@@ -34,12 +35,28 @@ void check(cudaError_t e, const char *what, int device) {
   if (e != cudaSuccess) fail(e, what, device);
 }
 
+// Uploads of at most kStagingSlotBytes (a decoding step's stateBatchIndices, say) are staged through
+// a ring of pinned slots made once per device and reused across calls: pinning and unpinning host
+// memory are driver calls that cost far more than such a copy. A slot is overwritten only after the
+// copy that last read it has completed (its event). Larger uploads pin a buffer of their own,
+// released once their copy has completed (Device::staging, reapStaging).
+constexpr size_t kStagingSlotBytes = size_t(64) << 10;
+constexpr size_t kStagingSlots = 8;
+
+struct StagingSlot {
+  void *host = nullptr;
+  cudaEvent_t done = nullptr;  // recorded after the copy that last read the slot
+};
+
 struct Device {
   bool usable = false;
   std::string reason;  // why not, when not usable
   cudaStream_t stream = nullptr;
-  // Pinned buffers of uploads, released once the copy that reads them has completed.
+  // Pinned buffers of large uploads, released once the copy that reads them has completed.
   std::deque<std::pair<void *, cudaEvent_t>> staging;
+  std::vector<StagingSlot> ring;  // made at the first small upload
+  size_t nextSlot = 0;
+  bool ringUnavailable = false;  // pinning the ring failed: every upload takes the per-call path
 };
 
 class Runtime {
@@ -51,7 +68,7 @@ class Runtime {
 
   std::string reason;  // empty when at least one device is usable
   std::vector<Device> devices;
-  std::mutex mutex;  // guards the staging lists
+  std::mutex mutex;  // guards the staging lists and rings
 
   // Makes `device` current and returns its stream; throws ERR_CUDA_UNAVAILABLE when unusable.
   cudaStream_t use(int device) {
@@ -69,6 +86,32 @@ class Runtime {
     const Device &d = devices[size_t(device)];
     if (!d.usable)
       throw Error("ERR_CUDA_UNAVAILABLE", "CUDA is unavailable for cuda:" + std::to_string(device) + ": " + d.reason);
+  }
+
+  // The device's ring of staging slots, made on first use; null when it cannot be made (the caller
+  // then stages through a buffer of its own, which reports the failure as before). Call with
+  // `mutex` held and the device current.
+  std::vector<StagingSlot> *stagingRing(int device) {
+    Device &d = devices[size_t(device)];
+    if (d.ring.empty() && !d.ringUnavailable) {
+      void *block = nullptr;
+      std::vector<StagingSlot> ring(kStagingSlots);
+      bool ok = cudaMallocHost(&block, kStagingSlots * kStagingSlotBytes) == cudaSuccess;
+      for (size_t k = 0; ok && k < kStagingSlots; ++k) {
+        ring[k].host = static_cast<char *>(block) + k * kStagingSlotBytes;
+        ok = cudaEventCreateWithFlags(&ring[k].done, cudaEventDisableTiming) == cudaSuccess;
+      }
+      if (!ok) {
+        for (auto &slot : ring)
+          if (slot.done) cudaEventDestroy(slot.done);
+        if (block) cudaFreeHost(block);
+        d.ringUnavailable = true;
+      } else {
+        d.ring = std::move(ring);
+      }
+      cudaGetLastError();
+    }
+    return d.ring.empty() ? nullptr : &d.ring;
   }
 
   // Releases the staging buffers whose copies have finished (in order of submission).
@@ -193,6 +236,27 @@ void upload(int device, void *dst, const void *src, size_t bytes) {
   Runtime &rt = Runtime::get();
   cudaStream_t stream = rt.use(device);
   rt.reapStaging(device);
+  if (bytes <= kStagingSlotBytes) {
+    std::lock_guard<std::mutex> lock(rt.mutex);
+    if (std::vector<StagingSlot> *ring = rt.stagingRing(device)) {
+      Device &d = rt.devices[size_t(device)];
+      StagingSlot &slot = (*ring)[d.nextSlot];
+      d.nextSlot = (d.nextSlot + 1) % ring->size();
+      // The copy that last read this slot must be done before it is overwritten: it is the upload
+      // kStagingSlots calls ago, in stream order, normally long finished. Should that copy have
+      // faulted, the error is sticky and the copy below reports it.
+      cudaEventSynchronize(slot.done);
+      cudaGetLastError();
+      std::memcpy(slot.host, src, bytes);
+      cudaError_t e = cudaMemcpyAsync(dst, slot.host, bytes, cudaMemcpyHostToDevice, stream);
+      if (e == cudaSuccess) e = cudaEventRecord(slot.done, stream);
+      if (e != cudaSuccess) {
+        cudaStreamSynchronize(stream);  // the slot is free again once nothing reads it
+        fail(e, "upload", device);
+      }
+      return;
+    }
+  }
   void *staging = nullptr;
   check(cudaMallocHost(&staging, bytes), "cudaMallocHost", device);
   std::memcpy(staging, src, bytes);

@@ -19,6 +19,7 @@ struct StepSpec {
   int64_t batch = 2, H = 4, P = 1, N = 16, G = 1;
   bool D = false, dPerHead = false, z = false, dtBias = false, softplus = false;
   int64_t extraSlots = -1;  // >= 0: stateBatchIndices over batch + extraSlots slots, some rows padding
+  bool misaligned = false;  // B and C one element past an aligned address: the element-wise kernel
   int steps = 2;
   uint64_t seed = 1;
 };
@@ -34,7 +35,8 @@ std::string nameOf(const StepSpec &s) {
       {s.z, "z"},
       {s.dtBias, "dtBias"},
       {s.softplus, "softplus"},
-      {s.extraSlots >= 0, "stateBatchIndices(" + std::to_string(s.batch + s.extraSlots) + " slots)"}};
+      {s.extraSlots >= 0, "stateBatchIndices(" + std::to_string(s.batch + s.extraSlots) + " slots)"},
+      {s.misaligned, "B/C misaligned"}};
   for (const auto &[on, text] : flags)
     if (on) opts += (opts.empty() ? " +" : ",") + text;
   return name + opts + " x" + std::to_string(s.steps);
@@ -138,12 +140,21 @@ CaseResult runStepCase(const StepSpec &s) {
                             D.floats(), dtBias.floats(), indices.empty() ? nullptr : indices.data(), yRef.data()));
 
     const DeviceBuffer gx = DeviceBuffer::upload(x), gdt = DeviceBuffer::upload(dt), gz = DeviceBuffer::upload(z);
-    const DeviceBuffer gB = DeviceBuffer::upload(Bp), gC = DeviceBuffer::upload(Cp);
+    // Misaligned: one element of offset, which no 16-byte (or 8-byte) vector access tolerates.
+    const int64_t shift = s.misaligned ? 1 : 0;
+    auto uploadShifted = [&](const HostTensor &h) {
+      DeviceBuffer d(h.dtype, h.n + shift);
+      std::memcpy(static_cast<char *>(d.get()) + shift * dtypeSize(h.dtype), h.bytes.data(), h.bytes.size());
+      return d;
+    };
+    const DeviceBuffer gB = uploadShifted(Bp), gC = uploadShifted(Cp);
+    const void *gBp = static_cast<const char *>(gB.get()) + shift * dtypeSize(s.dtype);
+    const void *gCp = static_cast<const char *>(gC.get()) + shift * dtypeSize(s.dtype);
     auto gpuStep = [&](DeviceBuffer &state, const std::string &label) {
       DeviceBuffer y(s.dtype, B * H * P);
       const StateUpdateParams p =
-          params(state.floats(), gx.get(), gdt.get(), gz.get(), gB.get(), gC.get(), dA.floats(), dD.floats(),
-                 dBias.floats(), static_cast<const int32_t *>(dIndices.get()), y.get());
+          params(state.floats(), gx.get(), gdt.get(), gz.get(), gBp, gCp, dA.floats(), dD.floats(), dBias.floats(),
+                 static_cast<const int32_t *>(dIndices.get()), y.get());
       runGpu(r, label, [&] { return cuda::stateUpdate(p, nullptr); });
       return y.download();
     };
@@ -265,6 +276,41 @@ std::vector<StepSpec> stepCases() {
       s.extraSlots = 3;
       s.steps = 3;
       add(s);
+    }
+    // The option grid: every form at N from 1 to 256 (one lane per row at N <= 16, up to 16 at
+    // 256; N not a multiple of 4 takes the element-wise kernel with a partial last chunk), with
+    // padding rows, every option; and the element-wise kernel at N = 16 and 128 through misaligned B/C.
+    for (Form form : {Form::Channels, Form::Heads, Form::HeadsScalar}) {
+      for (int64_t N : {1, 3, 4, 16, 17, 128, 256}) {
+        StepSpec s;
+        s.group = "step " + dtype + ": option grid";
+        s.dtype = t;
+        s.form = form;
+        s.batch = 4;
+        s.H = form == Form::Channels ? 6 : 4;
+        s.P = form == Form::Channels ? 1 : 3;
+        s.N = N;
+        s.G = 2;
+        s.D = s.z = s.dtBias = true;
+        s.dPerHead = form == Form::HeadsScalar;
+        s.softplus = N % 2 == 0;
+        s.extraSlots = N == 3 || N == 17 || N == 128 ? 2 : -1;
+        add(s);
+      }
+      for (int64_t N : {16, 128}) {
+        StepSpec s;
+        s.group = "step " + dtype + ": option grid";
+        s.dtype = t;
+        s.form = form;
+        s.batch = 3;
+        s.H = 4;
+        s.P = form == Form::Channels ? 1 : 2;
+        s.N = N;
+        s.G = 2;
+        s.D = s.z = s.dtBias = s.softplus = true;
+        s.misaligned = true;
+        add(s);
+      }
     }
   }
   return cases;
