@@ -79,6 +79,6 @@ SS_REGISTER_QUERY(
     ssdChunkLength, "ssdScan", SsdShape, [](op::Descriptor &d, SsdShape &s) { s = readShape(d); }, cpu::ssdChunkLength,
     cuda::ssdChunkLength);
 SS_REGISTER_OP(ssdForward, "ssdScan", SsdForwardParams, readSsdForward, cpu::ssdForward, cuda::ssdForward);
-SS_REGISTER_OP(ssdBackward, "ssdScanBackward", SsdBackwardParams, readSsdBackward, cpu::ssdBackward, nullptr);
+SS_REGISTER_OP(ssdBackward, "ssdScanBackward", SsdBackwardParams, readSsdBackward, cpu::ssdBackward, cuda::ssdBackward);
 
 }  // namespace ss

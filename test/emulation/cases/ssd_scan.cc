@@ -423,14 +423,8 @@ std::vector<SsdSpec> ssdCases() {
   return cases;
 }
 
-// Until the CUDA backward lands, the cases check the forward only.
-constexpr bool kBackwardOnGpu = false;
-
 }  // namespace
 
 EMU_CASES(ssdScanCases) {
-  for (SsdSpec s : ssdCases()) {
-    if (!kBackwardOnGpu) s.backward = false;
-    cases.push_back({s.group, nameOf(s), [s] { return runSsdCase(s); }});
-  }
+  for (const SsdSpec &s : ssdCases()) cases.push_back({s.group, nameOf(s), [s] { return runSsdCase(s); }});
 }
