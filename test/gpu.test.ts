@@ -13,6 +13,8 @@ import {
   selectiveScan,
   selectiveScanBackward,
   selectiveStateUpdate,
+  ssdScan,
+  ssdScanBackward,
 } from './helpers/api.js';
 import {
   type ConvRefInputs,
@@ -236,7 +238,87 @@ function convOn(
   return result;
 }
 
+interface SsdGpuSpec {
+  dtype: AnyDType;
+  b: number;
+  L: number;
+  H: number;
+  P: number;
+  G: number;
+  N: number;
+  cuSeqlens?: number[];
+  dPerHead?: boolean;
+  seed: number;
+}
+
+/** ssdScan + ssdScanBackward with every option on one device: values of the outputs and gradients. */
+function runSsd(spec: SsdGpuSpec, device: DeviceName, deterministic = false): Record<string, Float32Array> {
+  const { dtype, b, L, H, P, G, N } = spec;
+  const rng = new Rng(spec.seed);
+  const rows = spec.cuSeqlens ? spec.cuSeqlens.length - 1 : b;
+  const f32 = (v: ArrayLike<number>, shape: number[]) => tensor(v, shape, 'float32', device);
+  const io = (v: ArrayLike<number>, shape: number[]) => tensor(v, shape, dtype, device);
+  const r = ssdScan(
+    io(rng.normalArray(b * L * H * P), [b, L, H, P]),
+    io(rng.uniformArray(b * L * H, -4, 1), [b, L, H]),
+    f32(rng.uniformArray(H, -3, -0.3), [H]),
+    io(rng.normalArray(b * L * G * N), [b, L, G, N]),
+    io(rng.normalArray(b * L * G * N), [b, L, G, N]),
+    {
+      D: spec.dPerHead ? f32(rng.normalArray(H), [H]) : f32(rng.normalArray(H * P), [H, P]),
+      z: io(rng.normalArray(b * L * H * P), [b, L, H, P]),
+      dtBias: f32(rng.uniformArray(H, -1, 1), [H]),
+      dtSoftplus: true,
+      dtLimit: [0.02, 0.5],
+      initialState: f32(rng.normalArray(rows * H * P * N), [rows, H, P, N]),
+      returnLastState: true,
+      saveForBackward: true,
+      ...(spec.cuSeqlens ? { cuSeqlens: Int32Array.from(spec.cuSeqlens) } : {}),
+    },
+  );
+  const grads = ssdScanBackward(r.ctx!, io(rng.normalArray(b * L * H * P), [b, L, H, P]), {
+    dLastState: f32(rng.normalArray(rows * H * P * N), [rows, H, P, N]),
+    deterministic,
+  });
+  const values: Record<string, Float32Array> = { out: r.out.dataSync(), lastState: r.lastState!.dataSync() };
+  for (const [name, g] of Object.entries(grads)) {
+    expect((g as Tensor).device, name).toBe(device === 'cuda' ? 'cuda:0' : 'cpu');
+    values[name] = (g as Tensor).dataSync();
+  }
+  return values;
+}
+
+const SSD_GRID: SsdGpuSpec[] = [
+  { dtype: 'float32', b: 2, L: 1, H: 4, P: 8, G: 2, N: 16, seed: 801 },
+  { dtype: 'float32', b: 2, L: 777, H: 4, P: 64, G: 1, N: 128, seed: 802 },
+  { dtype: 'float32', b: 1, L: 300, H: 8, P: 17, G: 4, N: 256, dPerHead: true, seed: 803 },
+  { dtype: 'float32', b: 3, L: 129, H: 6, P: 3, G: 3, N: 3, seed: 804 },
+  { dtype: 'float32', b: 1, L: 500, H: 4, P: 64, G: 2, N: 64, cuSeqlens: [0, 0, 100, 101, 101, 500], seed: 805 },
+  { dtype: 'float16', b: 2, L: 400, H: 4, P: 64, G: 2, N: 64, seed: 806 },
+  { dtype: 'bfloat16', b: 2, L: 400, H: 4, P: 64, G: 2, N: 64, seed: 807 },
+];
+
+function compareSsdGpuCpu(spec: SsdGpuSpec) {
+  const tol = tolerances(spec.dtype);
+  const gpu = runSsd(spec, 'cuda');
+  const cpu = runSsd(spec, 'cpu');
+  expect(Object.keys(gpu).sort()).toEqual(Object.keys(cpu).sort());
+  for (const name of Object.keys(cpu)) {
+    const t = name === 'out' || name === 'lastState' ? tol.fwd : tol.grad;
+    expectRelClose(gpu[name], cpu[name], t, `${name}, GPU vs CPU`);
+  }
+}
+
 describe.skipIf(!AVAILABLE)(TITLE, () => {
+  describe('ssdScan + backward (recurrent form), GPU vs CPU', () => {
+    for (const spec of SSD_GRID) it(JSON.stringify(spec), () => compareSsdGpuCpu(spec), 120000);
+    it('deterministic: true ssdScanBackward on the GPU is bit-identical on repeat', () => {
+      const spec = SSD_GRID[1]!;
+      const runs = [0, 1].map(() => runSsd(spec, 'cuda', true));
+      for (const name of Object.keys(runs[0]!)) expectBitsEqual(runs[1]![name]!, runs[0]![name]!, name);
+    }, 120000);
+  });
+
   describe('selectiveScan + backward, GPU vs CPU, float32', () => {
     for (const spec of GRID) it(specName(spec), () => compareGpuCpu(spec), 60000);
   });

@@ -1,7 +1,6 @@
 // The state space dual scan (Mamba-2): what one call computes (sizes, pointers and flags, filled by
 // ssd_scan_binding.cc from the descriptor lib/ops/ssd-scan.ts builds) and the entry points of its
-// backends (ssd_scan_cpu.cc; the CUDA kernels are not written yet, so GPU calls throw
-// ERR_CUDA_UNAVAILABLE naming the op).
+// backends (ssd_scan_cpu.cc; ssd_scan.cu and ssd_scan_backward.cu, the recurrent form on the GPU).
 //
 // A is one scalar per head, so a step costs one exponential per (t, head) and the state of a head
 // is a P x N matrix. All tensors are contiguous, row-major; sizes are int64_t.
@@ -72,5 +71,14 @@ SS_PER_CPU_ISA(void ssdBackward(const SsdBackwardParams &p))
 inline void ssdForward(const SsdForwardParams &p) { SS_CALL_CPU_ISA(ssdForward, p); }
 inline void ssdBackward(const SsdBackwardParams &p) { SS_CALL_CPU_ISA(ssdBackward, p); }
 }  // namespace cpu
+
+namespace cuda {
+// The checkpoint interval of the CUDA forward for this shape; the backward is given it back in
+// chunkLength.
+int64_t ssdChunkLength(const SsdShape &s);
+gpu::Status ssdForward(const SsdForwardParams &p, gpu::Stream stream);
+// Allocates and frees its own scratch memory stream-ordered (cudaMallocAsync / cudaFreeAsync).
+gpu::Status ssdBackward(const SsdBackwardParams &p, gpu::Stream stream);
+}  // namespace cuda
 
 }  // namespace ss

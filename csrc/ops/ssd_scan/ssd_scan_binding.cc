@@ -1,6 +1,5 @@
 // ssdScan and ssdScanBackward: the descriptors lib/ops/ssd-scan.ts builds, read into
-// SsdForwardParams / SsdBackwardParams, and the native functions that run them. No CUDA backend yet:
-// on a GPU they throw ERR_CUDA_UNAVAILABLE naming the op.
+// SsdForwardParams / SsdBackwardParams, and the native functions that run them.
 #include <cmath>
 
 #include "../../op/registry.h"
@@ -78,8 +77,8 @@ void readSsdBackward(op::Descriptor &d, SsdBackwardParams &p) {
 // ssdChunkLength({ device, batch, seqlen, heads, headDim, groups, dstate }): the checkpoint interval.
 SS_REGISTER_QUERY(
     ssdChunkLength, "ssdScan", SsdShape, [](op::Descriptor &d, SsdShape &s) { s = readShape(d); }, cpu::ssdChunkLength,
-    nullptr);
-SS_REGISTER_OP(ssdForward, "ssdScan", SsdForwardParams, readSsdForward, cpu::ssdForward, nullptr);
-SS_REGISTER_OP(ssdBackward, "ssdScanBackward", SsdBackwardParams, readSsdBackward, cpu::ssdBackward, nullptr);
+    cuda::ssdChunkLength);
+SS_REGISTER_OP(ssdForward, "ssdScan", SsdForwardParams, readSsdForward, cpu::ssdForward, cuda::ssdForward);
+SS_REGISTER_OP(ssdBackward, "ssdScanBackward", SsdBackwardParams, readSsdBackward, cpu::ssdBackward, cuda::ssdBackward);
 
 }  // namespace ss
