@@ -416,13 +416,6 @@ void backwardChunk(const SsdBackwardParams &bp, int64_t b, int64_t h, int64_t c,
   Vec *carry = keep.carry + task * s.stateVecs(), *dD = keep.dD + task * blocks;
 
   if (c == chunks - 1) {
-    // An empty sequence: its last state is its initial state, so dInitialState is dLastState.
-    for (const Segment &seg : segments) {
-      if (seg.end > seg.start || !bp.dInitialState) continue;
-      const float *src = stateRow(bp.dLastState, seg.row);
-      float *dst = stateRow(bp.dInitialState, seg.row);
-      for (int64_t i = 0; i < stateSize; ++i) dst[i] = src ? src[i] : 0.0f;
-    }
     keep.dA[task] = keep.ddtBias[task] = 0;
     std::fill(dD, dD + blocks, Vec{});
   }
@@ -547,6 +540,21 @@ void ssdBackward(const SsdBackwardParams &bp) {
   const BackwardCarry keep{carry.data(), dDParts.data(), dA.data(), ddtBias.data(), dBParts.data(), dCParts.data()};
   std::vector<std::vector<Segment>> segments;
   for (int64_t b = 0; b < batch; ++b) segments.push_back(segmentsOf(p.cuSeqlens, p.sequences, p.shape.seqlen, b));
+
+  // An empty sequence: its last state is its initial state, so dInitialState is dLastState. Done
+  // here, not per chunk, because with L = 0 there is no chunk.
+  if (bp.dInitialState) {
+    const int64_t stateSize = P * N;
+    for (int64_t b = 0; b < batch; ++b)
+      for (const Segment &seg : segments[size_t(b)]) {
+        if (seg.end > seg.start) continue;
+        float *dst = bp.dInitialState + seg.row * H * stateSize;
+        if (bp.dLastState)
+          std::memcpy(dst, bp.dLastState + seg.row * H * stateSize, size_t(H * stateSize) * sizeof(float));
+        else
+          std::fill(dst, dst + H * stateSize, 0.0f);
+      }
+  }
 
   ThreadPool::Session pool;
   WorkerScratch scratch(pool.threads(), scratchBytes<BackwardScratch>(p, head));

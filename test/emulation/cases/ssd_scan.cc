@@ -417,9 +417,6 @@ std::vector<SsdSpec> ssdCases() {
     s.L = 0;
     s.cuSeqlens = {0, 0, 0};
     s.initialState = s.lastState = s.dLastState = true;
-    // Forward only: the CPU backward merged from ssd-ref-bench leaves dInitialState unwritten when
-    // L = 0 (it copies dLastState inside its chunk loop, which has no chunk), so it is no oracle here.
-    s.backward = false;
     add(s);
   }
 
