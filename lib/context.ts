@@ -61,7 +61,10 @@ export class ForwardContext {
       const checkpoints = checkpointsOf(kind, ctx, fn, 'ctx');
       if (checkpoints === null) throw codedError('ERR_DISPOSED', `${fn}: ctx was disposed`);
       const c = ctx as ForwardContext;
+      // The forward's inputs must still be alive and unchanged: the backward reads them again.
       for (const { name, tensor, version } of c.#versions) {
+        if (tensor.isDisposed)
+          throw codedError('ERR_DISPOSED', `${fn}: ${name} (an input of the forward) was disposed`);
         const now = tensorVersion(tensor)!;
         if (now !== version) {
           throw codedError(

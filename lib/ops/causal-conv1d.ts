@@ -248,9 +248,6 @@ export function causalConv1dBackward(
   const { inputs: s } = context.saved(ctx, fn);
   const check = new ArgumentChecker(fn);
   const o = check.options(opts, ['dFinalState', 'deterministic']);
-  for (const name of ['x', 'weight', 'bias', 'initialState'] as const) {
-    if (s[name]?.isDisposed) throw codedError('ERR_DISPOSED', `${fn}: ${name} (an input of the forward) was disposed`);
-  }
   const doutT = check.tensor('dout', dout);
   check.shape('dout', doutT, [s.batch, s.dim, s.seqlen], named({ batch: s.batch, dim: s.dim, L: s.seqlen }));
   check.dtype('dout', doutT, s.dtype, ' (the dtype of x)');

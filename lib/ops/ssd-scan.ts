@@ -323,9 +323,6 @@ export function ssdScanBackward(ctx: SsdContext, dout: Tensor, opts?: SsdBackwar
   const { inputs: s, chunkLength, checkpoints } = context.saved(ctx, fn);
   const check = new ArgumentChecker(fn);
   const o = check.options(opts, ['dLastState', 'deterministic']);
-  for (const name of ['x', 'dt', 'A', 'B', 'C', 'D', 'z', 'dtBias', 'initialState'] as const) {
-    if (s[name]?.isDisposed) throw codedError('ERR_DISPOSED', `${fn}: ${name} (an input of the forward) was disposed`);
-  }
   const { batch, seqlen, heads, headDim, dstate } = s;
   const doutT = check.tensor('dout', dout);
   check.shape('dout', doutT, [batch, seqlen, heads, headDim], named({ batch, L: seqlen, H: heads, P: headDim }));
