@@ -101,7 +101,7 @@ function torchRows(run, name, shape, out, ours, traffic) {
       speedup: ours[op] ? ms / ours[op].medianMs : null,
     };
     run.record('conv', name, shape, 'float32', `PyTorch ${op}`, m, traffic(op), extra);
-    done.push(`${op} ${fmtMs(ms)} ms${extra.speedup ? ` (ours ${extra.speedup.toFixed(1)}× faster)` : ''}`);
+    done.push(`${op} ${fmtMs(ms)} ms${extra.speedup ? ` (${extra.speedup.toFixed(1)}× our time)` : ''}`);
   }
   run.progress.done(`${name} PyTorch (${out.threads} threads): ${done.join(', ')}`);
 }
