@@ -3,12 +3,13 @@
 // CPU and on the simulated GPU path at tiny shapes (the machine's ceilings fixed, not measured),
 // whose progress must add up to the plan; and what the GPU session (bench/gpu-session.sh) makes of
 // sanitizer logs and of mamba_ssm's peer binary's output.
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseOptions } from '../bench/lib/cli.mjs';
 import { DeviceRun } from '../bench/lib/device-run.mjs';
+import { findBaselineScript, findTorchPython } from '../bench/lib/env.mjs';
 import { markdownReport } from '../bench/lib/report.mjs';
 import { convStepTraffic, convTraffic, roofline, scanTraffic, ssdTraffic } from '../bench/lib/roofline.mjs';
 import {
@@ -21,6 +22,7 @@ import {
 import { makeTarget } from '../bench/lib/targets.mjs';
 import { BENCH_OPS } from '../bench/ops/index.mjs';
 import { GGML_ENV } from '../bench/ops/ssd-scan.mjs';
+import { buildInfo } from './helpers/api.js';
 
 describe('roofline bytes and exp2 counts', () => {
   it('the scan: each tensor once, checkpoints when saved, one exp2 per element·state', () => {
@@ -99,7 +101,8 @@ interface BenchResult {
   machine: unknown;
   errors: unknown[];
   cases: { kind: string; shapeName: string; op: string }[];
-  checks: { name: string; pass: boolean }[];
+  checks: { name: string; pass: boolean; relErr: Record<string, number> }[];
+  notes: string[];
   comparisons: { js?: { fwdMs: number } }[];
   plan: unknown;
 }
@@ -159,6 +162,93 @@ describe('a run at tiny shapes', () => {
       );
     }, 60_000);
   }
+});
+
+describe('the causal convolution beside PyTorch', () => {
+  // A stand-in for python3 + torch_cpu_baseline.py: fixed times per mode, and its arguments logged.
+  it('cpu: PyTorch rows beside ours at our thread count, with the speed-up in the report', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'conv-bench-'));
+    const py = join(dir, 'python3');
+    const log = join(dir, 'args');
+    writeFileSync(
+      py,
+      `#!/bin/sh\necho "$@" >> ${log}\ncase "$4" in\n` +
+        `conv) echo '{"fwd_ms": 2.5, "fwdbwd_ms": 7.5, "threads": 2}' ;;\n` +
+        `conv-step) echo '{"step_ms": 0.25, "threads": 2}' ;;\nesac\n`,
+    );
+    chmodSync(py, 0o755);
+    try {
+      const argv = ['--quick', '--shapes', 'conv,conv-step', '--ops', 'fwd,fwd+bwd', '--dtypes', 'float32'];
+      const timing = ['--reps', '1', '--warmup', '0', '--target-ms', '1', '--max-case-ms', '20', '--no-save'];
+      const o = parseOptions([...argv, ...timing, '--no-checks'], BENCH_OPS);
+      const run = new RunWithoutCeilings(makeTarget('cpu'), o, 'test', BENCH_OPS, {
+        python: py,
+        tried: [],
+        baselineScript: 'torch_cpu_baseline.py',
+      });
+      const res = (await run.run()) as unknown as BenchResult;
+      const cases = res.cases as unknown as {
+        shapeName: string;
+        op: string;
+        medianMs: number;
+        oursMs: number;
+        speedup: number;
+        threads: number;
+      }[];
+      expect(res.errors).toEqual([]);
+      expect(run.progress.i).toBe(run.progress.total);
+      expect(cases.map((c) => `${c.shapeName} ${c.op}`)).toEqual([
+        ...['fwd', 'fwd+bwd', 'PyTorch fwd', 'PyTorch fwd+bwd'].map((op) => `conv-S1-cpu ${op}`),
+        'conv-step-b1 step',
+        'conv-step-b1 PyTorch step',
+        'conv-step-b64 step',
+        'conv-step-b64 PyTorch step',
+      ]);
+      const find = (name: string, op: string) => cases.find((c) => c.shapeName === name && c.op === op);
+      const fb = find('conv-S1-cpu', 'PyTorch fwd+bwd');
+      expect(fb?.medianMs).toBe(7.5);
+      expect(fb?.oursMs).toBe(find('conv-S1-cpu', 'fwd+bwd')?.medianMs);
+      expect(fb?.speedup).toBeCloseTo(7.5 / (fb?.oursMs ?? 0), 12);
+      expect(find('conv-step-b64', 'PyTorch step')?.medianMs).toBe(0.25);
+      // Our thread count handed over, the shapes and W = 4 as ours.
+      const threads = buildInfo().cpuThreads;
+      expect(readFileSync(log, 'utf8').trim().split('\n')).toEqual([
+        `torch_cpu_baseline.py --threads ${threads} conv 2 256 1024 4 3`,
+        `torch_cpu_baseline.py --threads ${threads} conv-step 1 5120 4 3`,
+        `torch_cpu_baseline.py --threads ${threads} conv-step 64 5120 4 3`,
+      ]);
+      const md = markdownReport(res, BENCH_OPS);
+      const ours = (find('conv-S1-cpu', 'fwd')?.medianMs ?? 0).toPrecision(3);
+      expect(md).toContain(
+        `| conv-S1-cpu | (2, 256, 1024), W=4 | fwd | ${+ours} | PyTorch F.conv1d + F.silu (torch_cpu_baseline.py) | 2.5 | 2 |`,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+
+  // The agreement check needs the real thing: the distribution's python3-torch, when installed.
+  const torchPy = findTorchPython(undefined);
+  it.skipIf(!torchPy.python)(
+    'cpu: our output and gradients agree with PyTorch autograd (1e-5 / 1e-4)',
+    async () => {
+      const argv = ['--quick', '--shapes', 'conv', '--ops', 'fwd', '--dtypes', 'float32', '--torch-reps', '1'];
+      const timing = ['--reps', '1', '--warmup', '0', '--target-ms', '1', '--max-case-ms', '20', '--no-save'];
+      const o = parseOptions([...argv, ...timing], BENCH_OPS);
+      const run = new RunWithoutCeilings(makeTarget('cpu'), o, 'test', BENCH_OPS, {
+        ...torchPy,
+        baselineScript: findBaselineScript(),
+      });
+      const res = (await run.run()) as unknown as BenchResult;
+      expect(res.errors).toEqual([]);
+      expect(res.notes.filter((n) => n.includes('PyTorch'))).toEqual([]);
+      const check = res.checks.find((c) => c.name.includes('vs PyTorch'));
+      expect(Object.keys(check?.relErr ?? {})).toEqual(['out', 'dx', 'dweight', 'dbias']);
+      expect(check?.pass).toBe(true);
+      expect(run.progress.i).toBe(run.progress.total);
+    },
+    120_000,
+  );
 });
 
 describe('the ssdScan rows', () => {

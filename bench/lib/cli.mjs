@@ -24,7 +24,8 @@ export const HELP = `Usage: npm run bench -- [options]     (or: node bench/bench
   --no-js              skip the plain JavaScript loop (CPU comparison)
   --no-torch           skip PyTorch (CPU baseline and GPU reference)
   --torch-all          also run the PyTorch CPU baseline where it is slow (S2-cpu: ~35 s a repetition on 2 cores)
-  --torch-reps N       repetitions of the PyTorch runs (default per shape: 5, 3 or 1)
+  --torch-reps N       repetitions of the PyTorch runs (default per scan shape: 5, 3 or 1; the
+                       convolution's: 10, 3 with --quick)
   --torch-gpu-max-gb G skip the PyTorch GPU reference where it would need more (default 40)
   --torch-max-l L      longest L for PyTorch (its loop is sequential; default GPU 16384, CPU sweep 2048)
   --python PATH        a python3 with torch (default: $BENCH_PYTHON, /usr/bin/python3, python3)

@@ -83,6 +83,30 @@ export function markdownReport(res, ops) {
     ),
   );
 
+  // Rows of another implementation that stand beside one of ours (`beside`: our op at that shape).
+  const peers = res.cases.filter((c) => c.beside);
+  if (peers.length) {
+    out.push('');
+    out.push(`### Beside other implementations (float32; "×" = their time / ours)`);
+    out.push('');
+    out.push(
+      mdTable(
+        ['shape', 'size', 'op', 'ours ms', 'theirs', 'their ms', 'their threads', '×'],
+        peers.map((c) => [
+          c.shapeName,
+          sizeText[c.kind](c.shape),
+          c.beside,
+          p3(c.oursMs),
+          c.peer,
+          p3(c.medianMs),
+          String(c.threads ?? '–'),
+          times(c.speedup),
+        ]),
+        ['l', 'l', 'l', 'r', 'l'],
+      ),
+    );
+  }
+
   if (res.comparisons.length) {
     out.push('');
     out.push(`### Comparisons (float32; "×" = their time / ours)`);
@@ -192,7 +216,8 @@ export function markdownReport(res, ops) {
     out.push('');
     out.push('### Agreement checks (relative error ‖got − ref‖ / ‖ref‖)');
     out.push('');
-    const keys = ['out', 'du', 'ddelta', 'dz', 'dA', 'dB', 'dC', 'dD'];
+    // Every check's outputs and gradients, in the order they first appear.
+    const keys = [...new Set(res.checks.flatMap((c) => Object.keys(c.relErr)))];
     out.push(
       mdTable(
         ['check', 'dtype', ...keys, 'tolerance', 'pass'],

@@ -15,19 +15,24 @@ export function sha1(file) {
 
 const lastLines = (text, n) => text.trim().split('\n').slice(-n).join(' / ');
 
+/** torch_cpu_baseline.py with args: its JSON line, or { error } with the last line of its stderr. */
+export function runCpuBaseline(python, script, args) {
+  const r = spawnSync(python, [script, ...args.map(String)], { encoding: 'utf8', timeout: 30 * 60 * 1000 });
+  try {
+    return JSON.parse(r.stdout?.trim().split('\n').pop());
+  } catch {
+    return { error: (r.stderr || r.error?.message || '').trim().split('\n').pop() };
+  }
+}
+
 /**
  * torch_cpu_baseline.py at one scan shape. Returns { fwdMs, fwdBwdMs, threads, reps }, or
  * { error } with the last line of its stderr.
  */
 export function torchCpuBaseline(python, script, shape, reps) {
-  const args = [script, shape.batch, shape.dim, shape.L, shape.N, reps].map(String);
-  const r = spawnSync(python, args, { encoding: 'utf8', timeout: 30 * 60 * 1000 });
-  try {
-    const out = JSON.parse(r.stdout?.trim().split('\n').pop());
-    return { fwdMs: out.fwd_ms, fwdBwdMs: out.fwdbwd_ms, threads: out.threads, reps };
-  } catch {
-    return { error: (r.stderr || r.error?.message || '').trim().split('\n').pop() };
-  }
+  const out = runCpuBaseline(python, script, [shape.batch, shape.dim, shape.L, shape.N, reps]);
+  if (out.error !== undefined) return out;
+  return { fwdMs: out.fwd_ms, fwdBwdMs: out.fwdbwd_ms, threads: out.threads, reps };
 }
 
 /** The cases of one run for torch_gpu_reference.py (its docstring has the manifest's format). */

@@ -3,8 +3,13 @@
 // before its scan; on the CPU the -cpu variants, S1 only with --quick). Floor: x and out read or
 // written once (lib/roofline.mjs, convTraffic). --shapes conv-step: causalConv1dUpdate at the
 // step's batches and dim 5120 (convStepTraffic). On a GPU an agreement check against the CPU
-// backend comes first.
-import { Tensor, causalConv1d, causalConv1dBackward, causalConv1dUpdate } from 'selective-scan';
+// backend comes first. On the CPU, float32, PyTorch beside each shape (what users without the
+// causal_conv1d extension run: torch_cpu_baseline.py conv / conv-step, at our thread count) as
+// `PyTorch fwd`, `PyTorch fwd+bwd` and `PyTorch step` rows, and our output checked against its own.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Tensor, buildInfo, causalConv1d, causalConv1dBackward, causalConv1dUpdate } from 'selective-scan';
 import { agreementCheck } from '../lib/agreement.mjs';
 import { measure } from '../lib/measure.mjs';
 import { fmtMs } from '../lib/progress.mjs';
@@ -12,11 +17,16 @@ import { InputFactory } from '../lib/random.mjs';
 import { convStepTraffic, convTraffic } from '../lib/roofline.mjs';
 import * as S from '../lib/shapes.mjs';
 import { disposeAll, tensorFromBits } from '../lib/tensors.mjs';
+import { runCpuBaseline } from '../lib/torch.mjs';
 
 const VARIANTS = ['fwd', 'bwd', 'fwd+bwd'];
 const WIDTH = 4;
 const OF = ['S1', 'S3'];
 const GRADS = ['dx', 'dweight', 'dbias'];
+// PyTorch's rows: which of ours each stands beside, and the baseline's field with its time.
+const TORCH_OPS = { fwd: 'fwd_ms', 'fwd+bwd': 'fwdbwd_ms', step: 'step_ms' };
+// The agreement check's shape: L = 300 ends in a partial tile.
+const CHECK_SHAPE = { batch: 2, dim: 64, L: 300, W: WIDTH };
 
 /** @type {import('./index.mjs').BenchOp} */
 export const causalConv1dRows = {
@@ -44,20 +54,89 @@ export const causalConv1dRows = {
       : [];
     const ops = o.ops.filter((op) => VARIANTS.includes(op));
     const check = o.checks && !cpu && convs.length > 0;
-    const units = (check ? 1 : 0) + (convs.length * ops.length + steps.length) * o.dtypes.length;
+    // PyTorch: one process per shape (its fwd and fwd+bwd together), and one for the check.
+    const torch = cpu && o.torch && o.dtypes.includes('float32') && !!run.torch.python && !!run.torch.baselineScript;
+    const torchCheck = torch && o.checks && convs.length > 0;
+    const torchUnits = torch ? convs.length + steps.length + (torchCheck ? 1 : 0) : 0;
+    const units = (check ? 1 : 0) + (convs.length * ops.length + steps.length) * o.dtypes.length + torchUnits;
     const summary = {};
     if (convs.length) summary.convs = convs.map((c) => c.name);
     if (steps.length) summary.convSteps = steps.map((c) => c.name);
-    return { units, summary, convs, steps, ops, check };
+    return { units, summary, convs, steps, ops, check, torch, torchCheck };
   },
   async checks(run, p) {
     if (p.check) await run.guarded('conv agreement check', () => agreementChecks(run));
+    if (p.torchCheck) await run.guarded('conv PyTorch check', () => torchCheck(run));
   },
   async rows(run, p) {
     for (const c of p.convs) await run.guarded(`${c.name} inputs`, () => convRows(run, p, c));
-    for (const c of p.steps) await run.guarded(`${c.name} inputs`, () => stepRows(run, c));
+    for (const c of p.steps) await run.guarded(`${c.name} inputs`, () => stepRows(run, p, c));
   },
 };
+
+/** torch_cpu_baseline.py in a conv mode at our thread count: its JSON, or null (the failure noted). */
+function torchBaseline(run, label, args) {
+  const { python, baselineScript } = run.torch;
+  run.progress.status(`${label}: PyTorch`);
+  const out = runCpuBaseline(python, baselineScript, ['--threads', buildInfo().cpuThreads, ...args]);
+  if (out.error === undefined) return out;
+  run.res.notes.push(`PyTorch CPU baseline failed at ${label}: ${out.error}`);
+  run.progress.done(`${label} PyTorch FAILED`);
+  return null;
+}
+
+/** PyTorch's rows beside ours (ours: op → its record at this shape), with the speed-up. */
+function torchRows(run, name, shape, out, ours, traffic) {
+  if (!out) return;
+  const done = [];
+  for (const [op, key] of Object.entries(TORCH_OPS)) {
+    const ms = out[key];
+    if (ms === undefined) continue;
+    const m = { medianMs: ms, minMs: null, maxMs: null, reps: out.reps ?? null, samplesMs: [] };
+    const extra = {
+      threads: out.threads,
+      peer: `PyTorch ${op === 'step' ? 'roll + sum' : 'F.conv1d + F.silu'} (torch_cpu_baseline.py)`,
+      beside: op,
+      oursMs: ours[op]?.medianMs ?? null,
+      speedup: ours[op] ? ms / ours[op].medianMs : null,
+    };
+    run.record('conv', name, shape, 'float32', `PyTorch ${op}`, m, traffic(op), extra);
+    done.push(`${op} ${fmtMs(ms)} ms${extra.speedup ? ` (${extra.speedup.toFixed(1)}× our time)` : ''}`);
+  }
+  run.progress.done(`${name} PyTorch (${out.threads} threads): ${done.join(', ')}`);
+}
+
+// Our CPU backend against PyTorch's autograd on the same inputs (raw float32 files).
+async function torchCheck(run) {
+  const { res, progress } = run;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'selective-scan-conv-'));
+  try {
+    const t = convInputs(new InputFactory(4321), CHECK_SHAPE, 'float32', 'cpu');
+    for (const k of ['x', 'weight', 'bias', 'dout']) fs.writeFileSync(path.join(dir, `${k}.f32`), t[k].dataSync());
+    const r = causalConv1d(t.x, t.weight, { bias: t.bias, activation: 'silu', saveForBackward: true });
+    const g = causalConv1dBackward(r.ctx, t.dout);
+    const got = { out: r.out.dataSync() };
+    for (const k of GRADS) got[k] = g[k].dataSync();
+    r.out.dispose();
+    r.ctx.dispose();
+    disposeAll(g);
+    disposeAll(t);
+    const { batch, dim, L, W } = CHECK_SHAPE;
+    if (!torchBaseline(run, 'conv PyTorch check', ['conv-check', dir, batch, dim, L, W])) return;
+    const ref = {};
+    for (const k of ['out', ...GRADS]) {
+      const buf = fs.readFileSync(path.join(dir, `${k}.f32`));
+      ref[k] = new Float32Array(buf.buffer, buf.byteOffset, buf.byteLength / 4);
+    }
+    const name = 'causalConv1d + backward, CPU backend vs PyTorch (F.conv1d + F.silu, autograd)';
+    const check = agreementCheck(name, 'float32', CHECK_SHAPE, got, ref, ['out', ...GRADS], [1e-5, 1e-4]);
+    res.checks.push(check);
+    if (!check.pass) progress.note(`WARNING: agreement check failed: ${name}: ${JSON.stringify(check.relErr)}`);
+    progress.done('conv PyTorch check');
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
 
 function convInputs(factory, shape, dtype, device) {
   const { batch, dim, L, W } = shape;
@@ -107,7 +186,7 @@ async function agreementChecks(run) {
   progress.done('conv agreement check');
 }
 
-async function stepRows(run, c) {
+async function stepRows(run, p, c) {
   const { target, o, progress, factory } = run;
   const { name, ...shape } = c;
   const { batch, dim, W } = shape;
@@ -133,15 +212,22 @@ async function stepRows(run, c) {
     const m = await run.guarded(`${name} ${dtype}`, () =>
       measure(target, fn, { ...run.timing(null), targetMs: run.cpu ? 20 : 5 }),
     );
+    let rec = null;
     if (m) {
-      const rec = run.record('conv', name, shape, dtype, 'step', m, convStepTraffic(shape, dtype));
+      rec = run.record('conv', name, shape, dtype, 'step', m, convStepTraffic(shape, dtype));
       progress.done(
         `${name} ${dtype}: ${fmtMs(m.medianMs)} ms, ${rec.roofline.gbps.toFixed(1)} GB/s, ${(rec.roofline.fractionOfFloor * 100).toFixed(0)} % of floor`,
       );
     }
     disposeAll(t);
+    if (p.torch && dtype === 'float32' && !run.late(`${name} PyTorch`)) {
+      const out = torchBaseline(run, name, ['conv-step', batch, dim, W, torchReps(run)]);
+      torchRows(run, name, shape, out, { step: rec }, () => convStepTraffic(shape, 'float32'));
+    }
   }
 }
+
+const torchReps = (run) => run.o.torchReps ?? (run.o.quick ? 3 : 10);
 
 async function convRows(run, p, c) {
   const { target, o, progress, factory } = run;
@@ -166,10 +252,12 @@ async function convRows(run, p, c) {
         r.ctx.dispose();
       },
     };
+    const ours = {};
     for (const op of p.ops) {
       const m = await run.guarded(`${name} ${dtype} ${op}`, () => measure(target, calls[op], run.timing(shape)));
       if (!m) continue;
       const rec = run.record('conv', name, shape, dtype, op, m, convTraffic(shape, dtype, op));
+      ours[op] = rec;
       progress.done(
         `${name} ${dtype} ${op}: ${fmtMs(m.medianMs)} ms, ${rec.roofline.gbps.toFixed(1)} GB/s, ${(rec.roofline.fractionOfFloor * 100).toFixed(0)} % of floor`,
       );
@@ -177,5 +265,10 @@ async function convRows(run, p, c) {
     saved.out.dispose();
     saved.ctx.dispose();
     disposeAll(t);
+    if (p.torch && dtype === 'float32' && !run.late(`${name} PyTorch`)) {
+      const { batch, dim, L, W } = shape;
+      const out = torchBaseline(run, name, ['conv', batch, dim, L, W, torchReps(run)]);
+      torchRows(run, name, shape, out, ours, (op) => convTraffic(shape, 'float32', op));
+    }
   }
 }
