@@ -31,29 +31,52 @@ constexpr int64_t kBlock = 512;
 // About this many steps per task of the whole-sequence kernels (rows per task from L alone).
 constexpr int64_t kStepsPerTask = int64_t(1) << 15;
 
+int64_t roundUp(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
+
+// Rows [begin, end) of (batch, dim), at most kRowsPerTask of them: per batch row the index math
+// once, per channel the window from its state and x (the state shifted as it is read), then the
+// activation over the run of channels as vectors.
 template <DType DT>
 void convUpdateRows(const ConvUpdateParams &p, int64_t begin, int64_t end) {
   const int64_t D = p.dim, W = p.width;
-  for (int64_t row = begin; row < end; ++row) {  // row = (b, d) of (batch, dim)
-    const int64_t b = row / D, d = row % D;
+  alignas(64) float pre[kRowsPerTask + kLanes];
+  for (int64_t row = begin; row < end;) {
+    const int64_t b = row / D, d0 = row % D, n = std::min(D - d0, end - row);
     const int64_t slot = p.stateBatchIndices ? p.stateBatchIndices[b] : b;
     if (slot < 0) {  // padding row of a continuous batch: zeros out, state untouched
-      storeElement<DT>(p.out, row, 0.0f);
+      for (int64_t i = 0; i < n; ++i) storeElement<DT>(p.out, row + i, 0.0f);
+      row += n;
       continue;
     }
-    const int64_t base = (slot * D + d) * (W - 1);
-    float window[kMaxWidth];
-    for (int64_t k = 0; k + 1 < W; ++k) window[k] = loadElement<DT>(p.convState, base + k);
-    window[W - 1] = loadElement<DT>(p.x, row);
-    float acc = p.bias ? p.bias[d] : 0.0f;
-    for (int64_t k = 0; k < W; ++k) acc += p.weight[d * W + k] * window[k];
-    storeElement<DT>(p.out, row, p.silu ? silu(acc) : acc);
-    // The state keeps x's dtype; its stored values are already representable, so this is exact.
-    for (int64_t k = 0; k + 1 < W; ++k) storeElement<DT>(p.convState, base + k, window[k + 1]);
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t d = d0 + i, base = (slot * D + d) * (W - 1);
+      const float *w = p.weight + d * W;
+      float acc = p.bias ? p.bias[d] : 0.0f;
+      // window = state ‖ x; the state drops window[0] and keeps window[1..W-1]. Its stored values
+      // are already representable in the dtype, so the shift is exact.
+      float prev = W > 1 ? loadElement<DT>(p.convState, base) : 0.0f;
+      for (int64_t k = 0; k + 1 < W; ++k) {
+        acc += w[k] * prev;
+        if (k + 2 < W) {
+          const float next = loadElement<DT>(p.convState, base + k + 1);
+          storeElement<DT>(p.convState, base + k, next);
+          prev = next;
+        }
+      }
+      const float x = loadElement<DT>(p.x, row + i);
+      acc += w[W - 1] * x;
+      if (W > 1) storeElement<DT>(p.convState, base + W - 2, x);
+      pre[i] = acc;
+    }
+    if (p.silu) {
+      const int64_t nv = roundUp(n, kLanes);
+      std::fill(pre + n, pre + nv, 0.0f);
+      for (int64_t i = 0; i < nv; i += kLanes) storeu(pre + i, silu(loadu(pre + i)));
+    }
+    for (int64_t i = 0; i < n; ++i) storeElement<DT>(p.out, row + i, pre[i]);
+    row += n;
   }
 }
-
-int64_t roundUp(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 
 // One sequence of one channel: its steps in x, and its state row (of initialState, finalState and
 // their gradients), as element offsets.
