@@ -51,10 +51,13 @@ inline Vec stepState(Vec a, Vec h, Vec dtx, Vec b) {
   return a * h + input;
 }
 
-// What the rows of one (batch row i, head h) share.
+// What the rows of a run share: the rows of one (batch row i, head h), or with P = 1 (the channels
+// form) and A per channel, of consecutive heads h, h + 1, ... of one group, which are then
+// contiguous in every tensor and indexed as positions p = 0, 1, ... of head h.
 struct HeadRun {
   int64_t h;
   int64_t firstRow;  // the flat (batch, H, P) index of position p = 0
+  int64_t dStrideP;  // of D along p: p.dStrideP, or p.dStrideHead when the run spans heads
   float *state;      // the state row of p = 0 (rows of N, one per p)
   const float *B, *C;
   float dt;  // scalar-per-head form: the head's dt, and its decay exp(dt A) in every lane
@@ -96,13 +99,13 @@ void rowBlock(const StateUpdateParams &p, const HeadRun &run, int64_t p0) {
   for (int r = 0; r < R; ++r) {
     const int64_t pp = p0 + r;
     float y = simd::horizontalSum(acc[r]);
-    if (p.D) y += p.D[run.h * p.dStrideHead + pp * p.dStrideP] * x[r];
+    if (p.D) y += p.D[run.h * p.dStrideHead + pp * run.dStrideP] * x[r];
     if (p.z) y *= silu(loadElement<DT>(p.z, run.firstRow + pp));
     storeElement<DT>(p.y, run.firstRow + pp, y);
   }
 }
 
-// The rows pp .. pp + rows - 1 of (batch row i, head h). bcBuf holds B and C as floats for a
+// The rows pp .. pp + rows - 1 of the run that starts at (batch row i, head h). bcBuf holds B and C as floats for a
 // 16-bit dtype, converted once per (batch row, group): bcOffset says which.
 template <DType DT>
 void headRows(const StateUpdateParams &p, int64_t i, int64_t h, int64_t pp, int64_t rows, std::vector<float> &bcBuf,
@@ -111,6 +114,7 @@ void headRows(const StateUpdateParams &p, int64_t i, int64_t h, int64_t pp, int6
   HeadRun run{};
   run.h = h;
   run.firstRow = (i * H + h) * P;
+  run.dStrideP = P == 1 ? p.dStrideHead : p.dStrideP;
   const int64_t slot = p.stateBatchIndices ? p.stateBatchIndices[i] : i;
   if (slot < 0) {  // padding row of a continuous batch
     for (int64_t q = pp; q < pp + rows; ++q) storeElement<DT>(p.y, run.firstRow + q, 0.0f);
@@ -141,19 +145,21 @@ void headRows(const StateUpdateParams &p, int64_t i, int64_t h, int64_t pp, int6
   for (; q < pp + rows; ++q) rowBlock<DT, 1>(p, run, q);
 }
 
-// The flat rows begin .. end of (batch, H, P), as runs of one (batch row, head).
+// The flat rows begin .. end of (batch, H, P), as runs (HeadRun).
 template <DType DT>
 void stateUpdateRows(const StateUpdateParams &p, int64_t begin, int64_t end) {
-  const int64_t H = p.heads, P = p.headDim;
+  const int64_t H = p.heads, P = p.headDim, headsPerGroup = H / p.groups;
+  const bool spanHeads = P == 1 && !p.scalarPerHead;
   std::vector<float> bcBuf(DT == DType::Float32 ? 0 : size_t(2 * p.dstate));
   int64_t bcOffset = -1;
   int64_t pp = begin % P, h = begin / P % H, i = begin / P / H;
   for (int64_t row = begin; row < end;) {
-    const int64_t rows = std::min(P - pp, end - row);
+    const int64_t rows = std::min(spanHeads ? headsPerGroup - h % headsPerGroup : P - pp, end - row);
     headRows<DT>(p, i, h, pp, rows, bcBuf, bcOffset);
     row += rows;
     pp = 0;
-    if (++h == H) h = 0, ++i;
+    h += spanHeads ? rows : 1;
+    if (h == H) h = 0, ++i;
   }
 }
 
