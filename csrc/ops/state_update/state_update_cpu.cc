@@ -7,6 +7,7 @@
 // Every row evaluates the same expressions in the same order whatever the split, so the results do
 // not depend on the thread count.
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
 #include "../../common/scan_math.h"
@@ -64,8 +65,9 @@ struct HeadRun {
   Vec aScalar;
 };
 
-// Rows p0 .. p0 + R - 1 of a run.
-template <DType DT, int R>
+// Rows p0 .. p0 + R - 1 of a run; kScalarA: the scalar-per-head form. The full vectors of N and the
+// tail are separate instances of one column step, so that the loop over the full ones has no branch.
+template <DType DT, int R, bool kScalarA>
 void rowBlock(const StateUpdateParams &p, const HeadRun &run, int64_t p0) {
   const int64_t N = p.dstate, P = p.headDim;
   float x[R];
@@ -74,28 +76,31 @@ void rowBlock(const StateUpdateParams &p, const HeadRun &run, int64_t p0) {
     const int64_t row = run.firstRow + p0 + r;
     x[r] = loadElement<DT>(p.x, row);
     float dt = run.dt;
-    if (!p.scalarPerHead)
+    if (!kScalarA)
       dt = deltaToDt(loadElement<DT>(p.dt, row), p.dtBias ? p.dtBias[run.h * P + p0 + r] : 0.0f, p.dtSoftplus);
     dtv[r] = splat(dt);
     dtx[r] = splat(dt * x[r]);
     acc[r] = Vec{};
   }
   float *state = run.state + p0 * N;
-  const float *A = p.scalarPerHead ? nullptr : p.A + (run.h * P + p0) * N;
-  for (int64_t n = 0; n < N; n += kLanes) {
-    const int64_t count = std::min<int64_t>(kLanes, N - n);
+  const float *A = kScalarA ? nullptr : p.A + (run.h * P + p0) * N;
+  const auto column = [&](int64_t n, auto full) {
+    const int64_t count = decltype(full)::value ? kLanes : N - n;
     const Vec b = loadFloats(run.B + n, count), c = loadFloats(run.C + n, count);
     for (int r = 0; r < R; ++r) {
       float *s = state + r * N + n;
-      const Vec a = A ? simd::exp2(dtv[r] * loadFloats(A + r * N + n, count) * kLog2e) : run.aScalar;
+      const Vec a = kScalarA ? run.aScalar : simd::exp2(dtv[r] * loadFloats(A + r * N + n, count) * kLog2e);
       const Vec hNew = stepState(a, loadFloats(s, count), dtx[r], b);
       acc[r] += c * hNew;
-      if (count == kLanes)
+      if (decltype(full)::value)
         simd::storeu(s, hNew);
       else
         for (int64_t j = 0; j < count; ++j) s[j] = hNew[j];
     }
-  }
+  };
+  int64_t n = 0;
+  for (; n + kLanes <= N; n += kLanes) column(n, std::true_type{});
+  if (n < N) column(n, std::false_type{});
   for (int r = 0; r < R; ++r) {
     const int64_t pp = p0 + r;
     float y = simd::horizontalSum(acc[r]);
@@ -103,6 +108,13 @@ void rowBlock(const StateUpdateParams &p, const HeadRun &run, int64_t p0) {
     if (p.z) y *= silu(loadElement<DT>(p.z, run.firstRow + pp));
     storeElement<DT>(p.y, run.firstRow + pp, y);
   }
+}
+
+template <DType DT, bool kScalarA>
+void rowBlocks(const StateUpdateParams &p, const HeadRun &run, int64_t pp, int64_t rows) {
+  int64_t q = pp;
+  for (; q + kRowBlock <= pp + rows; q += kRowBlock) rowBlock<DT, kRowBlock, kScalarA>(p, run, q);
+  for (; q < pp + rows; ++q) rowBlock<DT, 1, kScalarA>(p, run, q);
 }
 
 // The rows pp .. pp + rows - 1 of the run that starts at (batch row i, head h). bcBuf holds B and C as floats for a
@@ -140,9 +152,10 @@ void headRows(const StateUpdateParams &p, int64_t i, int64_t h, int64_t pp, int6
     run.dt = deltaToDt(loadElement<DT>(p.dt, i * H + h), p.dtBias ? p.dtBias[h] : 0.0f, p.dtSoftplus);
     run.aScalar = simd::exp2(splat(run.dt * p.A[h] * kLog2e));
   }
-  int64_t q = pp;
-  for (; q + kRowBlock <= pp + rows; q += kRowBlock) rowBlock<DT, kRowBlock>(p, run, q);
-  for (; q < pp + rows; ++q) rowBlock<DT, 1>(p, run, q);
+  if (p.scalarPerHead)
+    rowBlocks<DT, true>(p, run, pp, rows);
+  else
+    rowBlocks<DT, false>(p, run, pp, rows);
 }
 
 // The flat rows begin .. end of (batch, H, P), as runs (HeadRun).
