@@ -1,11 +1,10 @@
 // selectiveStateUpdate on the CPU, compiled once per instruction set (cpu/isa.h). The rows of
 // (batch, H, P) go to the thread pool in tasks of about kStatesPerTask states (a split by shape
-// only). A task walks its rows as runs of one (batch row, head): what a run's rows share (the state
-// slot, B and C as floats, and in the scalar-per-head form dt and the decay exp(dt A)) is computed
-// once per run, not once per row; then its rows stream their N states kRowBlock rows at a time, so
-// that each B/C vector is loaded once per block and the block's rows run independent FMA chains.
-// Every row evaluates the same expressions in the same order whatever the split, so the results do
-// not depend on the thread count.
+// only). A task walks its rows as runs of one (batch row, head), or of one group of channels (HeadRun):
+// what a run's rows share (the state slot, B and C as floats, and in the scalar-per-head form dt and the decay exp(dt
+// A)) is computed once per run, not once per row; then its rows stream their N states kRowBlock rows at a time, so that
+// each B/C vector is loaded once per block and the block's rows run independent FMA chains. Every row evaluates the
+// same expressions in the same order whatever the split, so the results do not depend on the thread count.
 #include <algorithm>
 #include <type_traits>
 #include <vector>
