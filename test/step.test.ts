@@ -1,8 +1,8 @@
 // selectiveStateUpdate on the CPU backend: L steps equal one scan (the addon's forward and the
 // float64 reference) in all three forms and dtypes; stateBatchIndices (permuted slots, padding,
 // duplicate and out-of-range indices).
-import { describe, expect, it } from 'vitest';
-import { Tensor, selectiveScan, selectiveStateUpdate } from './helpers/api.js';
+import { afterAll, describe, expect, it } from 'vitest';
+import { Tensor, buildInfo, selectiveScan, selectiveStateUpdate, setNumThreads } from './helpers/api.js';
 import { makeStepCase, refStep, type StepCase, type StepCaseSpec } from './helpers/stepcase.js';
 import { scanRef } from './helpers/reference.js';
 import { expectBitsEqual, expectRelClose, tensor, tolerances } from './helpers/run.js';
@@ -149,6 +149,62 @@ describe('selectiveStateUpdate run L times equals one scan', () => {
       const s = { ...spec, dtype, seed: spec.seed + 20 };
       it(name(s), () => checkStepsVsScan(s));
     }
+  }
+});
+
+// Large enough that the CPU backend cuts the rows into several tasks of about 8192 states: task
+// boundaries fall inside a head (P = 6 is also not a multiple of the 4 rows done together) and inside
+// a group of channels (with P = 1 and A per channel, a run spans the channels of one group).
+describe('selectiveStateUpdate over several tasks', () => {
+  const initial = buildInfo().cpuThreads;
+  afterAll(() => setNumThreads(initial));
+  const SPECS: StepCaseSpec[] = [
+    {
+      form: 'headsScalar',
+      batch: 2,
+      H: 3,
+      P: 6,
+      N: 256,
+      L: 3,
+      G: 3,
+      D: 'head',
+      z: true,
+      dtBias: true,
+      softplus: true,
+      seed: 430,
+    },
+    { form: 'heads', batch: 2, H: 3, P: 6, N: 200, L: 3, G: 1, D: 'channel', dtBias: true, softplus: true, seed: 431 },
+    {
+      form: 'channels',
+      batch: 2,
+      H: 600,
+      P: 1,
+      N: 16,
+      L: 3,
+      G: 3,
+      D: 'channel',
+      z: true,
+      dtBias: true,
+      softplus: true,
+      seed: 432,
+    },
+    { form: 'heads', batch: 2, H: 40, P: 1, N: 16, L: 3, G: 2, D: 'channel', z: true, seed: 433 },
+  ];
+  for (const spec of SPECS) {
+    it(`${name(spec)}: equals the scan, with the same bits on 1, 2 and 3 threads`, () => {
+      setNumThreads(2);
+      checkStepsVsScan(spec);
+      const c = makeStepCase(spec);
+      const runs = [1, 2, 3].map((n) => {
+        setNumThreads(n);
+        const state = tensor(c.init, c.shapes.state);
+        const ys = runSteps(c, state);
+        return [...ys, state.dataSync()];
+      });
+      for (const r of runs.slice(1))
+        for (let k = 0; k < r.length; k++)
+          expectBitsEqual(r[k]!, runs[0]![k]!, k < spec.L ? `y at step ${k}` : 'state');
+    });
   }
 });
 

@@ -1,6 +1,13 @@
-// selectiveStateUpdate on the CPU, compiled once per instruction set (cpu/isa.h): rows of
-// (batch, H, P) in tasks of kRowsPerTask on the thread pool, each row's N states vectorised.
+// selectiveStateUpdate on the CPU, compiled once per instruction set (cpu/isa.h). The rows of
+// (batch, H, P) go to the thread pool in tasks of about kStatesPerTask states (a split by shape
+// only). A task walks its rows as runs of one (batch row, head), or of one group of channels (HeadRun):
+// what a run's rows share (the state slot, B and C as floats, and in the scalar-per-head form dt and the decay exp(dt
+// A)) is computed once per run, not once per row; then its rows stream their N states kRowBlock rows at a time, so that
+// each B/C vector is loaded once per block and the block's rows run independent FMA chains. Every row evaluates the
+// same expressions in the same order whatever the split, so the results do not depend on the thread count.
 #include <algorithm>
+#include <type_traits>
+#include <vector>
 
 #include "../../common/scan_math.h"
 #include "../../cpu/simd.h"
@@ -14,16 +21,10 @@ using simd::kLanes;
 using simd::splat;
 using simd::Vec;
 
-constexpr int64_t kRowsPerTask = 64;
+constexpr int64_t kStatesPerTask = 8192;
+constexpr int kRowBlock = 4;
 
-// Loads up to kLanes consecutive elements as floats; lanes past `count` are zero.
-template <DType DT>
-Vec loadVec(const void *base, int64_t i, int64_t count) {
-  Vec v = {};
-  if (DT == DType::Float32 && count == kLanes) return simd::loadu(static_cast<const float *>(base) + i);
-  for (int64_t j = 0; j < count; ++j) v[j] = loadElement<DT>(base, i + j);
-  return v;
-}
+// Loads up to kLanes consecutive floats; lanes past `count` are zero.
 Vec loadFloats(const float *p, int64_t count) {
   if (count == kLanes) return simd::loadu(p);
   Vec v = {};
@@ -31,40 +32,146 @@ Vec loadFloats(const float *p, int64_t count) {
   return v;
 }
 
+// Hides v's origin from the compiler, so that it cannot fuse the product that made v into an FMA.
+inline void opaque(Vec &v) {
+#if defined(__x86_64__)
+  asm("" : "+v"(v));
+#elif defined(__aarch64__)
+  asm("" : "+w"(v));
+#endif
+}
+
+// stateStep (h = a h + dt x B) with its FMA contraction made explicit: a h fused, dt x B rounded
+// first. Left to the compiler, which product is fused depends on the shape of the surrounding code
+// (the previous version of this loop fused a h for float32 and float16 but varied with the path for
+// bfloat16), so a change to the loop could change results by an ulp.
+inline Vec stepState(Vec a, Vec h, Vec dtx, Vec b) {
+  Vec input = dtx * b;
+  opaque(input);
+  return a * h + input;
+}
+
+// What the rows of a run share: the rows of one (batch row i, head h), or with P = 1 (the channels
+// form) and A per channel, of consecutive heads h, h + 1, ... of one group, which are then
+// contiguous in every tensor and indexed as positions p = 0, 1, ... of head h.
+struct HeadRun {
+  int64_t h;
+  int64_t firstRow;  // the flat (batch, H, P) index of position p = 0
+  int64_t dStrideP;  // of D along p: p.dStrideP, or p.dStrideHead when the run spans heads
+  float *state;      // the state row of p = 0 (rows of N, one per p)
+  const float *B, *C;
+  float dt;  // scalar-per-head form: the head's dt, and its decay exp(dt A) in every lane
+  Vec aScalar;
+};
+
+// Rows p0 .. p0 + R - 1 of a run; kScalarA: the scalar-per-head form. The full vectors of N and the
+// tail are separate instances of one column step, so that the loop over the full ones has no branch.
+template <DType DT, int R, bool kScalarA>
+void rowBlock(const StateUpdateParams &p, const HeadRun &run, int64_t p0) {
+  const int64_t N = p.dstate, P = p.headDim;
+  float x[R];
+  Vec dtv[R], dtx[R], acc[R];
+  for (int r = 0; r < R; ++r) {
+    const int64_t row = run.firstRow + p0 + r;
+    x[r] = loadElement<DT>(p.x, row);
+    float dt = run.dt;
+    if (!kScalarA)
+      dt = deltaToDt(loadElement<DT>(p.dt, row), p.dtBias ? p.dtBias[run.h * P + p0 + r] : 0.0f, p.dtSoftplus);
+    dtv[r] = splat(dt);
+    dtx[r] = splat(dt * x[r]);
+    acc[r] = Vec{};
+  }
+  float *state = run.state + p0 * N;
+  const float *A = kScalarA ? nullptr : p.A + (run.h * P + p0) * N;
+  const auto column = [&](int64_t n, auto full) {
+    const int64_t count = decltype(full)::value ? kLanes : N - n;
+    const Vec b = loadFloats(run.B + n, count), c = loadFloats(run.C + n, count);
+    for (int r = 0; r < R; ++r) {
+      float *s = state + r * N + n;
+      const Vec a = kScalarA ? run.aScalar : simd::exp2(dtv[r] * loadFloats(A + r * N + n, count) * kLog2e);
+      const Vec hNew = stepState(a, loadFloats(s, count), dtx[r], b);
+      acc[r] += c * hNew;
+      if (decltype(full)::value)
+        simd::storeu(s, hNew);
+      else
+        for (int64_t j = 0; j < count; ++j) s[j] = hNew[j];
+    }
+  };
+  int64_t n = 0;
+  for (; n + kLanes <= N; n += kLanes) column(n, std::true_type{});
+  if (n < N) column(n, std::false_type{});
+  for (int r = 0; r < R; ++r) {
+    const int64_t pp = p0 + r;
+    float y = simd::horizontalSum(acc[r]);
+    if (p.D) y += p.D[run.h * p.dStrideHead + pp * run.dStrideP] * x[r];
+    if (p.z) y *= silu(loadElement<DT>(p.z, run.firstRow + pp));
+    storeElement<DT>(p.y, run.firstRow + pp, y);
+  }
+}
+
+template <DType DT, bool kScalarA>
+void rowBlocks(const StateUpdateParams &p, const HeadRun &run, int64_t pp, int64_t rows) {
+  int64_t q = pp;
+  for (; q + kRowBlock <= pp + rows; q += kRowBlock) rowBlock<DT, kRowBlock, kScalarA>(p, run, q);
+  for (; q < pp + rows; ++q) rowBlock<DT, 1, kScalarA>(p, run, q);
+}
+
+// The rows pp .. pp + rows - 1 of the run that starts at (batch row i, head h). bcBuf holds B and C as floats for a
+// 16-bit dtype, converted once per (batch row, group): bcOffset says which.
+template <DType DT>
+void headRows(const StateUpdateParams &p, int64_t i, int64_t h, int64_t pp, int64_t rows, std::vector<float> &bcBuf,
+              int64_t &bcOffset) {
+  const int64_t H = p.heads, P = p.headDim, N = p.dstate;
+  HeadRun run{};
+  run.h = h;
+  run.firstRow = (i * H + h) * P;
+  run.dStrideP = P == 1 ? p.dStrideHead : p.dStrideP;
+  const int64_t slot = p.stateBatchIndices ? p.stateBatchIndices[i] : i;
+  if (slot < 0) {  // padding row of a continuous batch
+    for (int64_t q = pp; q < pp + rows; ++q) storeElement<DT>(p.y, run.firstRow + q, 0.0f);
+    return;
+  }
+  run.state = p.state + (slot * H + h) * P * N;
+  const int64_t bc = (i * p.groups + h / (H / p.groups)) * N;
+  if (DT == DType::Float32) {
+    run.B = static_cast<const float *>(p.B) + bc;
+    run.C = static_cast<const float *>(p.C) + bc;
+  } else {
+    if (bc != bcOffset) {
+      for (int64_t n = 0; n < N; ++n) {
+        bcBuf[size_t(n)] = loadElement<DT>(p.B, bc + n);
+        bcBuf[size_t(N + n)] = loadElement<DT>(p.C, bc + n);
+      }
+      bcOffset = bc;
+    }
+    run.B = bcBuf.data();
+    run.C = bcBuf.data() + N;
+  }
+  if (p.scalarPerHead) {
+    run.dt = deltaToDt(loadElement<DT>(p.dt, i * H + h), p.dtBias ? p.dtBias[h] : 0.0f, p.dtSoftplus);
+    run.aScalar = simd::exp2(splat(run.dt * p.A[h] * kLog2e));
+  }
+  if (p.scalarPerHead)
+    rowBlocks<DT, true>(p, run, pp, rows);
+  else
+    rowBlocks<DT, false>(p, run, pp, rows);
+}
+
+// The flat rows begin .. end of (batch, H, P), as runs (HeadRun).
 template <DType DT>
 void stateUpdateRows(const StateUpdateParams &p, int64_t begin, int64_t end) {
-  const int64_t H = p.heads, P = p.headDim, N = p.dstate, headsPerGroup = H / p.groups;
-  for (int64_t row = begin; row < end; ++row) {  // row = (i, h, pp) of (batch, H, P)
-    const int64_t i = row / (H * P), h = (row / P) % H, pp = row % P;
-    const int64_t slot = p.stateBatchIndices ? p.stateBatchIndices[i] : i;
-    if (slot < 0) {  // padding row of a continuous batch
-      storeElement<DT>(p.y, row, 0.0f);
-      continue;
-    }
-    const float x = loadElement<DT>(p.x, row);
-    const float dtRaw = loadElement<DT>(p.dt, p.scalarPerHead ? i * H + h : row);
-    const float bias = p.dtBias ? p.dtBias[p.scalarPerHead ? h : h * P + pp] : 0.0f;
-    const float dt = deltaToDt(dtRaw, bias, p.dtSoftplus);
-    const int64_t bc = (i * p.groups + h / headsPerGroup) * N;
-    float *state = p.state + ((slot * H + h) * P + pp) * N;
-    const float *A = p.scalarPerHead ? nullptr : p.A + (h * P + pp) * N;
-    const Vec dtv = splat(dt), dtx = splat(dt * x);
-    const Vec aScalar = simd::exp2(splat(p.scalarPerHead ? dt * p.A[h] * kLog2e : 0.0f));
-    Vec acc = {};
-    for (int64_t n = 0; n < N; n += kLanes) {
-      const int64_t count = std::min<int64_t>(kLanes, N - n);
-      const Vec a = A ? simd::exp2(dtv * loadFloats(A + n, count) * kLog2e) : aScalar;
-      const Vec hNew = stateStep(a, loadFloats(state + n, count), dtx, loadVec<DT>(p.B, bc + n, count));
-      acc += loadVec<DT>(p.C, bc + n, count) * hNew;
-      if (count == kLanes)
-        simd::storeu(state + n, hNew);
-      else
-        for (int64_t j = 0; j < count; ++j) state[n + j] = hNew[j];
-    }
-    float y = simd::horizontalSum(acc);
-    if (p.D) y += p.D[h * p.dStrideHead + pp * p.dStrideP] * x;
-    if (p.z) y *= silu(loadElement<DT>(p.z, row));
-    storeElement<DT>(p.y, row, y);
+  const int64_t H = p.heads, P = p.headDim, headsPerGroup = H / p.groups;
+  const bool spanHeads = P == 1 && !p.scalarPerHead;
+  std::vector<float> bcBuf(DT == DType::Float32 ? 0 : size_t(2 * p.dstate));
+  int64_t bcOffset = -1;
+  int64_t pp = begin % P, h = begin / P % H, i = begin / P / H;
+  for (int64_t row = begin; row < end;) {
+    const int64_t rows = std::min(spanHeads ? headsPerGroup - h % headsPerGroup : P - pp, end - row);
+    headRows<DT>(p, i, h, pp, rows, bcBuf, bcOffset);
+    row += rows;
+    pp = 0;
+    h += spanHeads ? rows : 1;
+    if (h == H) h = 0, ++i;
   }
 }
 
@@ -72,10 +179,11 @@ void stateUpdateRows(const StateUpdateParams &p, int64_t begin, int64_t end) {
 
 void stateUpdate(const StateUpdateParams &p) {
   const int64_t rows = p.batch * p.heads * p.headDim;
+  const int64_t rowsPerTask = std::max<int64_t>(1, kStatesPerTask / std::max<int64_t>(1, p.dstate));
   ThreadPool::Session pool;
   dispatchDType(p.dtype, [&](auto dtype) {
-    pool.parallelFor((rows + kRowsPerTask - 1) / kRowsPerTask, [&](int64_t task, int) {
-      stateUpdateRows<decltype(dtype)::value>(p, task * kRowsPerTask, std::min(rows, (task + 1) * kRowsPerTask));
+    pool.parallelFor((rows + rowsPerTask - 1) / rowsPerTask, [&](int64_t task, int) {
+      stateUpdateRows<decltype(dtype)::value>(p, task * rowsPerTask, std::min(rows, (task + 1) * rowsPerTask));
     });
   });
 }
