@@ -5,7 +5,7 @@ import type { DType } from './dtype.js';
 import { codedError, describe } from './errors.js';
 import type { Storage } from './native.js';
 import { type Device, type Tensor, parseOptions, storageOf, tensorArgument } from './tensor.js';
-import { typedArrayName } from './typed-arrays.js';
+import { typedArrayLength, typedArrayName } from './typed-arrays.js';
 
 export { ALL_DTYPES } from './dtype.js';
 
@@ -85,9 +85,11 @@ export function checkCuSeqlens(fn: string, value: unknown, batch: number, L: num
   if (typedArrayName(value) !== 'Int32Array') {
     throw new TypeError(`${fn}: cuSeqlens must be an Int32Array, got ${describe(value)}`);
   }
-  const offsets = new Int32Array(value as Int32Array);
+  // The real length, read before copying: a detached buffer reads as 0 entries (copying it throws).
+  const length = typedArrayLength(value as Int32Array);
   if (batch !== 1) throw new RangeError(`${fn}: cuSeqlens needs batch=1, got batch=${batch}`);
-  if (offsets.length < 2) throw new RangeError(`${fn}: cuSeqlens must have at least 2 entries, got ${offsets.length}`);
+  if (length < 2) throw new RangeError(`${fn}: cuSeqlens must have at least 2 entries, got ${length}`);
+  const offsets = new Int32Array(value as Int32Array);
   if (offsets[0] !== 0) throw new RangeError(`${fn}: cuSeqlens must start at 0, got ${offsets[0]}`);
   if (offsets[offsets.length - 1] !== L) {
     throw new RangeError(`${fn}: cuSeqlens must end at L=${L}, got ${offsets[offsets.length - 1]}`);

@@ -13,6 +13,7 @@ import { describe, expect, it } from 'vitest';
 import {
   ScanContext,
   Tensor,
+  causalConv1d,
   cuda,
   selectiveScan,
   selectiveScanBackward,
@@ -48,6 +49,26 @@ describe('typed arrays are taken by their real type and length', () => {
       () => Tensor.fromBits(bits as unknown as Uint16Array, [4], { dtype: 'float16' }),
       TypeError,
       /^Tensor\.fromBits: bits must be a Uint16Array, got a Uint8Array \(with the prototype of Uint16Array\)$/,
+    );
+  });
+
+  it('cuSeqlens on a detached buffer is a RangeError of the op (found by the fuzzer), for every op', () => {
+    const detached = () => {
+      const offsets = Int32Array.from([0, 4]);
+      structuredClone(offsets.buffer, { transfer: [offsets.buffer] });
+      return offsets;
+    };
+    const x = Tensor.zeros([1, 2, 4]);
+    const A = Tensor.zeros([2, 3]);
+    expectThrow(
+      () => selectiveScan(x, x, A, A, A, { cuSeqlens: detached() }),
+      RangeError,
+      /^selectiveScan: cuSeqlens must have at least 2 entries, got 0$/,
+    );
+    expectThrow(
+      () => causalConv1d(x, Tensor.zeros([2, 4]), { cuSeqlens: detached() }),
+      RangeError,
+      /^causalConv1d: cuSeqlens must have at least 2 entries, got 0$/,
     );
   });
 

@@ -5,7 +5,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { codedError, describe } from '../errors.js';
 import { type Tensor, allocateInFloat32Arrays, float32ArrayOf, wrapFloat32Array } from '../tensor.js';
-import { typedArrayName } from '../typed-arrays.js';
+import { typedArrayLength, typedArrayName } from '../typed-arrays.js';
 
 /** The tfjs backends whose tensors live in host memory that our CPU backend can read. */
 export const SUPPORTED_BACKENDS: readonly string[] = ['cpu', 'wasm'];
@@ -173,8 +173,10 @@ export function cuSeqlensAttribute(fn: string, value: unknown): number[] {
   if (typedArrayName(value) !== 'Int32Array') {
     throw new TypeError(`${fn}: cuSeqlens must be an Int32Array, got ${describe(value)}`);
   }
-  const offsets = Array.from(new Int32Array(value as Int32Array));
-  // [] means "none" in the attributes, so an empty array is refused here.
-  if (offsets.length === 0) throw new RangeError(`${fn}: cuSeqlens must have at least 2 entries, got 0`);
-  return offsets;
+  // [] means "none" in the attributes, so an empty array (or a detached one, whose real length
+  // reads 0 and which cannot be copied) is refused here.
+  if (typedArrayLength(value as Int32Array) === 0) {
+    throw new RangeError(`${fn}: cuSeqlens must have at least 2 entries, got 0`);
+  }
+  return Array.from(new Int32Array(value as Int32Array));
 }
