@@ -157,6 +157,54 @@ const HALF_GRID: ScanCaseSpec[] = [
   { batch: 1, dim: 2, L: 300, N: 256, B: VARYING, C: VARYING, ...ALL, seed: 724 },
 ];
 
+// Packed sequences: boundaries on chunk edges and inside chunks, empty sequences, every option.
+const PACKED_GRID: ScanCaseSpec[] = [
+  { batch: 1, dim: 8, L: 300, N: 16, B: VARYING, C: VARYING, ...ALL, cuSeqlens: [0, 0, 100, 101, 101, 300], seed: 731 },
+  { batch: 1, dim: 4, L: 512, N: 8, B: FIXED, C: grouped(2), ...ALL, cuSeqlens: [0, 256, 300, 512], seed: 732 },
+  {
+    batch: 1,
+    dim: 4,
+    L: 1536,
+    N: 16,
+    B: VARYING,
+    C: VARYING,
+    dtype: 'bfloat16',
+    ...ALL,
+    cuSeqlens: [0, 512, 700, 700, 1024, 1536, 1536],
+    seed: 733,
+  },
+  {
+    batch: 1,
+    dim: 8,
+    L: 1536,
+    N: 16,
+    B: VARYING,
+    C: grouped(4),
+    dtype: 'float16',
+    D: true,
+    cuSeqlens: [0, 512, 1536],
+    seed: 734,
+  },
+];
+
+// The forward of packed sequences on the GPU against the CPU backend and the reference; the CUDA
+// backward does not take them yet and says so at backward time.
+function comparePackedGpuCpu(spec: ScanCaseSpec) {
+  const c = makeScanCase(spec);
+  const tol = tolerances(c.dtype);
+  const gpu = runAddon(c, 'cuda', { noBackward: true });
+  const cpu = runAddon(c, 'cpu', { noBackward: true });
+  expect(gpu.outTensor.device).toBe('cuda:0');
+  expectRelClose(gpu.out, cpu.out, tol.fwd, 'out, GPU vs CPU');
+  expectRelClose(gpu.out, scanRef(c.ref).out, tol.fwd, 'out, GPU vs reference');
+  if (cpu.lastState) expectRelClose(gpu.lastState!, cpu.lastState, tol.fwd, 'lastState, GPU vs CPU');
+  expectCode(
+    () => runAddon(c, 'cuda'),
+    'ERR_CUDA_UNAVAILABLE',
+    /selectiveScanBackward: cuSeqlens has no CUDA backward/,
+  );
+}
+
 function compareGpuCpu(spec: ScanCaseSpec) {
   const c = makeScanCase(spec);
   const tol = tolerances(c.dtype);
@@ -321,6 +369,10 @@ describe.skipIf(!AVAILABLE)(TITLE, () => {
 
   describe('selectiveScan + backward, GPU vs CPU, float32', () => {
     for (const spec of GRID) it(specName(spec), () => compareGpuCpu(spec), 60000);
+  });
+
+  describe('selectiveScan with cuSeqlens (forward; the backward refuses), GPU vs CPU', () => {
+    for (const spec of PACKED_GRID) it(specName(spec), () => comparePackedGpuCpu(spec), 60000);
   });
 
   for (const dtype of ['float16', 'bfloat16'] as const) {

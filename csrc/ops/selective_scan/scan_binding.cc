@@ -78,21 +78,15 @@ void readScanBackward(op::Descriptor &d, ScanBackwardParams &p) {
 }
 
 #if defined(SS_WITH_CUDA)
-// The CUDA kernels do not take packed sequences yet: refuse them, before any kernel is queued,
-// rather than scan across the boundaries.
-void refuseSequences(const ScanForwardParams &p, const char *publicName) {
-  if (p.cuSeqlens) {
-    throw gpu::Error("ERR_CUDA_UNAVAILABLE", std::string(publicName) +
-                                                 ": cuSeqlens has no CUDA implementation yet; run packed "
-                                                 "sequences on the CPU");
-  }
-}
-gpu::Status cudaScanForward(const ScanForwardParams &p, gpu::Stream stream) {
-  refuseSequences(p, "selectiveScan");
-  return cuda::scanForward(p, stream);
-}
+// The CUDA backward does not take packed sequences yet: refuse them, before any kernel is queued,
+// rather than carry gradients across the boundaries. (The forward takes them; its checkpoints are
+// what a CPU or later CUDA backward would restart from.)
 gpu::Status cudaScanBackward(const ScanBackwardParams &p, gpu::Stream stream) {
-  refuseSequences(p.fwd, "selectiveScanBackward");
+  if (p.fwd.cuSeqlens) {
+    throw gpu::Error("ERR_CUDA_UNAVAILABLE",
+                     "selectiveScanBackward: cuSeqlens has no CUDA backward yet; run packed sequences that "
+                     "need gradients on the CPU");
+  }
   return cuda::scanBackward(p, stream);
 }
 #endif
@@ -103,7 +97,7 @@ gpu::Status cudaScanBackward(const ScanBackwardParams &p, gpu::Stream stream) {
 SS_REGISTER_QUERY(
     scanChunkLength, "selectiveScan", ScanShape, [](op::Descriptor &d, ScanShape &s) { s = readShape(d); },
     cpu::scanChunkLength, cuda::scanChunkLength);
-SS_REGISTER_OP(scanForward, "selectiveScan", ScanForwardParams, readScanForward, cpu::scanForward, cudaScanForward);
+SS_REGISTER_OP(scanForward, "selectiveScan", ScanForwardParams, readScanForward, cpu::scanForward, cuda::scanForward);
 SS_REGISTER_OP(scanBackward, "selectiveScanBackward", ScanBackwardParams, readScanBackward, cpu::scanBackward,
                cudaScanBackward);
 
