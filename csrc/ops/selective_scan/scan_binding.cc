@@ -77,20 +77,6 @@ void readScanBackward(op::Descriptor &d, ScanBackwardParams &p) {
   p.dInitialState = f.initialState ? d.floats("dInitialState", {f.sequences, dim, N}) : nullptr;
 }
 
-#if defined(SS_WITH_CUDA)
-// The CUDA backward does not take packed sequences yet: refuse them, before any kernel is queued,
-// rather than carry gradients across the boundaries. (The forward takes them; its checkpoints are
-// what a CPU or later CUDA backward would restart from.)
-gpu::Status cudaScanBackward(const ScanBackwardParams &p, gpu::Stream stream) {
-  if (p.fwd.cuSeqlens) {
-    throw gpu::Error("ERR_CUDA_UNAVAILABLE",
-                     "selectiveScanBackward: cuSeqlens has no CUDA backward yet; run packed sequences that "
-                     "need gradients on the CPU");
-  }
-  return cuda::scanBackward(p, stream);
-}
-#endif
-
 }  // namespace
 
 // scanChunkLength({ device, batch, dim, seqlen, dstate }): the checkpoint interval of that backend.
@@ -99,6 +85,6 @@ SS_REGISTER_QUERY(
     cpu::scanChunkLength, cuda::scanChunkLength);
 SS_REGISTER_OP(scanForward, "selectiveScan", ScanForwardParams, readScanForward, cpu::scanForward, cuda::scanForward);
 SS_REGISTER_OP(scanBackward, "selectiveScanBackward", ScanBackwardParams, readScanBackward, cpu::scanBackward,
-               cudaScanBackward);
+               cuda::scanBackward);
 
 }  // namespace ss
