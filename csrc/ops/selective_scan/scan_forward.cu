@@ -40,9 +40,12 @@
 //  - Packed sequences (cuSeqlens): one binary search per chunk finds whether a sequence starts at
 //    the chunk's first step (then the carry is replaced by its initial state, after being written
 //    as the lastState of the sequence ending there: the chunk keeps its path) or strictly inside
-//    (then the chunk runs on the packed path, the any-chunk path whose warp scan treats a start as
-//    a reset flag: select, never a multiply by 0, so an Inf or NaN never crosses a boundary). A
-//    16-step kernel's full chunk with a start inside runs as chunks of 2 steps per lane. The
+//    (then the chunk runs as chunks of 2 steps per lane, those with a start inside on the packed
+//    path: the any-chunk path whose warp scan treats a start as a reset flag, a select and never
+//    a multiply by 0, so an Inf or NaN never crosses a boundary; at 8 steps per lane that path
+//    spilled far more). Chunks without a start inside keep their path, the full-chunk one
+//    unchanged (ptxas now reports a few spills in the 8- and 16-step kernels, outside the state
+//    loop: the executed count of the full chunk's state loop is as before). The
 //    checkpoints are unchanged: the state after the interval's last step, of its sequence.
 //  - Then out = (y + D u) silu(z), rounded once to the dtype. After the last chunk the carry is
 //    the last state.
@@ -266,7 +269,7 @@ __global__ void __launch_bounds__(kForwardThreads, kForwardMinBlocksPerSM) scanF
         // lastState is written here; a sequence ending at a chunk's last step is written at the
         // next chunk or after the row), and the sequence of each step.
         unsigned resets = 0, ends = 0;
-        int64_t seqOf[kPacked ? I : 1];
+        int seqOf[kPacked ? I : 1];  // int: cuSeqlens holds int32 offsets, so fewer sequences
         if constexpr (kPacked) {
           const int32_t *const cu = p.cuSeqlens;
           const int64_t chunkEnd = std::min<int64_t>(t0 + kChunk, L);
@@ -277,7 +280,7 @@ __global__ void __launch_bounds__(kForwardThreads, kForwardMinBlocksPerSM) scanF
             if (i < count) {
               const int64_t t = laneT0 + i;
               while (cu[s + 1] <= t) ++s;
-              seqOf[i] = s;
+              seqOf[i] = int(s);
               if (t > t0 && cu[s] == t) resets |= 1u << i;
               if (t + 1 < chunkEnd && cu[s + 1] == t + 1) ends |= 1u << i;
             }
@@ -312,7 +315,7 @@ __global__ void __launch_bounds__(kForwardThreads, kForwardMinBlocksPerSM) scanF
 #pragma unroll
             for (int i = 0; i < I; ++i) {
               if ((resets >> i) & 1u) {
-                const float init = p.initialState ? p.initialState[(seqOf[i] * dim + d) * N + n] : 0.0f;
+                const float init = p.initialState ? p.initialState[(int64_t(seqOf[i]) * dim + d) * N + n] : 0.0f;
                 bx[i] = a[i] * init + bx[i];
               }
             }
@@ -320,7 +323,7 @@ __global__ void __launch_bounds__(kForwardThreads, kForwardMinBlocksPerSM) scanF
             if (p.lastState) {
 #pragma unroll
               for (int i = 0; i < I; ++i)
-                if ((ends >> i) & 1u) p.lastState[(seqOf[i] * dim + d) * N + n] = h[i];
+                if ((ends >> i) & 1u) p.lastState[(int64_t(seqOf[i]) * dim + d) * N + n] = h[i];
             }
           } else {
             endSlot[n] = warpChunkStates(a, bx, carryIn[n], lane, h);
@@ -385,12 +388,24 @@ __global__ void __launch_bounds__(kForwardThreads, kForwardMinBlocksPerSM) scanF
     // The full chunks on the full-chunk path, then the rest in chunks of at most 8 steps per lane.
     constexpr int kAnyItems = anyChunkItems(ITEMS);
     constexpr int64_t kAnyChunk = int64_t(kWarpSize) * kAnyItems;
-    // One chunk of the any-chunk shape from t0, on the packed path where a sequence starts inside.
-    auto anyChunk = [&](int64_t t0, int parity) {
-      if (cu && startsInside(t0, kAnyChunk))
-        chunk(t0, parity, PathTag<Path::Packed>{}, ItemsTag<kAnyItems>{});
-      else
+    // One chunk of the any-chunk shape from t0 (the carry in carries[parity], flipped per chunk
+    // run). Where a sequence starts inside, it runs as chunks of 2 steps per lane, each on the
+    // packed path where a start lies inside it: more steps per lane there would spill.
+    constexpr int kPackedItems = 2;
+    constexpr int64_t kPackedChunk = int64_t(kWarpSize) * kPackedItems;
+    auto anyChunk = [&](int64_t t0, int &parity) {
+      if (!cu || !startsInside(t0, kAnyChunk)) {
         chunk(t0, parity, PathTag<Path::Any>{}, ItemsTag<kAnyItems>{});
+        parity ^= 1;
+        return;
+      }
+      for (int64_t t = t0; t < std::min<int64_t>(t0 + kAnyChunk, L); t += kPackedChunk, parity ^= 1) {
+        if (t != t0) startSequenceAt(t, parity);
+        if (startsInside(t, kPackedChunk))
+          chunk(t, parity, PathTag<Path::Packed>{}, ItemsTag<kPackedItems>{});
+        else
+          chunk(t, parity, PathTag<Path::Any>{}, ItemsTag<kPackedItems>{});
+      }
     };
     int parity = 0;
     int64_t t0 = 0;
@@ -400,13 +415,13 @@ __global__ void __launch_bounds__(kForwardThreads, kForwardMinBlocksPerSM) scanF
         chunk(t0, parity, PathTag<Path::Full>{}, ItemsTag<ITEMS>{});
         parity ^= 1;
       } else {
-        for (int64_t t = t0; t < t0 + kWarpSize * ITEMS; t += kAnyChunk, parity ^= 1) {
+        for (int64_t t = t0; t < t0 + kWarpSize * ITEMS; t += kAnyChunk) {
           if (t != t0) startSequenceAt(t, parity);
           anyChunk(t, parity);
         }
       }
     }
-    for (; t0 < L; t0 += kAnyChunk, parity ^= 1) {
+    for (; t0 < L; t0 += kAnyChunk) {
       if (cu) startSequenceAt(t0, parity);
       anyChunk(t0, parity);
     }
