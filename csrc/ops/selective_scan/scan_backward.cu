@@ -10,6 +10,12 @@
 //    seeded by K = a g carried from the later chunk (dLastState for the last one), and form the
 //    per-step gradient terms of scan_math.h's stateGrads. Padding steps past L are identity pairs
 //    and contribute nothing.
+//  - Packed sequences (scanBackwardKernel<DT, ITEMS, true>): a step that starts a sequence is a
+//    reset of both warp scans (scan_cuda.cuh's *Packed variants: a select on a flag, never a
+//    multiply by 0): its state is a init + dt B u, its a g is that sequence's dInitialState, and
+//    the K flowing into the step before it is the ended sequence's dLastState, not a g; the last
+//    chunk starts from the last non-empty sequence's dLastState; an empty sequence's dInitialState
+//    is its dLastState.
 //  - Per warp, a shared-memory table holds for every state channel A, K, the chunk's starting
 //    state and the row's running sums (dA, fixed dB/dC); one 16-byte load per channel. After
 //    chunk 0, K is dInitialState.
@@ -157,7 +163,10 @@ __device__ __forceinline__ void accumulateStep(float *dst, float sum, bool deter
     *dst = firstSet ? sum : *dst + sum;
 }
 
-template <DType DT, int ITEMS>
+// kPacked: cuSeqlens is given (a template parameter so that the kernels without packed sequences
+// carry none of their code: as a run-time branch it cost the 4-step kernel 13 % more instructions
+// per element-state and some spills).
+template <DType DT, int ITEMS, bool kPacked>
 __global__ void __launch_bounds__(kBackwardThreads, kBackwardMinBlocksPerSM)
     scanBackwardKernel(const BackwardArgs args) {
   using IO = ItemIO<DT, ITEMS>;
@@ -216,7 +225,7 @@ __global__ void __launch_bounds__(kBackwardThreads, kBackwardMinBlocksPerSM)
 
       // Packed sequences (batch 1, row = d): the row's last chunk starts from the dLastState of the
       // last non-empty sequence; a chunk's steps that start a sequence are resets of both scans.
-      const int32_t *const cu = p.cuSeqlens;
+      const int32_t *const cu = kPacked ? p.cuSeqlens : nullptr;
       const int64_t lastStateRow = cu ? (firstOffsetAbove(cu, p.sequences, L - 1) - 1) * dim + d : row;
 
       __syncwarp();  // the previous row's last reads of the table are done
@@ -565,14 +574,21 @@ struct BackwardScratch {
   }
 };
 
-template <DType DT, int ITEMS>
+template <DType DT, int ITEMS, bool kPacked>
 cudaError_t launchBackwardKernel(const BackwardArgs &args, cudaStream_t stream) {
   const int reductions = int(args.dBVarying != nullptr) + int(args.dCVarying != nullptr);
   const size_t sharedBytes = backwardSharedBytes<ITEMS>(reductions, args.p.fwd.shape.dstate);
-  const void *kernel = reinterpret_cast<const void *>(&scanBackwardKernel<DT, ITEMS>);
+  const void *kernel = reinterpret_cast<const void *>(&scanBackwardKernel<DT, ITEMS, kPacked>);
   SS_CUDA_TRY(allowSharedMemory(kernel, sharedBytes));
-  scanBackwardKernel<DT, ITEMS><<<gridBlocks(args.layout.workItems), kBackwardThreads, sharedBytes, stream>>>(args);
+  scanBackwardKernel<DT, ITEMS, kPacked>
+      <<<gridBlocks(args.layout.workItems), kBackwardThreads, sharedBytes, stream>>>(args);
   return cudaGetLastError();
+}
+
+template <DType DT, int ITEMS>
+cudaError_t launchBackwardKernel(const BackwardArgs &args, cudaStream_t stream) {
+  return args.p.fwd.cuSeqlens ? launchBackwardKernel<DT, ITEMS, true>(args, stream)
+                              : launchBackwardKernel<DT, ITEMS, false>(args, stream);
 }
 
 template <DType DT>
