@@ -157,6 +157,36 @@ const HALF_GRID: ScanCaseSpec[] = [
   { batch: 1, dim: 2, L: 300, N: 256, B: VARYING, C: VARYING, ...ALL, seed: 724 },
 ];
 
+// Packed sequences: boundaries on chunk edges and inside chunks, empty sequences, every option.
+const PACKED_GRID: ScanCaseSpec[] = [
+  { batch: 1, dim: 8, L: 300, N: 16, B: VARYING, C: VARYING, ...ALL, cuSeqlens: [0, 0, 100, 101, 101, 300], seed: 731 },
+  { batch: 1, dim: 4, L: 512, N: 8, B: FIXED, C: grouped(2), ...ALL, cuSeqlens: [0, 256, 300, 512], seed: 732 },
+  {
+    batch: 1,
+    dim: 4,
+    L: 1536,
+    N: 16,
+    B: VARYING,
+    C: VARYING,
+    dtype: 'bfloat16',
+    ...ALL,
+    cuSeqlens: [0, 512, 700, 700, 1024, 1536, 1536],
+    seed: 733,
+  },
+  {
+    batch: 1,
+    dim: 8,
+    L: 1536,
+    N: 16,
+    B: VARYING,
+    C: grouped(4),
+    dtype: 'float16',
+    D: true,
+    cuSeqlens: [0, 512, 1536],
+    seed: 734,
+  },
+];
+
 function compareGpuCpu(spec: ScanCaseSpec) {
   const c = makeScanCase(spec);
   const tol = tolerances(c.dtype);
@@ -321,6 +351,10 @@ describe.skipIf(!AVAILABLE)(TITLE, () => {
 
   describe('selectiveScan + backward, GPU vs CPU, float32', () => {
     for (const spec of GRID) it(specName(spec), () => compareGpuCpu(spec), 60000);
+  });
+
+  describe('selectiveScan + backward with cuSeqlens, GPU vs CPU', () => {
+    for (const spec of PACKED_GRID) it(specName(spec), () => compareGpuCpu(spec), 60000);
   });
 
   for (const dtype of ['float16', 'bfloat16'] as const) {

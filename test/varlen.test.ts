@@ -1,10 +1,10 @@
 // selectiveScan with packed variable-length sequences (cuSeqlens) on the CPU: random packings
 // against the float64 reference for every output and gradient; packed equals separate (bit for bit
 // per position and per sequence, within 1e-6 for the sums over sequences); an Inf or NaN in one
-// sequence leaves every other sequence as it was; validation. The CUDA kernels do not take
-// cuSeqlens yet: on a GPU the call throws ERR_CUDA_UNAVAILABLE.
+// sequence leaves every other sequence as it was; validation. The CUDA backend against this one:
+// test/gpu.test.ts and the kernel emulator's packed cases.
 import { describe, expect, it } from 'vitest';
-import { Tensor, cuda, selectiveScan, selectiveScanBackward } from './helpers/api.js';
+import { selectiveScan, selectiveScanBackward } from './helpers/api.js';
 import {
   EVERY_OPTION,
   FIXED,
@@ -15,7 +15,7 @@ import {
   type ScanCase,
   type ScanCaseSpec,
 } from './helpers/cases.js';
-import { expectCode, expectThrow } from './helpers/expect-code.js';
+import { expectThrow } from './helpers/expect-code.js';
 import { Rng } from './helpers/random.js';
 import { relErr, type AnyDType, type BCLayout } from './helpers/reference.js';
 import {
@@ -395,17 +395,5 @@ describe('cuSeqlens validation', () => {
       'dInitialState[1]',
     );
     out.dispose();
-  });
-
-  it.skipIf(!cuda.isAvailable())('on a GPU: ERR_CUDA_UNAVAILABLE (no CUDA kernels for cuSeqlens yet)', () => {
-    const x = make();
-    const g = Object.fromEntries(Object.entries(x).map(([k, t]) => [k, t.to('cuda:0')])) as typeof x;
-    expectCode(
-      () => selectiveScan(g.u, g.delta, g.A, g.B, g.C, { cuSeqlens: cu(0, 4, 10) }),
-      'ERR_CUDA_UNAVAILABLE',
-      /^selectiveScan: cuSeqlens has no CUDA implementation yet/,
-    );
-    // without cuSeqlens the same call runs
-    expect(selectiveScan(g.u, g.delta, g.A, g.B, g.C).out).toBeInstanceOf(Tensor);
   });
 });

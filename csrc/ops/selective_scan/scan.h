@@ -44,8 +44,7 @@ struct ScanForwardParams {
   const float *D = nullptr;          // optional (dim)
   const float *deltaBias = nullptr;  // optional (dim)
   // Optional, with batch == 1: nseq + 1 offsets into L (0 first, L last, never decreasing); sequence
-  // i is steps [cuSeqlens[i], cuSeqlens[i + 1]) and starts from its own state. Not in the CUDA
-  // kernels yet: scan_binding.cc refuses it on a GPU.
+  // i is steps [cuSeqlens[i], cuSeqlens[i + 1]) and starts from its own state.
   const int32_t *cuSeqlens = nullptr;
   int64_t sequences = 0;                // nseq with cuSeqlens, else batch: the rows of the states
   const float *initialState = nullptr;  // optional (sequences, dim, N)

@@ -10,6 +10,12 @@
 //    seeded by K = a g carried from the later chunk (dLastState for the last one), and form the
 //    per-step gradient terms of scan_math.h's stateGrads. Padding steps past L are identity pairs
 //    and contribute nothing.
+//  - Packed sequences (scanBackwardKernel<DT, ITEMS, true>): a step that starts a sequence is a
+//    reset of both warp scans (scan_cuda.cuh's *Packed variants: a select on a flag, never a
+//    multiply by 0): its state is a init + dt B u, its a g is that sequence's dInitialState, and
+//    the K flowing into the step before it is the ended sequence's dLastState, not a g; the last
+//    chunk starts from the last non-empty sequence's dLastState; an empty sequence's dInitialState
+//    is its dLastState.
 //  - Per warp, a shared-memory table holds for every state channel A, K, the chunk's starting
 //    state and the row's running sums (dA, fixed dB/dC); one 16-byte load per channel. After
 //    chunk 0, K is dInitialState.
@@ -157,7 +163,10 @@ __device__ __forceinline__ void accumulateStep(float *dst, float sum, bool deter
     *dst = firstSet ? sum : *dst + sum;
 }
 
-template <DType DT, int ITEMS>
+// kPacked: cuSeqlens is given (a template parameter so that the kernels without packed sequences
+// carry none of their code: as a run-time branch it cost the 4-step kernel 13 % more instructions
+// per element-state and some spills).
+template <DType DT, int ITEMS, bool kPacked>
 __global__ void __launch_bounds__(kBackwardThreads, kBackwardMinBlocksPerSM)
     scanBackwardKernel(const BackwardArgs args) {
   using IO = ItemIO<DT, ITEMS>;
@@ -214,11 +223,16 @@ __global__ void __launch_bounds__(kBackwardThreads, kBackwardMinBlocksPerSM)
       const float bias = active && p.deltaBias ? p.deltaBias[d] : 0.0f;
       const float Dd = active && p.D ? p.D[d] : 0.0f;
 
+      // Packed sequences (batch 1, row = d): the row's last chunk starts from the dLastState of the
+      // last non-empty sequence; a chunk's steps that start a sequence are resets of both scans.
+      const int32_t *const cu = kPacked ? p.cuSeqlens : nullptr;
+      const int64_t lastStateRow = cu ? (firstOffsetAbove(cu, p.sequences, L - 1) - 1) * dim + d : row;
+
       __syncwarp();  // the previous row's last reads of the table are done
       for (int n = lane; n < N; n += kWarpSize) {
         float *const entry = table + n * kTableStride;
         entry[kSlotA] = active ? p.A[d * N + n] : 0.0f;
-        entry[kSlotK] = active && bp.dLastState ? bp.dLastState[row * N + n] : 0.0f;
+        entry[kSlotK] = active && bp.dLastState ? bp.dLastState[lastStateRow * N + n] : 0.0f;
         entry[kSlotDA] = 0.0f;
         entry[kSlotB] = active && !varyingB ? static_cast<const float *>(p.B.data)[d * N + n] : 0.0f;
         entry[kSlotC] = active && !varyingC ? static_cast<const float *>(p.C.data)[d * N + n] : 0.0f;
@@ -227,8 +241,9 @@ __global__ void __launch_bounds__(kBackwardThreads, kBackwardMinBlocksPerSM)
       float dDLane = 0.0f, ddeltaBiasLane = 0.0f;  // this lane's sums over its steps
 
       for (int64_t c = args.chunks - 1; c >= 0; --c) {
+        // (With packed sequences step 0 is a reset: the start state is not used there.)
         const float *start = c > 0 ? p.checkpoints + (row * args.chunks + c - 1) * N
-                                   : (p.initialState ? p.initialState + row * N : nullptr);
+                                   : (p.initialState && !cu ? p.initialState + row * N : nullptr);
         __syncwarp();  // the previous chunk's reads of the table are done
         for (int n = lane; n < N; n += kWarpSize)
           table[n * kTableStride + kSlotHStart] = active && start ? start[n] : 0.0f;
@@ -254,6 +269,28 @@ __global__ void __launch_bounds__(kBackwardThreads, kBackwardMinBlocksPerSM)
         for (int i = 0; i < ITEMS; ++i) {
           dt[i] = deltaToDt(dt[i], bias, p.deltaSoftplus);
           du[i] = ddt[i] = y[i] = 0.0f;
+        }
+        // Packed sequences: the lane's steps that start a sequence (`resets`), the sequence of each
+        // such step and the one that ends just before it (-1 at step 0).
+        unsigned resets = 0;
+        int64_t startedAt[ITEMS], endedAt[ITEMS];
+#pragma unroll
+        for (int i = 0; i < ITEMS; ++i) startedAt[i] = endedAt[i] = -1;
+        if (cu) {
+          int64_t s = count > 0 ? firstOffsetAbove(cu, p.sequences, laneT0) - 1 : 0;
+#pragma unroll
+          for (int i = 0; i < ITEMS; ++i) {
+            if (i < count) {
+              const int64_t t = laneT0 + i;
+              const int64_t before = s;
+              while (cu[s + 1] <= t) ++s;
+              if (cu[s] == t) {
+                resets |= 1u << i;
+                startedAt[i] = s;
+                endedAt[i] = t == 0 ? -1 : i > 0 ? before : firstOffsetAbove(cu, p.sequences, t - 1) - 1;
+              }
+            }
+          }
         }
 
         for (int n = 0; n < N; ++n) {
@@ -284,7 +321,20 @@ __global__ void __launch_bounds__(kBackwardThreads, kBackwardMinBlocksPerSM)
               a[i] = real ? exp2f(dt[i] * A2n) : 1.0f;
               bx[i] = real ? dt[i] * u[i] * Bn[i] : 0.0f;
             }
-            warpChunkStates(a, bx, state.z, lane, h);
+            if (resets) {
+              // A start's state is a init + dt B u, init the sequence's initial state (else 0).
+#pragma unroll
+              for (int i = 0; i < ITEMS; ++i) {
+                if ((resets >> i) & 1u) {
+                  const float init = p.initialState ? p.initialState[(startedAt[i] * dim + d) * N + n] : 0.0f;
+                  bx[i] = a[i] * init + bx[i];
+                }
+              }
+            }
+            if (cu)
+              warpChunkStatesPacked(a, bx, resets, state.z, lane, h);
+            else
+              warpChunkStates(a, bx, state.z, lane, h);
           }
           if (hasZ) {
 #pragma unroll
@@ -294,7 +344,15 @@ __global__ void __launch_bounds__(kBackwardThreads, kBackwardMinBlocksPerSM)
           // The adjoint, backwards: g_t = C_t dy_t + K_t, K_{t-1} = a_t g_t.
 #pragma unroll
           for (int i = 0; i < ITEMS; ++i) cdy[i] = i < count ? Cn[i] * dy[i] : 0.0f;
-          float K = warpChunkReverseCarry(a, cdy, state.y, lane);
+          // At a start, K into the previous step is the dLastState of the sequence ending there.
+          float resetK[ITEMS];
+#pragma unroll
+          for (int i = 0; i < ITEMS; ++i)
+            resetK[i] = ((resets >> i) & 1u) && endedAt[i] >= 0 && bp.dLastState
+                            ? bp.dLastState[(endedAt[i] * dim + d) * N + n]
+                            : 0.0f;
+          float K = cu ? warpChunkReverseCarryPacked(a, cdy, resets, resetK, state.y, lane)
+                       : warpChunkReverseCarry(a, cdy, state.y, lane);
           float *const stepsB = reduction + ((phase * reductions) * kBackwardWarps + warp) * Reduction::kWarpStride +
                                 lane * Reduction::kPad;
           float *const stepsC = stepsB + slotC * Reduction::kFloats;
@@ -320,6 +378,10 @@ __global__ void __launch_bounds__(kBackwardThreads, kBackwardMinBlocksPerSM)
             else
               dCLane += dCStep;
             K = a[i] * g;
+            if ((resets >> i) & 1u) {  // a start: K = a g is its sequence's dInitialState
+              if (bp.dInitialState) bp.dInitialState[(startedAt[i] * dim + d) * N + n] = K;
+              K = resetK[i];
+            }
           }
 
           // This row's sums over time: lanes by a fixed butterfly, then chunk by chunk.
@@ -381,10 +443,18 @@ __global__ void __launch_bounds__(kBackwardThreads, kBackwardMinBlocksPerSM)
         for (int n = lane; n < N; n += kWarpSize) {
           const float *const entry = table + n * kTableStride;
           const int64_t at = row * N + n;
-          if (bp.dInitialState) bp.dInitialState[at] = entry[kSlotK];
+          if (bp.dInitialState && !cu) bp.dInitialState[at] = entry[kSlotK];
           if (args.dAPartial) args.dAPartial[at] = entry[kSlotDA];
           if (args.dBFixedPartial) args.dBFixedPartial[at] = entry[kSlotDB];
           if (args.dCFixedPartial) args.dCFixedPartial[at] = entry[kSlotDC];
+        }
+      }
+      // An empty packed sequence: dInitialState = dLastState (0 without).
+      if (active && cu && bp.dInitialState) {
+        for (int64_t s = lane; s < p.sequences; s += kWarpSize) {
+          if (cu[s] != cu[s + 1]) continue;
+          for (int n = 0; n < N; ++n)
+            bp.dInitialState[(s * dim + d) * N + n] = bp.dLastState ? bp.dLastState[(s * dim + d) * N + n] : 0.0f;
         }
       }
       const float dDSum = warpSum(dDLane), ddeltaBiasSum = warpSum(ddeltaBiasLane);
@@ -504,14 +574,21 @@ struct BackwardScratch {
   }
 };
 
-template <DType DT, int ITEMS>
+template <DType DT, int ITEMS, bool kPacked>
 cudaError_t launchBackwardKernel(const BackwardArgs &args, cudaStream_t stream) {
   const int reductions = int(args.dBVarying != nullptr) + int(args.dCVarying != nullptr);
   const size_t sharedBytes = backwardSharedBytes<ITEMS>(reductions, args.p.fwd.shape.dstate);
-  const void *kernel = reinterpret_cast<const void *>(&scanBackwardKernel<DT, ITEMS>);
+  const void *kernel = reinterpret_cast<const void *>(&scanBackwardKernel<DT, ITEMS, kPacked>);
   SS_CUDA_TRY(allowSharedMemory(kernel, sharedBytes));
-  scanBackwardKernel<DT, ITEMS><<<gridBlocks(args.layout.workItems), kBackwardThreads, sharedBytes, stream>>>(args);
+  scanBackwardKernel<DT, ITEMS, kPacked>
+      <<<gridBlocks(args.layout.workItems), kBackwardThreads, sharedBytes, stream>>>(args);
   return cudaGetLastError();
+}
+
+template <DType DT, int ITEMS>
+cudaError_t launchBackwardKernel(const BackwardArgs &args, cudaStream_t stream) {
+  return args.p.fwd.cuSeqlens ? launchBackwardKernel<DT, ITEMS, true>(args, stream)
+                              : launchBackwardKernel<DT, ITEMS, false>(args, stream);
 }
 
 template <DType DT>

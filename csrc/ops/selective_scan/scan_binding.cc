@@ -77,34 +77,14 @@ void readScanBackward(op::Descriptor &d, ScanBackwardParams &p) {
   p.dInitialState = f.initialState ? d.floats("dInitialState", {f.sequences, dim, N}) : nullptr;
 }
 
-#if defined(SS_WITH_CUDA)
-// The CUDA kernels do not take packed sequences yet: refuse them, before any kernel is queued,
-// rather than scan across the boundaries.
-void refuseSequences(const ScanForwardParams &p, const char *publicName) {
-  if (p.cuSeqlens) {
-    throw gpu::Error("ERR_CUDA_UNAVAILABLE", std::string(publicName) +
-                                                 ": cuSeqlens has no CUDA implementation yet; run packed "
-                                                 "sequences on the CPU");
-  }
-}
-gpu::Status cudaScanForward(const ScanForwardParams &p, gpu::Stream stream) {
-  refuseSequences(p, "selectiveScan");
-  return cuda::scanForward(p, stream);
-}
-gpu::Status cudaScanBackward(const ScanBackwardParams &p, gpu::Stream stream) {
-  refuseSequences(p.fwd, "selectiveScanBackward");
-  return cuda::scanBackward(p, stream);
-}
-#endif
-
 }  // namespace
 
 // scanChunkLength({ device, batch, dim, seqlen, dstate }): the checkpoint interval of that backend.
 SS_REGISTER_QUERY(
     scanChunkLength, "selectiveScan", ScanShape, [](op::Descriptor &d, ScanShape &s) { s = readShape(d); },
     cpu::scanChunkLength, cuda::scanChunkLength);
-SS_REGISTER_OP(scanForward, "selectiveScan", ScanForwardParams, readScanForward, cpu::scanForward, cudaScanForward);
+SS_REGISTER_OP(scanForward, "selectiveScan", ScanForwardParams, readScanForward, cpu::scanForward, cuda::scanForward);
 SS_REGISTER_OP(scanBackward, "selectiveScanBackward", ScanBackwardParams, readScanBackward, cpu::scanBackward,
-               cudaScanBackward);
+               cuda::scanBackward);
 
 }  // namespace ss

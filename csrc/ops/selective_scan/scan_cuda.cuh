@@ -129,6 +129,94 @@ __device__ __forceinline__ float warpChunkReverseCarry(const float (&a)[ITEMS], 
   return carryIn;
 }
 
+// Packed sequences: the first i with cuSeqlens[i] > t (cuSeqlens holds sequences + 1 offsets, the
+// last L > t, so the answer is at most `sequences`). Sequence index - 1 is the one holding step t.
+__device__ __forceinline__ int64_t firstOffsetAbove(const int32_t *cuSeqlens, int64_t sequences, int64_t t) {
+  int64_t lo = 0, hi = sequences;
+  while (lo < hi) {
+    const int64_t mid = (lo + hi) / 2;
+    if (cuSeqlens[mid] > t)
+      hi = mid;
+    else
+      lo = mid + 1;
+  }
+  return lo;
+}
+
+// The states of one chunk for one state channel with packed-sequence starts inside it: as
+// warpChunkStates, but a step whose bit is set in `resets` starts a sequence, and its pair is the
+// constant map h -> bx (bx already holds a init + dt B u). The scan operator selects on that flag
+// rather than multiplying by a zero a, so an Inf or NaN state of one sequence never reaches the
+// next: (f1, p1) then (f2, p2) is (f2, p2) when f2 is set, else (f1, scanCombine(p1, p2)).
+template <int ITEMS>
+__device__ __forceinline__ float warpChunkStatesPacked(const float (&a)[ITEMS], const float (&bx)[ITEMS],
+                                                       unsigned resets, float carry, int lane, float (&h)[ITEMS]) {
+  Pair lanePairs{a[0], bx[0]};
+  int reset = resets & 1u;
+#pragma unroll
+  for (int i = 1; i < ITEMS; ++i) {
+    if ((resets >> i) & 1u) {
+      lanePairs = Pair{a[i], bx[i]};
+      reset = 1;
+    } else {
+      lanePairs = scanCombine(lanePairs, Pair{a[i], bx[i]});
+    }
+  }
+#pragma unroll
+  for (int offset = 1; offset < kWarpSize; offset *= 2) {
+    const Pair earlier = shuffleUp(lanePairs, unsigned(offset));
+    const int earlierReset = __shfl_up_sync(kFullMask, reset, unsigned(offset));
+    if (lane >= offset && !reset) {
+      lanePairs = scanCombine(earlier, lanePairs);
+      reset = earlierReset;
+    }
+  }
+  const float laneEnd = reset ? lanePairs.b : applyPair(lanePairs, carry);
+  float state = shiftUpOneLane(laneEnd, carry, lane);
+#pragma unroll
+  for (int i = 0; i < ITEMS; ++i) {
+    state = ((resets >> i) & 1u) ? bx[i] : applyPair(Pair{a[i], bx[i]}, state);
+    h[i] = state;
+  }
+  return laneEnd;
+}
+
+// warpChunkReverseCarry with packed-sequence starts: a step whose bit is set in `resets` starts a
+// sequence, so K flowing out of it (into the previous sequence's last step) is not a g of this
+// one but the constant `reset[i]` (that sequence's dLastState, or 0): the pair there is the
+// constant map, selected by a flag as in warpChunkStatesPacked. The caller's walk does the same:
+// g = c[i] + K; K = a[i] g (this sequence's dInitialState at a start), then K = reset[i].
+template <int ITEMS>
+__device__ __forceinline__ float warpChunkReverseCarryPacked(const float (&a)[ITEMS], const float (&c)[ITEMS],
+                                                             unsigned resets, const float (&reset)[ITEMS], float seed,
+                                                             int lane) {
+  auto stepPair = [&](int i) { return ((resets >> i) & 1u) ? Pair{1.0f, reset[i]} : Pair{a[i], a[i] * c[i]}; };
+  Pair lanePairs = stepPair(ITEMS - 1);
+  int flag = (resets >> (ITEMS - 1)) & 1u;
+#pragma unroll
+  for (int i = ITEMS - 2; i >= 0; --i) {
+    if ((resets >> i) & 1u) {
+      lanePairs = stepPair(i);
+      flag = 1;
+    } else {
+      lanePairs = scanCombine(lanePairs, stepPair(i));
+    }
+  }
+#pragma unroll
+  for (int offset = 1; offset < kWarpSize; offset *= 2) {
+    const Pair appliedFirst = shuffleDown(lanePairs, unsigned(offset));
+    const int appliedFirstFlag = __shfl_down_sync(kFullMask, flag, unsigned(offset));
+    if (lane + offset < kWarpSize && !flag) {
+      lanePairs = scanCombine(appliedFirst, lanePairs);
+      flag = appliedFirstFlag;
+    }
+  }
+  const float laneOut = flag ? lanePairs.b : applyPair(lanePairs, seed);
+  float carryIn = __shfl_down_sync(kFullMask, laneOut, 1);
+  if (lane == kWarpSize - 1) carryIn = seed;
+  return carryIn;
+}
+
 // The descriptor checks the forward and backward entry points share. Users' arguments are checked
 // in lib/ before anything reaches C++; these keep a malformed descriptor from reaching a kernel.
 // dstate is bounded so that int arithmetic on state indices is safe (shared memory caps it far

@@ -37,6 +37,16 @@
 //    the warp copies them out after the state loop. The interval is capped because the backward,
 //    which works one interval at a time with the same layout, needs about 200 registers per
 //    thread at 8 steps per lane (about 128 at 4).
+//  - Packed sequences (cuSeqlens): one binary search per chunk finds whether a sequence starts at
+//    the chunk's first step (then the carry is replaced by its initial state, after being written
+//    as the lastState of the sequence ending there: the chunk keeps its path) or strictly inside
+//    (then the chunk runs as chunks of 2 steps per lane, those with a start inside on the packed
+//    path: the any-chunk path whose warp scan treats a start as a reset flag, a select and never
+//    a multiply by 0, so an Inf or NaN never crosses a boundary; at 8 steps per lane that path
+//    spilled far more). Chunks without a start inside keep their path, the full-chunk one
+//    unchanged (ptxas now reports a few spills in the 8- and 16-step kernels, outside the state
+//    loop: the executed count of the full chunk's state loop is as before). The
+//    checkpoints are unchanged: the state after the interval's last step, of its sequence.
 //  - Then out = (y + D u) silu(z), rounded once to the dtype. After the last chunk the carry is
 //    the last state.
 //  - ITEMS (the chunk length) and the dtype are the only template parameters (14 kernels); every
@@ -94,8 +104,11 @@ int64_t forwardSharedFloatsPerWarp(const ScanForwardParams &p, int items) {
   return N * (4 + (intervalsPerChunk(items) - 1) + (p.B.varying() ? 0 : 1) + (p.C.varying() ? 0 : 1));
 }
 
-template <bool kFull>
-using PathTag = std::integral_constant<bool, kFull>;
+// The three per-chunk paths (see the file comment): full-chunk, any chunk, and any chunk with a
+// packed-sequence start strictly inside it.
+enum class Path { Full, Any, Packed };
+template <Path kPath>
+using PathTag = std::integral_constant<Path, kPath>;
 
 // IO::loadPack for the full-chunk path's two 16-byte vectors (16 steps of a 16-bit type), the
 // second one's offset inside its load instruction: __ldg's inline assembly takes a computed
@@ -152,14 +165,16 @@ __global__ void __launch_bounds__(kForwardThreads, kForwardMinBlocksPerSM) scanF
       A2[n] = p.A[d * N + n] * kLog2e;
       if (!varyingB) fixedB[n] = static_cast<const float *>(p.B.data)[d * N + n];
       if (!varyingC) fixedC[n] = static_cast<const float *>(p.C.data)[d * N + n];
-      carries[n] = p.initialState ? p.initialState[row * N + n] : 0.0f;
+      // With packed sequences the first chunk's start sets it (initialState has a row per sequence).
+      carries[n] = p.initialState && !p.cuSeqlens ? p.initialState[row * N + n] : 0.0f;
     }
     __syncwarp();
 
     // One chunk of 32 * I steps from step t0, the carry in carries[parity]; kFull selects the
     // full-chunk path (see the file comment).
     auto chunk = [&](int64_t t0, int parity, auto pathTag, auto itemsTag) {
-      constexpr bool kFull = decltype(pathTag)::value;
+      constexpr bool kFull = decltype(pathTag)::value == Path::Full;
+      constexpr bool kPacked = decltype(pathTag)::value == Path::Packed;
       constexpr int I = decltype(itemsTag)::value;
       using IO = ItemIO<DT, I>;
       using Storage = typename IO::Storage;
@@ -249,6 +264,28 @@ __global__ void __launch_bounds__(kForwardThreads, kForwardMinBlocksPerSM) scanF
           }
         }
       } else {
+        // Packed sequences (kPacked): the lane's steps that start a sequence after the chunk's
+        // first step (`resets`), those that end one before the chunk's last step (`ends`: its
+        // lastState is written here; a sequence ending at a chunk's last step is written at the
+        // next chunk or after the row), and the sequence of each step.
+        unsigned resets = 0, ends = 0;
+        int seqOf[kPacked ? I : 1];  // int: cuSeqlens holds int32 offsets, so fewer sequences
+        if constexpr (kPacked) {
+          const int32_t *const cu = p.cuSeqlens;
+          const int64_t chunkEnd = std::min<int64_t>(t0 + kChunk, L);
+          int64_t s = count > 0 ? firstOffsetAbove(cu, p.sequences, laneT0) - 1 : 0;
+#pragma unroll
+          for (int i = 0; i < I; ++i) {
+            seqOf[i] = 0;
+            if (i < count) {
+              const int64_t t = laneT0 + i;
+              while (cu[s + 1] <= t) ++s;
+              seqOf[i] = int(s);
+              if (t > t0 && cu[s] == t) resets |= 1u << i;
+              if (t + 1 < chunkEnd && cu[s + 1] == t + 1) ends |= 1u << i;
+            }
+          }
+        }
         // Any chunk: fixed or varying B / C, vector or element loads, padding steps as the
         // identity pair.
         for (int n = 0; n < N; ++n) {
@@ -273,7 +310,24 @@ __global__ void __launch_bounds__(kForwardThreads, kForwardMinBlocksPerSM) scanF
             a[i] = real ? exp2Ftz(dt[i] * A2n) : 1.0f;
             bx[i] = real ? __fmul_rn(dtu[i], Bv[i]) : 0.0f;
           }
-          endSlot[n] = warpChunkStates(a, bx, carryIn[n], lane, h);
+          if constexpr (kPacked) {
+            // A start's state is a init + dt B u, init the sequence's initial state (else 0).
+#pragma unroll
+            for (int i = 0; i < I; ++i) {
+              if ((resets >> i) & 1u) {
+                const float init = p.initialState ? p.initialState[(int64_t(seqOf[i]) * dim + d) * N + n] : 0.0f;
+                bx[i] = a[i] * init + bx[i];
+              }
+            }
+            endSlot[n] = warpChunkStatesPacked(a, bx, resets, carryIn[n], lane, h);
+            if (p.lastState) {
+#pragma unroll
+              for (int i = 0; i < I; ++i)
+                if ((ends >> i) & 1u) p.lastState[(int64_t(seqOf[i]) * dim + d) * N + n] = h[i];
+            }
+          } else {
+            endSlot[n] = warpChunkStates(a, bx, carryIn[n], lane, h);
+          }
 #pragma unroll
           for (int i = 0; i < I; ++i) y[i] += Cv[i] * h[i];
         }
@@ -310,17 +364,81 @@ __global__ void __launch_bounds__(kForwardThreads, kForwardMinBlocksPerSM) scanF
       IO::store(p.out, rowStart + laneT0, count, vectorized, y);
     };
 
+    // Packed sequences (uniform over the warp, outside every state loop). A sequence starting at
+    // a chunk's first step t0 only replaces the carry (after writing the carry, the state at
+    // t0 - 1, as the lastState of the sequence ending there): that chunk keeps its path. A chunk
+    // with a start strictly inside runs on the packed path (in chunks of at most 8 steps per
+    // lane). One binary search per chunk over cuSeqlens.
+    const int32_t *const cu = p.cuSeqlens;
+    auto startSequenceAt = [&](int64_t t0, int parity) {
+      const int64_t s = firstOffsetAbove(cu, p.sequences, t0) - 1;
+      if (cu[s] != t0) return;
+      float *const carry = carries + parity * N;
+      const int64_t ended = t0 > 0 ? firstOffsetAbove(cu, p.sequences, t0 - 1) - 1 : -1;
+      for (int n = lane; n < N; n += kWarpSize) {
+        if (ended >= 0 && p.lastState) p.lastState[(ended * dim + d) * N + n] = carry[n];
+        carry[n] = p.initialState ? p.initialState[(s * dim + d) * N + n] : 0.0f;
+      }
+      __syncwarp();
+    };
+    auto startsInside = [&](int64_t t0, int64_t len) {
+      return cu[firstOffsetAbove(cu, p.sequences, t0)] < std::min<int64_t>(t0 + len, L);
+    };
+
     // The full chunks on the full-chunk path, then the rest in chunks of at most 8 steps per lane.
     constexpr int kAnyItems = anyChunkItems(ITEMS);
+    constexpr int64_t kAnyChunk = int64_t(kWarpSize) * kAnyItems;
+    // One chunk of the any-chunk shape from t0 (the carry in carries[parity], flipped per chunk
+    // run). Where a sequence starts inside, it runs as chunks of 2 steps per lane, each on the
+    // packed path where a start lies inside it: more steps per lane there would spill.
+    constexpr int kPackedItems = 2;
+    constexpr int64_t kPackedChunk = int64_t(kWarpSize) * kPackedItems;
+    auto anyChunk = [&](int64_t t0, int &parity) {
+      if (!cu || !startsInside(t0, kAnyChunk)) {
+        chunk(t0, parity, PathTag<Path::Any>{}, ItemsTag<kAnyItems>{});
+        parity ^= 1;
+        return;
+      }
+      for (int64_t t = t0; t < std::min<int64_t>(t0 + kAnyChunk, L); t += kPackedChunk, parity ^= 1) {
+        if (t != t0) startSequenceAt(t, parity);
+        if (startsInside(t, kPackedChunk))
+          chunk(t, parity, PathTag<Path::Packed>{}, ItemsTag<kPackedItems>{});
+        else
+          chunk(t, parity, PathTag<Path::Any>{}, ItemsTag<kPackedItems>{});
+      }
+    };
     int parity = 0;
     int64_t t0 = 0;
-    for (; t0 < args.fastSteps; t0 += kWarpSize * ITEMS, parity ^= 1)
-      chunk(t0, parity, PathTag<true>{}, ItemsTag<ITEMS>{});
-    for (; t0 < L; t0 += kWarpSize * kAnyItems, parity ^= 1) chunk(t0, parity, PathTag<false>{}, ItemsTag<kAnyItems>{});
+    for (; t0 < args.fastSteps; t0 += kWarpSize * ITEMS) {
+      if (cu) startSequenceAt(t0, parity);
+      if (!cu || !startsInside(t0, kWarpSize * ITEMS)) {
+        chunk(t0, parity, PathTag<Path::Full>{}, ItemsTag<ITEMS>{});
+        parity ^= 1;
+      } else {
+        for (int64_t t = t0; t < t0 + kWarpSize * ITEMS; t += kAnyChunk) {
+          if (t != t0) startSequenceAt(t, parity);
+          anyChunk(t, parity);
+        }
+      }
+    }
+    for (; t0 < L; t0 += kAnyChunk) {
+      if (cu) startSequenceAt(t0, parity);
+      anyChunk(t0, parity);
+    }
 
     if (p.lastState) {
       const float *finalCarry = carries + parity * N;
-      for (int n = lane; n < N; n += kWarpSize) p.lastState[row * N + n] = finalCarry[n];
+      // With packed sequences: the last non-empty one (L > 0 here), and every empty one from its
+      // initial state.
+      const int64_t last = cu ? (firstOffsetAbove(cu, p.sequences, L - 1) - 1) * dim + d : row;
+      for (int n = lane; n < N; n += kWarpSize) p.lastState[last * N + n] = finalCarry[n];
+      if (cu) {
+        for (int64_t s = lane; s < p.sequences; s += kWarpSize) {
+          if (cu[s] != cu[s + 1]) continue;
+          for (int n = 0; n < N; ++n)
+            p.lastState[(s * dim + d) * N + n] = p.initialState ? p.initialState[(s * dim + d) * N + n] : 0.0f;
+        }
+      }
     }
   }
 }

@@ -1,5 +1,7 @@
 // Emulation cases of the selective scan (csrc/ops/selective_scan): forward, backward (default and
 // deterministic), against the CPU backend; see driver.cc for what every case checks.
+#include <tuple>
+
 #include "../harness.h"
 #include "ops/selective_scan/scan.h"
 
@@ -24,9 +26,14 @@ struct ScanSpec {
   bool Apositive = false;  // A partly positive (growing states; keep L short)
   bool bigDelta = false;   // with softplus: a third of the deltas in [21, 24] (softplus's linear branch)
   bool backward = true;
-  bool checkpoints = true;  // forward-only cases may run without (saveForBackward false)
+  bool checkpoints = true;         // forward-only cases may run without (saveForBackward false)
+  std::vector<int32_t> cuSeqlens;  // empty: none (batch rows); else batch 1 and these packed sequences
+  int64_t nanAt = -1;              // >= 0: u is NaN at this step (batch row 0, channel 0)
   uint64_t seed = 1;
 };
+
+// The rows of the states: the packed sequences, else the batch rows.
+int64_t sequencesOf(const ScanSpec &s) { return s.cuSeqlens.empty() ? s.batch : int64_t(s.cuSeqlens.size()) - 1; }
 
 std::string layoutName(int64_t groups) {
   return groups == 0 ? "fixed" : groups == 1 ? "varying" : "grouped(G=" + std::to_string(groups) + ")";
@@ -51,11 +58,20 @@ std::string nameOf(const ScanSpec &s) {
                                                  {!s.checkpoints, "noCheckpoints"}};
   for (const auto &[on, text] : flags)
     if (on) opts += (opts.empty() ? " +" : ",") + std::string(text);
+  if (!s.cuSeqlens.empty()) {
+    std::string seqs;  // the offsets, or their count and the case's seed when there are many
+    if (s.cuSeqlens.size() <= 12)
+      for (int32_t v : s.cuSeqlens) seqs += (seqs.empty() ? "" : ",") + std::to_string(v);
+    else
+      seqs = std::to_string(s.cuSeqlens.size() - 1) + " sequences, seed " + std::to_string(s.seed);
+    opts += (opts.empty() ? " +" : ",") + std::string("cuSeqlens[") + seqs + "]";
+  }
+  if (s.nanAt >= 0) opts += (opts.empty() ? " +" : ",") + std::string("NaN in u at step ") + std::to_string(s.nanAt);
   return name + opts;
 }
 
 struct ScanInputs {
-  HostTensor u, delta, z, A, B, C, D, deltaBias, initialState, dout, dLastState;
+  HostTensor u, delta, z, A, B, C, D, deltaBias, initialState, dout, dLastState, cuSeqlens;
 };
 
 ScanInputs makeInputs(const ScanSpec &s) {
@@ -72,7 +88,9 @@ ScanInputs makeInputs(const ScanSpec &s) {
     return v;
   };
   ScanInputs in;
-  in.u = HostTensor::of(normal(rows), s.dtype);
+  std::vector<float> u = normal(rows);
+  if (s.nanAt >= 0) u[size_t(s.nanAt)] = NAN;
+  in.u = HostTensor::of(u, s.dtype);
   std::vector<float> delta = s.softplus ? uniform(rows, -3, 0) : uniform(rows, 0, 0.5);
   if (s.bigDelta)
     for (size_t i = 0; i < delta.size(); i += 3) delta[i] = float(rng.uniform(21, 24));
@@ -90,27 +108,34 @@ ScanInputs makeInputs(const ScanSpec &s) {
   if (s.z) in.z = HostTensor::of(normal(rows), s.dtype);
   if (s.deltaBias)
     in.deltaBias = HostTensor::of(s.softplus ? uniform(s.dim, -1, 1) : uniform(s.dim, 0, 0.2), DType::Float32);
-  if (s.initialState) in.initialState = HostTensor::of(normal(s.batch * s.dim * s.N), DType::Float32);
+  const int64_t states = sequencesOf(s) * s.dim * s.N;
+  if (s.initialState) in.initialState = HostTensor::of(normal(states), DType::Float32);
   in.dout = HostTensor::of(normal(rows), s.dtype);
-  if (s.dLastState) in.dLastState = HostTensor::of(normal(s.batch * s.dim * s.N), DType::Float32);
+  if (s.dLastState) in.dLastState = HostTensor::of(normal(states), DType::Float32);
+  if (!s.cuSeqlens.empty()) {
+    in.cuSeqlens.dtype = DType::Float32;  // 4-byte elements: int32 bits
+    in.cuSeqlens.n = int64_t(s.cuSeqlens.size());
+    in.cuSeqlens.bytes.resize(s.cuSeqlens.size() * 4);
+    std::memcpy(in.cuSeqlens.bytes.data(), s.cuSeqlens.data(), s.cuSeqlens.size() * 4);
+  }
   return in;
 }
 
 // Pointers of the inputs in one memory (host tensors for the CPU backend, device buffers for the
 // emulated GPU).
 struct InputPointers {
-  const void *u, *delta, *z, *A, *B, *C, *D, *deltaBias, *initialState, *dout, *dLastState;
+  const void *u, *delta, *z, *A, *B, *C, *D, *deltaBias, *initialState, *dout, *dLastState, *cuSeqlens;
 };
 
 InputPointers hostPointers(const ScanInputs &in) {
-  return {in.u.data(),    in.delta.data(),     in.z.data(),
-          in.A.data(),    in.B.data(),         in.C.data(),
-          in.D.data(),    in.deltaBias.data(), in.initialState.data(),
-          in.dout.data(), in.dLastState.data()};
+  return {in.u.data(),    in.delta.data(),      in.z.data(),
+          in.A.data(),    in.B.data(),          in.C.data(),
+          in.D.data(),    in.deltaBias.data(),  in.initialState.data(),
+          in.dout.data(), in.dLastState.data(), in.cuSeqlens.data()};
 }
 
 struct DeviceInputs {
-  DeviceBuffer u, delta, z, A, B, C, D, deltaBias, initialState, dout, dLastState;
+  DeviceBuffer u, delta, z, A, B, C, D, deltaBias, initialState, dout, dLastState, cuSeqlens;
   explicit DeviceInputs(const ScanInputs &in)
       : u(DeviceBuffer::upload(in.u)),
         delta(DeviceBuffer::upload(in.delta)),
@@ -122,10 +147,11 @@ struct DeviceInputs {
         deltaBias(DeviceBuffer::upload(in.deltaBias)),
         initialState(DeviceBuffer::upload(in.initialState)),
         dout(DeviceBuffer::upload(in.dout)),
-        dLastState(DeviceBuffer::upload(in.dLastState)) {}
+        dLastState(DeviceBuffer::upload(in.dLastState)),
+        cuSeqlens(DeviceBuffer::upload(in.cuSeqlens)) {}
   InputPointers pointers() const {
-    return {u.get(),         delta.get(),        z.get(),    A.get(),         B.get(), C.get(), D.get(),
-            deltaBias.get(), initialState.get(), dout.get(), dLastState.get()};
+    return {u.get(),         delta.get(),        z.get(),    A.get(),          B.get(),        C.get(), D.get(),
+            deltaBias.get(), initialState.get(), dout.get(), dLastState.get(), cuSeqlens.get()};
   }
 };
 
@@ -142,6 +168,8 @@ ScanForwardParams forwardParams(const ScanSpec &s, const InputPointers &in, int6
   p.D = static_cast<const float *>(in.D);
   p.deltaBias = static_cast<const float *>(in.deltaBias);
   p.initialState = static_cast<const float *>(in.initialState);
+  p.cuSeqlens = static_cast<const int32_t *>(in.cuSeqlens);
+  p.sequences = sequencesOf(s);
   p.deltaSoftplus = s.softplus;
   p.chunkLength = chunkLength;
   return p;
@@ -176,7 +204,7 @@ void bindGradients(const ScanSpec &s, ScanBackwardParams &bp, Alloc &&alloc) {
   if (s.D) bp.dD = static_cast<float *>(alloc("dD", DType::Float32, s.dim));
   if (s.deltaBias) bp.ddeltaBias = static_cast<float *>(alloc("ddeltaBias", DType::Float32, s.dim));
   if (s.dInitialState)
-    bp.dInitialState = static_cast<float *>(alloc("dInitialState", DType::Float32, s.batch * s.dim * s.N));
+    bp.dInitialState = static_cast<float *>(alloc("dInitialState", DType::Float32, sequencesOf(s) * s.dim * s.N));
 }
 
 // ---- The CPU backend (the oracle) ---------------------------------------------------------------------
@@ -192,7 +220,7 @@ CpuScan cpuScan(const ScanSpec &s, const ScanInputs &in) {
   const int64_t chunkLength = cpu::scanChunkLength({s.batch, s.dim, s.L, s.N});
   ScanForwardParams p = forwardParams(s, ptr, chunkLength);
   r.fwd.out = HostTensor::poisoned(s.dtype, s.batch * s.dim * s.L);
-  r.fwd.lastState = HostTensor::poisoned(DType::Float32, s.batch * s.dim * s.N);
+  r.fwd.lastState = HostTensor::poisoned(DType::Float32, sequencesOf(s) * s.dim * s.N);
   r.fwd.checkpoints = HostTensor::poisoned(DType::Float32, s.batch * s.dim * chunksOf(s, chunkLength) * s.N);
   p.out = r.fwd.out.data();
   p.lastState = r.fwd.lastState.floats();
@@ -228,7 +256,7 @@ GpuForward gpuForward(CaseResult &r, const ScanSpec &s, const DeviceInputs &dev,
   g.out = DeviceBuffer(s.dtype, s.batch * s.dim * s.L);
   p.out = g.out.get();
   if (s.lastState) {
-    g.lastState = DeviceBuffer(DType::Float32, s.batch * s.dim * s.N);
+    g.lastState = DeviceBuffer(DType::Float32, sequencesOf(s) * s.dim * s.N);
     p.lastState = g.lastState.floats();
   }
   if (s.checkpoints) {
@@ -268,6 +296,9 @@ CaseResult runScanCase(const ScanSpec &s) {
   const CpuScan ref = cpuScan(s, in);
   const DeviceInputs dev(in);
   const Tolerance fwdTol = forwardTolerance(s.dtype), f32Fwd = forwardTolerance(DType::Float32);
+  const auto compare = [&](const std::string &what, const HostTensor &got, const HostTensor &want, Tolerance tol) {
+    return s.nanAt >= 0 ? compareFinite(what, got, want, tol) : emutest::compare(what, got, want, tol);
+  };
 
   // Forward, and the same forward under the mirrored schedule.
   emu::setSchedule(kAscending);
@@ -518,6 +549,114 @@ std::vector<ScanSpec> scanCases() {
     s.groupsB = 3;
     s.groupsC = 0;
     add(s);
+  }
+
+  // Packed sequences (cuSeqlens), forward and backward: boundaries on chunk edges and inside
+  // chunks, empty sequences first, inside and last, one sequence over the whole row; the chunk
+  // shapes (L = 512: float32's 256-step chunks; L = 1536: 16-bit full-chunk path, 512-step chunks,
+  // where a chunk with a start inside runs as 64-step chunks), every option, every kind of B / C.
+  {
+    struct Packing {
+      DType dtype;
+      int64_t L;
+      std::vector<int32_t> cu;
+    };
+    const std::vector<Packing> packings = {
+        {DType::Float32, 70, {0, 70}},
+        {DType::Float32, 70, {0, 5, 70}},
+        {DType::Float32, 70, {0, 0, 13, 13, 32, 64, 65, 70, 70}},
+        {DType::Float32, 100, {0, 1, 2, 3, 64, 99, 100}},
+        {DType::Float32, 512, {0, 256, 300, 512}},
+        {DType::Float32, 512, {0, 0, 255, 256, 257, 511, 512, 512}},
+        {DType::Float16, 1536, {0, 512, 1024, 1536}},
+        {DType::BFloat16, 1536, {0, 100, 1536}},
+        {DType::BFloat16, 1536, {0, 0, 511, 700, 700, 1023, 1024, 1500, 1536, 1536}},
+        {DType::Float16, 1000, {0, 64, 128, 600, 1000}},
+    };
+    const std::pair<int64_t, int64_t> layouts[] = {{1, 1}, {0, 0}, {2, 1}, {1, 0}};
+    int k = 0;
+    for (const Packing &pk : packings) {
+      ScanSpec s;
+      s.group = "scan: packed sequences";
+      s.dtype = pk.dtype;
+      s.L = pk.L;
+      s.dim = 4;
+      s.N = pk.L > 200 ? 4 : 9;
+      s.cuSeqlens = pk.cu;
+      s.groupsB = layouts[k % 4].first;
+      s.groupsC = layouts[k % 4].second;
+      ++k;
+      add(all(s));
+      s.groupsB = s.groupsC = 1;  // the full-chunk path where the chunk allows it
+      s.D = true;
+      s.lastState = true;
+      add(s);
+    }
+    // A NaN in one sequence stays there (forward and backward): in a sequence with a start inside its chunk (packed
+    // path), and in one that ends on a chunk edge (full-chunk path, the carry replaced).
+    const std::vector<std::tuple<DType, int64_t, std::vector<int32_t>, int64_t>> nans = {
+        {DType::Float32, 70, {0, 20, 45, 45, 70}, 30},
+        {DType::BFloat16, 1536, {0, 512, 700, 1536}, 600},
+        {DType::Float16, 1536, {0, 512, 1024, 1536}, 600},
+    };
+    for (const auto &[t, L, cu, at] : nans) {
+      ScanSpec s = all(ScanSpec{});
+      s.group = "scan: packed sequences";
+      s.dtype = t;
+      s.L = L;
+      s.dim = 2;
+      s.N = 5;
+      s.groupsB = s.groupsC = 1;
+      s.cuSeqlens = cu;
+      s.nanAt = at;
+      add(s);
+    }
+    // Random packings: 1 to 64 sequences, lengths 0 to three chunks, cuts on chunk (and 64-step
+    // sub-chunk) edges and off them, every dtype, random options and kinds of B / C.
+    Rng rng(20261202);
+    const DType dtypes[] = {DType::Float32, DType::Float16, DType::BFloat16};
+    for (int c = 0; c < 24; ++c) {
+      ScanSpec r;
+      r.group = "scan: packed sequences (random)";
+      r.dtype = dtypes[c % 3];
+      const int64_t chunk = r.dtype == DType::Float32 ? 256 : 512;
+      const int64_t sequences = 1 + int64_t(rng.next() % 64);
+      std::vector<int32_t> lengths;
+      int64_t L = 0;
+      for (int64_t i = 0; i < sequences; ++i) {
+        const int64_t kind = int64_t(rng.next() % 8);
+        const int64_t len = kind == 0   ? 0
+                            : kind == 1 ? 64 * (1 + int64_t(rng.next() % 4))  // on sub-chunk edges
+                            : kind == 2 ? int64_t(rng.next() % (3 * chunk + 1))
+                                        : 1 + int64_t(rng.next() % 40);
+        lengths.push_back(int32_t(len));
+        L += len;
+      }
+      while (L > 3 * chunk) {  // at most three chunks in all: cheap enough
+        const size_t i = size_t(rng.next() % lengths.size());
+        L -= lengths[i] - lengths[i] / 2;
+        lengths[i] /= 2;
+      }
+      r.cuSeqlens = {0};
+      for (int32_t len : lengths) r.cuSeqlens.push_back(r.cuSeqlens.back() + len);
+      r.L = L;
+      r.dim = 1 + int64_t(rng.next() % 4);
+      r.N = 1 + int64_t(rng.next() % 9);
+      r.groupsB = int64_t(rng.next() % 2);
+      r.groupsC = rng.next() % 3 == 0 ? 0 : 1;
+      auto coin = [&] { return rng.next() % 2 == 0; };
+      r.D = coin();
+      r.z = coin();
+      r.deltaBias = coin();
+      r.softplus = coin();
+      r.initialState = coin();
+      r.lastState = coin() || coin();
+      r.dLastState = r.lastState && coin();
+      r.dInitialState = coin();
+      r.backward = coin() || coin();
+      r.checkpoints = r.backward || coin();
+      add(r);
+    }
   }
 
   // Forward only, without checkpoints (saveForBackward false).

@@ -247,24 +247,6 @@ Outputs gpuBackward(CaseResult &r, const SsdSpec &s, const DeviceInputs &dev, co
   return out;
 }
 
-// With a NaN input: non-finite exactly where the CPU backend's are, the finite elements compared.
-Check compareFinite(const std::string &what, const HostTensor &got, const HostTensor &want, Tolerance tol) {
-  if (got.n != want.n) return compare(what, got, want, tol);
-  std::vector<float> g, w;
-  for (int64_t i = 0; i < got.n; ++i) {
-    if (std::isfinite(got.at(i)) != std::isfinite(want.at(i))) {
-      Check c;
-      c.what = what;
-      c.detail = "finite on one backend only: " + describeElement(i, got.at(i), want.at(i));
-      return c;
-    }
-    if (std::isfinite(got.at(i))) g.push_back(got.at(i)), w.push_back(want.at(i));
-  }
-  Check c = compare(what + " (finite elements)", HostTensor::of(g, got.dtype), HostTensor::of(w, want.dtype), tol);
-  if (g.empty()) c.pass = true;
-  return c;
-}
-
 CaseResult runSsdCase(const SsdSpec &s) {
   CaseResult r;
   r.group = s.group;
