@@ -21,8 +21,11 @@ import {
 } from '../bench/lib/session.mjs';
 import { makeTarget } from '../bench/lib/targets.mjs';
 import { BENCH_OPS } from '../bench/ops/index.mjs';
+import { packedLayouts, packedLengths, paddedTensors, reportSection } from '../bench/ops/packed-scan.mjs';
+import { scanBits, scanTensors } from '../bench/ops/selective-scan-inputs.mjs';
 import { GGML_ENV } from '../bench/ops/ssd-scan.mjs';
-import { buildInfo } from './helpers/api.js';
+import { InputFactory } from '../bench/lib/random.mjs';
+import { buildInfo, selectiveScan } from './helpers/api.js';
 
 describe('roofline bytes and exp2 counts', () => {
   it('the scan: each tensor once, checkpoints when saved, one exp2 per element·state', () => {
@@ -90,7 +93,7 @@ describe('op modules and options', () => {
     expect(parseOptions(['--shapes', 'S1,step,2x8x64x4'], BENCH_OPS).shapes).toEqual(['S1', 'step', '2x8x64x4']);
     expect(() => parseOptions(['--ops', 'fwd,back'], BENCH_OPS)).toThrow('unknown op back');
     expect(() => parseOptions(['--shapes', 'S9'], BENCH_OPS)).toThrow(
-      'unknown shape S9 (S1, S2, S3, S4, sweep, step, host-cache, conv, conv-step, ssd, ssd-step or BxDxLxN)',
+      'unknown shape S9 (S1, S2, S3, S4, sweep, step, host-cache, conv, conv-step, ssd, ssd-step, packed or BxDxLxN)',
     );
     expect(() => parseOptions(['--reps', '0'], BENCH_OPS)).toThrow('--reps must be an integer >= 1, got 0');
   });
@@ -285,6 +288,99 @@ describe('the ssdScan rows', () => {
       delete process.env[GGML_ENV];
       rmSync(dir, { recursive: true, force: true });
     }
+  }, 60_000);
+});
+
+describe('the packed-sequence rows (cuSeqlens beside plain and padded)', () => {
+  it('the lengths: a fixed seed, log-uniform in [64, 2048], 37,475 tokens; cuSeqlens and the padded shape follow', () => {
+    const lengths = packedLengths(64, 64, 2048);
+    expect(packedLengths(64, 64, 2048)).toEqual(lengths);
+    expect(lengths.slice(0, 6)).toEqual([262, 358, 1525, 1689, 218, 189]);
+    expect(Math.min(...lengths)).toBe(71);
+    expect(Math.max(...lengths)).toBe(1982);
+    // Log-uniform: about half (31 of 64) below the geometric mean of the ends (362).
+    expect(lengths.filter((l) => l < 362).length).toBe(31);
+    const lay = packedLayouts({ nseq: 64, minL: 64, maxL: 2048, dim: 2048, N: 16 });
+    expect(lay.tokens).toBe(37475);
+    expect(lay.cuSeqlens.length).toBe(65);
+    expect(lay.cuSeqlens[0]).toBe(0);
+    expect(lay.cuSeqlens[64]).toBe(37475);
+    expect([...lay.cuSeqlens.slice(1)].map((c, i) => c - lay.cuSeqlens[i])).toEqual(lengths);
+    expect(lay.packed).toMatchObject({ batch: 1, L: 37475, dim: 2048, N: 16 });
+    expect(lay.padded).toMatchObject({ batch: 64, L: 1982, tokens: 37475 });
+  });
+
+  it('padded inputs hold the packed values with zeros after each sequence: its output is the packed one', () => {
+    const lay = packedLayouts({ nseq: 5, minL: 2, maxL: 40, dim: 3, N: 4 });
+    expect(lay.lengths).toEqual([7, 9, 31, 34, 6]);
+    const bits = scanBits(new InputFactory(3), lay.packed);
+    const t = scanTensors(bits, lay.packed, 'float32', 'cpu');
+    const tp = paddedTensors(bits, lay, 'float32', 'cpu');
+    const opts = { D: t.D, z: t.z, deltaSoftplus: true };
+    const packed = selectiveScan(t.u, t.delta, t.A, t.B, t.C, { ...opts, cuSeqlens: lay.cuSeqlens }).out.dataSync();
+    const padded = selectiveScan(tp.u, tp.delta, tp.A, tp.B, tp.C, { ...opts, D: tp.D, z: tp.z }).out.dataSync();
+    const u = tp.u.dataSync();
+    const T = lay.tokens;
+    const Lp = lay.padded.L;
+    expect(Lp).toBe(34);
+    lay.lengths.forEach((len, i) => {
+      for (let d = 0; d < 3; d++) {
+        const at = (i * 3 + d) * Lp;
+        const from = d * T + lay.cuSeqlens[i];
+        expect(padded.subarray(at, at + len)).toEqual(packed.subarray(from, from + len));
+        expect([...u.subarray(at + len, at + Lp)].every((x) => x === 0)).toBe(true);
+      }
+    });
+    for (const x of [...Object.values(t), ...Object.values(tp)]) x.dispose();
+  });
+
+  it("cuda:sim: packed, plain and padded side by side; real tokens per second; the tensors' bytes", async () => {
+    const argv = ['--shapes', 'packed', '--dtypes', 'float32', '--no-torch', '--no-checks'];
+    const timing = ['--reps', '1', '--warmup', '0', '--target-ms', '1', '--max-case-ms', '20', '--no-save'];
+    const o = parseOptions([...argv, ...timing], BENCH_OPS);
+    const target = makeTarget('cuda', { simulated: true });
+    const run = new RunWithoutCeilings(target, o, 'test', BENCH_OPS, { python: null, tried: [], baselineScript: null });
+    const res = (await run.run()) as unknown as BenchResult & { plan: { packed: { tokens: number } } };
+    expect(res.errors).toEqual([]);
+    expect(run.progress.i).toBe(run.progress.total);
+    const cases = res.cases as unknown as {
+      kind: string;
+      op: string;
+      layout: string;
+      medianMs: number;
+      tokensPerS: number;
+      shape: { batch: number; L: number };
+      memory: { tensorBytes: number; inputBytes: number; madeBytes: number; heldBytes: number };
+    }[];
+    expect(cases.map((c) => `${c.kind} ${c.op}`)).toEqual(
+      ['fwd', 'fwd+bwd']
+        .flatMap((op) => ['packed', 'plain'].map((l) => `packed ${op} ${l}`))
+        .concat(['fwd', 'fwd+bwd'].map((op) => `packed ${op} padded`)),
+    );
+    // Sim: 8 sequences in [4, 128], dim 16, N 4: 284 tokens, the longest 106.
+    const T = 284;
+    expect(res.plan.packed.tokens).toBe(T);
+    const [dim, N] = [16, 4];
+    const params = (dim * N + dim) * 4;
+    for (const c of cases) {
+      expect(c.tokensPerS).toBeCloseTo(T / (c.medianMs / 1e3), 6);
+      expect(c.shape).toMatchObject(c.layout === 'padded' ? { batch: 8, L: 106 } : { batch: 1, L: T });
+      expect(c.memory.heldBytes).toBeGreaterThanOrEqual(c.memory.madeBytes);
+    }
+    const find = (op: string, layout: string) => cases.find((c) => c.op === `${op} ${layout}`);
+    // fwd: u, delta, z, B, C, A, D read and out made: 4 rows of dim·L, 2 of N·L, float32.
+    expect(find('fwd', 'packed')?.memory.tensorBytes).toBe(4 * dim * T * 4 + 2 * N * T * 4 + params);
+    expect(find('fwd', 'plain')?.memory.tensorBytes).toBe(find('fwd', 'packed')?.memory.tensorBytes);
+    expect(find('fwd', 'padded')?.memory.tensorBytes).toBe(4 * 8 * dim * 106 * 4 + 2 * 8 * N * 106 * 4 + params);
+    const md = markdownReport(res, BENCH_OPS);
+    expect(md).toContain(
+      '### Packed sequences (cuSeqlens): 8 sequences, lengths log-uniform in [4, 128] (seed 1): 6 to 106, 284 tokens; dim 16',
+    );
+    expect(md).toContain('| float32 | fwd+bwd | padded |');
+    const ratio = (find('fwd', 'packed')?.tokensPerS ?? 0) / (find('fwd', 'plain')?.tokensPerS ?? 1);
+    expect(reportSection(res)).toContain(
+      `| float32 | fwd | ${(ratio * 100).toFixed(1)} % | ${ratio >= 0.9 ? 'yes' : '**no**'} |`,
+    );
   }, 60_000);
 });
 

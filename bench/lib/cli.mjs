@@ -8,11 +8,12 @@ export const HELP = `Usage: npm run bench -- [options]     (or: node bench/bench
 
   --device LIST        cpu, cuda, cuda:N or all (default: all = the GPU when cuda.isAvailable(), and the CPU)
   --quick              a short run: S1 (and S3 on a GPU), two step batches, a short L sweep
-  --shapes LIST        S1,S2,S3,S4,step,sweep,host-cache,conv,conv-step,ssd,ssd-step and/or BxDxLxN
-                       shapes (default: all of the named; host-cache, the CPU's forward with and
-                       without the host cache, not in --quick; conv: causalConv1d at S1's and S3's
-                       (batch, dim, L); conv-step: causalConv1dUpdate at the step's batches; ssd:
-                       ssdScan at Mamba-2 shapes; ssd-step: its heads-form step)
+  --shapes LIST        S1,S2,S3,S4,step,sweep,host-cache,conv,conv-step,ssd,ssd-step,packed and/or
+                       BxDxLxN shapes (default: all of the named; host-cache, the CPU's forward with
+                       and without the host cache, and packed not in --quick; conv: causalConv1d at
+                       S1's and S3's (batch, dim, L); conv-step: causalConv1dUpdate at the step's
+                       batches; ssd: ssdScan at Mamba-2 shapes; ssd-step: its heads-form step;
+                       packed: 64 sequences packed with cuSeqlens beside plain and padded calls)
   --dtypes LIST        bfloat16,float32 (default both; float16 allowed)
   --ops LIST           fwd,fwd-save,bwd,bwd-det,fwd+bwd (default all; fwd-save = with saveForBackward)
   --reps N             timed repetitions per case (default: GPU 20 (10 at S2/S4), CPU 7; --quick 10 / 5)

@@ -11,7 +11,7 @@ export async function sync(target) {
 }
 
 /** Runs fn k times; returns { ms: per call (events or wall clock), hostMs: wall clock per call }. */
-function timeBatch(target, fn, k) {
+export function timeBatch(target, fn, k) {
   if (usesEvents(target)) {
     const t0 = performance.now();
     const start = recordEvent(target.device);

@@ -107,6 +107,11 @@ export function markdownReport(res, ops) {
     );
   }
 
+  for (const op of ops) {
+    const section = op.reportSection?.(res);
+    if (section) out.push('', section);
+  }
+
   if (res.comparisons.length) {
     out.push('');
     out.push(`### Comparisons (float32; "×" = their time / ours)`);

@@ -3,11 +3,19 @@
 // of every module in this order: checks, rows, sweep, finish.
 import { causalConv1dRows } from './causal-conv1d.mjs';
 import { hostCacheRows } from './host-cache.mjs';
+import { packedScanRows } from './packed-scan.mjs';
 import { selectiveScanRows } from './selective-scan.mjs';
 import { ssdScanRows } from './ssd-scan.mjs';
 import { stateUpdateRows } from './state-update.mjs';
 
-export const BENCH_OPS = [selectiveScanRows, stateUpdateRows, hostCacheRows, causalConv1dRows, ssdScanRows];
+export const BENCH_OPS = [
+  selectiveScanRows,
+  stateUpdateRows,
+  hostCacheRows,
+  causalConv1dRows,
+  ssdScanRows,
+  packedScanRows,
+];
 
 /**
  * What a module gives the harness. `run` is the DeviceRun (bench/lib/device-run.mjs): target, o
@@ -28,6 +36,7 @@ export const BENCH_OPS = [selectiveScanRows, stateUpdateRows, hostCacheRows, cau
  * @property {(run: object, plan: OpPlan) => Promise<void>} rows      the timed rows: run.record() each
  * @property {(run: object, plan: OpPlan) => Promise<void>} [sweep]   series against a size, after every op's rows
  * @property {(run: object, plan: OpPlan) => Promise<void>} [finish]  after every op: references, comparisons
+ * @property {(res: object) => string | null} [reportSection]  markdown of its own for the report, after the rows
  *
  * @typedef {object} OpPlan           anything the module keeps, and:
  * @property {number} units           progress units it will report with progress.done()
