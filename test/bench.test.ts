@@ -377,6 +377,9 @@ describe('the packed-sequence rows (cuSeqlens beside plain and padded)', () => {
       '### Packed sequences (cuSeqlens): 8 sequences, lengths log-uniform in [4, 128] (seed 1): 6 to 106, 284 tokens; dim 16',
     );
     expect(md).toContain('| float32 | fwd+bwd | padded |');
+    // The simulated GPU's tensors are host tensors: the host allocator counts them, and no GPU peak.
+    expect(md).toContain('allocator (hostMemoryInfo().allocatedBytes)');
+    expect(md).not.toContain('peak MiB');
     const ratio = (find('fwd', 'packed')?.tokensPerS ?? 0) / (find('fwd', 'plain')?.tokensPerS ?? 1);
     expect(reportSection(res)).toContain(
       `| float32 | fwd | ${(ratio * 100).toFixed(1)} % | ${ratio >= 0.9 ? 'yes' : '**no**'} |`,

@@ -168,6 +168,7 @@ async function memoryOf(run, t, op, extra) {
     tensorBytes: inputBytes + made + checkpointBytes,
     heldBytes: held,
     peakBeyondInputsBytes: peak,
+    allocator: gpu ? 'cuda.memoryInfo()' : 'hostMemoryInfo()',
   };
 }
 
@@ -287,6 +288,7 @@ export function reportSection(res) {
   const rows = res.cases.filter((c) => c.kind === 'packed');
   if (!rows.length) return null;
   const info = res.plan?.packed;
+  const gpu = rows.some((c) => c.memory.peakBeyondInputsBytes != null);
   const out = [];
   out.push(
     `### Packed sequences (cuSeqlens): ${info.nseq} sequences, lengths log-uniform in [${info.minL}, ${info.maxL}] ` +
@@ -297,14 +299,10 @@ export function reportSection(res) {
     'packed: one call, batch 1, L = the tokens, with cuSeqlens; plain: the same call without cuSeqlens; padded: batch ' +
       `${info.nseq}, L = ${info.longest}, zero padding. tokens/s: real tokens only. Memory (MiB): the tensors a call reads ` +
       'and makes (inputs, dout for fwd+bwd, out, checkpoints, gradients), computed from their shapes; "held": what the ' +
-      `allocator (${res.device.kind === 'cpu' ? 'hostMemoryInfo().allocatedBytes' : 'cuda.memoryInfo().allocatedBytes'}) ` +
-      "counts beyond the inputs while the call's results are alive" +
-      (res.device.kind === 'cpu'
-        ? '.'
-        : '; "peak": cuda.memoryInfo().peakAllocatedBytes beyond the inputs (after resetPeakMemory).'),
+      `allocator (${rows[0].memory.allocator}.allocatedBytes) counts beyond the inputs while the call's results are alive` +
+      (gpu ? '; "peak": cuda.memoryInfo().peakAllocatedBytes beyond the inputs (after resetPeakMemory).' : '.'),
   );
   out.push('');
-  const gpu = res.device.kind !== 'cpu';
   const head = [
     'dtype',
     'op',
