@@ -4,7 +4,7 @@ import type * as tf from '@tensorflow/tfjs-core';
 import { describe } from '../errors.js';
 import { SsdContext, ssdScan as scan, ssdScanBackward } from '../ops/ssd-scan.js';
 import type { Tensor } from '../tensor.js';
-import { checkTensor, registerOp } from './kernel.js';
+import { checkBoolean, checkOptionNames, checkTensor, cuSeqlensAttribute, registerOp } from './kernel.js';
 
 export interface SsdOptions {
   /** (H) or (H, P): y += D * x. */
@@ -41,9 +41,8 @@ interface SsdAttrs {
   returnLastState: boolean;
   /** [] for the default, else [lo, hi]. */
   dtLimit: number[];
-  /** [] without packed sequences. */
+  /** cuSeqlens as plain numbers; empty without. */
   cuSeqlens: number[];
-  hasCuSeqlens: boolean;
 }
 
 // Our op's arguments from the kernel's inputs: x, dt, A, B, C, then the optional ones.
@@ -55,7 +54,7 @@ function ssdArguments(inputs: Tensor[], attrs: SsdAttrs) {
     cuSeqlens?: Int32Array;
   } = { dtSoftplus: attrs.dtSoftplus };
   if (attrs.dtLimit.length) opts.dtLimit = [attrs.dtLimit[0]!, attrs.dtLimit[1]!];
-  if (attrs.hasCuSeqlens) opts.cuSeqlens = Int32Array.from(attrs.cuSeqlens);
+  if (attrs.cuSeqlens.length > 0) opts.cuSeqlens = Int32Array.from(attrs.cuSeqlens);
   attrs.optionalInputs.forEach((name, i) => {
     opts[name] = inputs[5 + i];
   });
@@ -88,12 +87,6 @@ const runSsd = registerOp<SsdAttrs>({
 
 const OPTION_NAMES = [...OPTIONAL_INPUTS, 'dtSoftplus', 'dtLimit', 'returnLastState', 'cuSeqlens'];
 
-function checkBoolean(fn: string, name: string, value: unknown): boolean {
-  if (value === undefined) return false;
-  if (typeof value !== 'boolean') throw new TypeError(`${fn}: ${name} must be a boolean, got ${describe(value)}`);
-  return value;
-}
-
 /**
  * Mamba-2's state space dual scan on float32 tf.Tensors, differentiable: the arguments, shapes and
  * meaning of the package's ssdScan, less saveForBackward (tfjs keeps what the gradient needs while
@@ -109,23 +102,12 @@ export function ssdScan(
   opts?: SsdOptions,
 ): SsdResult {
   const fn = 'ssdScan';
-  if (opts !== undefined && (typeof opts !== 'object' || opts === null || Array.isArray(opts))) {
-    throw new TypeError(`${fn}: options must be an object, got ${describe(opts)}`);
-  }
-  const o = (opts ?? {}) as Record<string, unknown>;
-  for (const key of Object.keys(o)) {
-    if (!OPTION_NAMES.includes(key)) {
-      throw new TypeError(`${fn}: unknown option '${key}' (expected one of ${OPTION_NAMES.join(', ')})`);
-    }
-  }
+  const o = checkOptionNames(fn, opts, OPTION_NAMES);
   const inputs = Object.entries({ x, dt, A, B, C }).map(([name, t]) => checkTensor(fn, name, t));
   const optionalInputs = OPTIONAL_INPUTS.filter((name) => o[name] !== undefined);
   for (const name of optionalInputs) inputs.push(checkTensor(fn, name, o[name]));
+  const cuSeqlens = cuSeqlensAttribute(fn, o.cuSeqlens);
   const limit = o.dtLimit;
-  const seqlens = o.cuSeqlens;
-  if (seqlens !== undefined && !(seqlens instanceof Int32Array)) {
-    throw new TypeError(`${fn}: cuSeqlens must be an Int32Array, got ${describe(seqlens)}`);
-  }
   if (limit !== undefined && !Array.isArray(limit)) {
     throw new TypeError(`${fn}: dtLimit must be an array of two numbers [lo, hi], got ${describe(limit)}`);
   }
@@ -134,8 +116,7 @@ export function ssdScan(
     dtSoftplus: checkBoolean(fn, 'dtSoftplus', o.dtSoftplus),
     returnLastState: checkBoolean(fn, 'returnLastState', o.returnLastState),
     dtLimit: limit === undefined ? [] : [...(limit as number[])],
-    cuSeqlens: seqlens === undefined ? [] : Array.from(seqlens),
-    hasCuSeqlens: seqlens !== undefined,
+    cuSeqlens,
   };
   const [out, lastState] = runSsd(fn, inputs, attrs) as [tf.Tensor, tf.Tensor?];
   return lastState ? { out, lastState } : { out };
