@@ -38,6 +38,7 @@ import {
   kernelLabel,
   parsePtxasLog,
   repoRoot,
+  stepsPerLane,
 } from './lib/ptx-build.mjs';
 import { parsePtx } from './lib/ptx-parse.mjs';
 import { mdTable } from './lib/report.mjs';
@@ -436,7 +437,7 @@ const METHOD = [
   '**Floors** (H200: 4.8 TB/s, 132 SMs at 1.98 GHz; H100: 3.35 TB/s): bytes (bench/lib/roofline.mjs: each tensor once) / bandwidth; exp2 count (one per element·state) / (16 per clock per SM); executed thread-instructions (per element·state × batch·dim·L·N) / (4 warp-instructions = 128 per clock per SM). The largest binds; the prediction is that floor (perfect overlap and latency hiding).',
 ];
 
-function issueTable(loop, stepsPerLane) {
+function issueTable(loop, stepsOf) {
   const s1f = loop(BENCH_CASES.find((c) => c.name === 'S1 fwd').spec);
   const s3f = loop(BENCH_CASES.find((c) => c.name === 'S3 fwd').spec);
   const s1b = loop(BENCH_CASES.find((c) => c.name === 'S1 bwd').spec);
@@ -455,21 +456,21 @@ function issueTable(loop, stepsPerLane) {
     ['measure', 'ours (this tool)', 'ours (issue #11)', 'mamba_ssm (this tool)', 'mamba_ssm (issue #11)'],
     [
       [
-        `executed, forward, S1 (ours ${stepsPerLane(BENCH_CASES.find((c) => c.name === 'S1 fwd').spec)} steps per lane; mamba 128 threads × 16)`,
+        `executed, forward, S1 (ours ${stepsOf(BENCH_CASES.find((c) => c.name === 'S1 fwd').spec)} steps per lane; mamba 128 threads × 16)`,
         executed(s1f),
         ISSUE_OURS.forward.executed,
         mambaExecuted(mf),
         issue.forward.executed,
       ],
       [
-        `executed, forward at L = 64 (S3; ours ${stepsPerLane(BENCH_CASES.find((c) => c.name === 'S3 fwd').spec)} steps per lane; mamba 32 × 4, half of them padding)`,
+        `executed, forward at L = 64 (S3; ours ${stepsOf(BENCH_CASES.find((c) => c.name === 'S3 fwd').spec)} steps per lane; mamba 32 × 4, half of them padding)`,
         executed(s3f),
         ISSUE_OURS.forward.executedShort,
         mambaExecuted(ms),
         issue.forward.executedShort,
       ],
       [
-        `executed, backward, S1 (ours ${stepsPerLane(BENCH_CASES.find((c) => c.name === 'S1 bwd').spec)} steps per lane)`,
+        `executed, backward, S1 (ours ${stepsOf(BENCH_CASES.find((c) => c.name === 'S1 bwd').spec)} steps per lane)`,
         executed(s1b),
         ISSUE_OURS.backward.executed,
         mambaExecuted(mb),
@@ -678,14 +679,13 @@ function markdown(res) {
   const launchOf = (spec) =>
     mainLaunch([...res.cases, ...res.instances].find((c) => c.spec === spec || c.case === spec));
   const loop = (spec) => launchOf(spec)?.sim?.stateLoop ?? null;
-  // The kernel's ITEMS, its last template argument (`scanForwardKernel<bf16, 16>`).
-  const stepsPerLane = (spec) => /, (\d+)>$/.exec(launchOf(spec)?.kernel ?? '')?.[1] ?? '?';
+  const stepsOf = (spec) => stepsPerLane(launchOf(spec)?.kernel);
   if (res.cases.some((c) => c.launches)) {
     out.push(
       '',
       '### The state loop: issue #11’s table (sm_90, bf16, per element·state)',
       '',
-      issueTable(loop, stepsPerLane),
+      issueTable(loop, stepsOf),
       '',
       res.issueTableNote,
     );

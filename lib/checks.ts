@@ -70,6 +70,21 @@ export class ArgumentChecker {
     }
     return first.tensor.device;
   }
+
+  /**
+   * For a backward: the tensor arguments (the gradients given) are on one device, the one the
+   * forward ran on (ERR_DEVICE_MISMATCH naming the first of them otherwise).
+   */
+  forwardDevice(forward: Device): Device {
+    const device = this.device();
+    if (device !== forward) {
+      throw codedError(
+        'ERR_DEVICE_MISMATCH',
+        `${this.fn}: ${this.#tensors[0]!.name} is on ${device} but the forward ran on ${forward}`,
+      );
+    }
+    return device;
+  }
 }
 
 /** The storage of a tensor argument, or undefined; for building native descriptors. */

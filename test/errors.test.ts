@@ -2,6 +2,7 @@
 // function, the argument, what was expected and what was given; and a failed call leaves every
 // input as it was (selectiveStateUpdate's state above all).
 import { describe, expect, it } from 'vitest';
+import { ArgumentChecker } from '../dist/checks.js';
 import { Tensor, cuda, selectiveScan, selectiveScanBackward, selectiveStateUpdate } from './helpers/api.js';
 import { expectCode, expectThrow } from './helpers/expect-code.js';
 import { Rng } from './helpers/random.js';
@@ -641,6 +642,22 @@ describe.skipIf(cuda.isAvailable())(
     });
   },
 );
+
+// The three backwards share one check of their gradients' device (ArgumentChecker.forwardDevice);
+// on a machine without a GPU it can still be given a forward that ran on one.
+describe('a backward: the gradients on the device of the forward', () => {
+  it('names the first gradient and both devices (the message docs/API.md shows)', () => {
+    const check = new ArgumentChecker('selectiveScanBackward');
+    check.tensor('dout', Tensor.zeros([2]));
+    check.optionalTensor('dLastState', Tensor.zeros([1]));
+    expect(check.forwardDevice('cpu')).toBe('cpu');
+    expectCode(
+      () => check.forwardDevice('cuda:0'),
+      'ERR_DEVICE_MISMATCH',
+      /^selectiveScanBackward: dout is on cpu but the forward ran on cuda:0$/,
+    );
+  });
+});
 
 describe.skipIf(!cuda.isAvailable())(`mixed devices (needs a GPU: ${cuda.unavailableReason ?? 'available'})`, () => {
   it('one CUDA argument among CPU ones throws ERR_DEVICE_MISMATCH, before any work', () => {

@@ -12,7 +12,14 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { occupancy, GPUS } from '../bench/lib/gpu-model.mjs';
 import { measureStateLoop } from '../bench/lib/kernel-sim.mjs';
 import { buildCfg, hotLoops, naturalLoops } from '../bench/lib/ptx-cfg.mjs';
-import { NVCC_FLAGS, findNvcc, kernelLabel, parsePtxasLog } from '../bench/lib/ptx-build.mjs';
+import {
+  NVCC_FLAGS,
+  findNvcc,
+  kernelLabel,
+  parsePtxasLog,
+  stepsPerLane,
+  templateArguments,
+} from '../bench/lib/ptx-build.mjs';
 import { parsePtx } from '../bench/lib/ptx-parse.mjs';
 import { GlobalMemory, f32, runBlock } from '../bench/lib/ptx-sim.mjs';
 
@@ -218,6 +225,23 @@ describe('kernel-stats: reports and occupancy', () => {
       'void ss::cuda::(anonymous namespace)::scanForwardKernel<(ss::DType)2, 8>(ss::cuda::(anonymous namespace)::ForwardArgs)';
     expect(kernelLabel(name, { 0: 'f32', 1: 'f16', 2: 'bf16' })).toBe('scanForwardKernel<bf16, 8>');
     expect(kernelLabel('ss::cuda::(anonymous namespace)::probe()')).toBe('probe');
+  });
+
+  it('reads the steps per lane of the forward and backward scan kernels (ITEMS, the second template argument)', () => {
+    const dtypes = { 0: 'f32', 1: 'f16', 2: 'bf16' };
+    const backward =
+      'void ss::cuda::(anonymous namespace)::scanBackwardKernel<(ss::DType)2, 4, false>(ss::cuda::(anonymous namespace)::BackwardArgs)';
+    expect(kernelLabel(backward, dtypes)).toBe('scanBackwardKernel<bf16, 4, false>');
+    expect(templateArguments('scanBackwardKernel<bf16, 4, false>')).toEqual(['bf16', '4', 'false']);
+    expect(stepsPerLane('scanBackwardKernel<bf16, 4, false>')).toBe('4');
+    expect(stepsPerLane('scanBackwardKernel<f32, 16, true>')).toBe('16');
+    expect(stepsPerLane('scanForwardKernel<bf16, 8>')).toBe('8');
+    // Without the dtype names: the cast's parentheses are one argument.
+    expect(stepsPerLane(kernelLabel(backward))).toBe('4');
+    expect(templateArguments('k<a<1, 2>, 3>')).toEqual(['a<1, 2>', '3']);
+    for (const label of ['probe', 'reduceChannelSumsKernel', 'k<bf16>', 'k<bf16, false>', undefined]) {
+      expect(stepsPerLane(label), String(label)).toBe('?');
+    }
   });
 
   it('computes occupancy as cuda_occupancy.h does', () => {

@@ -202,4 +202,38 @@ describe('ssdScan (tfjs) errors', () => {
     expect(() => ssdScan(x, dt, tf.zeros([3]), B, B)).toThrow(/^ssdScan: A must have shape \[H=2\]/);
     tf.dispose([x, dt, A, B]);
   });
+
+  it('takes cuSeqlens as selectiveScan (tfjs) does: by its real type and length', () => {
+    const x = tf.zeros([1, 4, 2, 2]);
+    const dt = tf.zeros([1, 4, 2]);
+    const A = tf.zeros([2]);
+    const B = tf.zeros([1, 4, 1, 3]);
+    // An Int8Array that claims to be an Int32Array.
+    const disguised = Object.setPrototypeOf(Int8Array.from([0, 4]), Int32Array.prototype) as Int32Array;
+    expect(() => ssdScan(x, dt, A, B, B, { cuSeqlens: disguised })).toThrow(
+      /^ssdScan: cuSeqlens must be an Int32Array, got an Int8Array \(with the prototype of Int32Array\)$/,
+    );
+    const detached = Int32Array.from([0, 4]);
+    structuredClone(detached.buffer, { transfer: [detached.buffer] });
+    expect(() => ssdScan(x, dt, A, B, B, { cuSeqlens: detached })).toThrow(
+      /^ssdScan: cuSeqlens must have at least 2 entries, got 0$/,
+    );
+    expect(() => ssdScan(x, dt, A, B, B, { cuSeqlens: new Int32Array(0) })).toThrow(
+      /^ssdScan: cuSeqlens must have at least 2 entries, got 0$/,
+    );
+    // Two sequences [0, 2) and [2, 4) with x = dt = B = C = 1 and A = 0: each of the N = 3 states
+    // sums its sequence's x, so out is 3, 6, then 3, 6 again (a state carried over would give 9, 12).
+    const x1 = tf.ones([1, 4, 2, 2]);
+    const dt1 = tf.ones([1, 4, 2]);
+    const B1 = tf.ones([1, 4, 1, 3]);
+    const { out, lastState } = ssdScan(x1, dt1, A, B1, B1, {
+      cuSeqlens: Int32Array.from([0, 2, 4]),
+      returnLastState: true,
+    });
+    expect(Array.from(out.dataSync()).filter((_, i) => i % 4 === 0)).toEqual([3, 6, 3, 6]);
+    expect(lastState!.shape).toEqual([2, 2, 2, 3]);
+    expect(Array.from(lastState!.dataSync())).toEqual(new Array(24).fill(2));
+    tf.dispose([x1, dt1, B1, out, lastState!]);
+    tf.dispose([x, dt, A, B, out, lastState!]);
+  });
 });

@@ -232,6 +232,38 @@ export function kernelLabel(demangled, dtypes = {}) {
 }
 
 /**
+ * The top-level template arguments of a kernel label, e.g. ['bf16', '4', 'false'] for
+ * 'scanBackwardKernel<bf16, 4, false>' (a nested argument stays whole); [] without any.
+ */
+export function templateArguments(label) {
+  const open = label.indexOf('<');
+  if (open < 0 || !label.endsWith('>')) return [];
+  const args = [];
+  let depth = 0;
+  let start = open + 1;
+  for (let i = start; i < label.length - 1; i += 1) {
+    const c = label[i];
+    if (c === '<' || c === '(') depth += 1;
+    else if (c === '>' || c === ')') depth -= 1;
+    else if (c === ',' && depth === 0) {
+      args.push(label.slice(start, i).trim());
+      start = i + 1;
+    }
+  }
+  args.push(label.slice(start, -1).trim());
+  return args;
+}
+
+/**
+ * The time steps per lane of a scan kernel: its ITEMS, the second template argument of
+ * scanForwardKernel<DT, ITEMS> and scanBackwardKernel<DT, ITEMS, kPacked>; '?' where that is not a number.
+ */
+export function stepsPerLane(label) {
+  const items = templateArguments(label ?? '')[1];
+  return items !== undefined && /^\d+$/.test(items) ? items : '?';
+}
+
+/**
  * Links launch-capture (bench/kernel-stats/) with the sources' host objects of one architecture
  * and the stand-in CUDA runtime. Returns the binary's path (cached by its inputs).
  */

@@ -5,7 +5,7 @@ import { markPrototype } from '../brand.js';
 import { ALL_DTYPES, ArgumentChecker, checkCuSeqlens, named, storage } from '../checks.js';
 import { ForwardContext, contextAccess } from '../context.js';
 import { type DType, dtypeCode } from '../dtype.js';
-import { codedError, describe } from '../errors.js';
+import { describe } from '../errors.js';
 import { type ConvInputsDescriptor, native } from '../native.js';
 import { type Device, type Tensor, allocate, deviceIndex, markModified, storageOf } from '../tensor.js';
 import { typedArrayLength, typedArrayName } from '../typed-arrays.js';
@@ -257,9 +257,7 @@ export function causalConv1dBackward(
     check.dtype('dFinalState', dFinalState, s.dtype, ' (the dtype of x)');
   }
   const deterministic = check.boolean('deterministic', o.deterministic);
-  if (check.device() !== s.device) {
-    throw codedError('ERR_DEVICE_MISMATCH', `${fn}: dout is on ${doutT.device} but the forward ran on ${s.device}`);
-  }
+  check.forwardDevice(s.device);
 
   const like = (t: Tensor) => allocate(fn, [...t.shape], t.dtype, s.device, false);
   const grads: CausalConv1dGradients = { dx: like(s.x), dweight: like(s.weight) };

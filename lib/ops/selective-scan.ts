@@ -2,7 +2,7 @@
 // csrc/ops/selective_scan/.
 import { ALL_DTYPES, ArgumentChecker, checkCuSeqlens, named, storage } from '../checks.js';
 import { type DType, dtypeCode } from '../dtype.js';
-import { codedError, describe } from '../errors.js';
+import { describe } from '../errors.js';
 import { native, type ProjectionDescriptor, type ScanInputsDescriptor, type ScanShapeDescriptor } from '../native.js';
 import { markPrototype } from '../brand.js';
 import { ForwardContext, contextAccess } from '../context.js';
@@ -355,9 +355,7 @@ export function selectiveScanBackward(ctx: ScanContext, dout: Tensor, opts?: Sca
     check.dtype('dLastState', dLastState, 'float32');
   }
   const deterministic = check.boolean('deterministic', o.deterministic);
-  if (check.device() !== s.device) {
-    throw codedError('ERR_DEVICE_MISMATCH', `${fn}: dout is on ${doutT.device} but the forward ran on ${s.device}`);
-  }
+  check.forwardDevice(s.device);
 
   const like = (t: Tensor) => allocate(fn, [...t.shape], t.dtype, s.device, false);
   const grads: ScanGradients = {

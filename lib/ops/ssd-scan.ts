@@ -4,7 +4,7 @@ import { ALL_DTYPES, ArgumentChecker, checkCuSeqlens, named, storage } from '../
 import { markPrototype } from '../brand.js';
 import { ForwardContext, contextAccess } from '../context.js';
 import { type DType, dtypeCode } from '../dtype.js';
-import { codedError, describe } from '../errors.js';
+import { describe } from '../errors.js';
 import { native, type SsdInputsDescriptor, type SsdShapeDescriptor } from '../native.js';
 import { type Device, type Tensor, allocate, deviceIndex, storageOf } from '../tensor.js';
 
@@ -339,9 +339,7 @@ export function ssdScanBackward(ctx: SsdContext, dout: Tensor, opts?: SsdBackwar
     check.dtype('dLastState', dLastState, 'float32');
   }
   const deterministic = check.boolean('deterministic', o.deterministic);
-  if (check.device() !== s.device) {
-    throw codedError('ERR_DEVICE_MISMATCH', `${fn}: dout is on ${doutT.device} but the forward ran on ${s.device}`);
-  }
+  check.forwardDevice(s.device);
 
   const like = (t: Tensor) => allocate(fn, [...t.shape], t.dtype, s.device, false);
   const grads: SsdGradients = { dx: like(s.x), ddt: like(s.dt), dA: like(s.A), dB: like(s.B), dC: like(s.C) };

@@ -2,9 +2,13 @@
 // recomputes what it needs from the inputs, so the forward saves nothing.
 import type * as tf from '@tensorflow/tfjs-core';
 import { describe } from '../errors.js';
-import { ConvContext, causalConv1d as conv, causalConv1dBackward } from '../ops/causal-conv1d.js';
-import type { Tensor } from '../tensor.js';
-import { checkBoolean, checkOptionNames, checkTensor, cuSeqlensAttribute, registerOp } from './kernel.js';
+import {
+  type CausalConv1dOptions as OpsConvOptions,
+  ConvContext,
+  causalConv1d as conv,
+  causalConv1dBackward,
+} from '../ops/causal-conv1d.js';
+import { checkBoolean, registerTensorOp } from './kernel.js';
 
 export interface CausalConv1dOptions {
   /** (dim), added before the activation. */
@@ -24,53 +28,42 @@ export interface CausalConv1dResult {
   finalState?: tf.Tensor;
 }
 
-const OPTIONAL_INPUTS = ['bias', 'initialState'] as const;
-type OptionalInput = (typeof OPTIONAL_INPUTS)[number];
-
-interface ConvAttrs {
-  [key: string]: string[] | number[] | boolean;
-  /** The optional inputs given, in the order they follow x and weight. */
-  optionalInputs: OptionalInput[];
+interface ConvSettings {
+  [key: string]: boolean;
   silu: boolean;
   returnFinalState: boolean;
-  /** cuSeqlens as plain numbers (tfjs keeps attributes on its tape); empty without. */
-  cuSeqlens: number[];
 }
 
-// Our op's arguments from the kernel's inputs: x, weight, then the optional ones.
-function convArguments(inputs: Tensor[], attrs: ConvAttrs) {
-  const [x, weight] = inputs as [Tensor, Tensor];
-  const opts: Partial<Record<OptionalInput, Tensor>> & { activation?: 'silu'; cuSeqlens?: Int32Array } = {};
-  if (attrs.silu) opts.activation = 'silu';
-  if (attrs.cuSeqlens.length > 0) opts.cuSeqlens = Int32Array.from(attrs.cuSeqlens);
-  attrs.optionalInputs.forEach((name, i) => {
-    opts[name] = inputs[2 + i];
-  });
-  return { x, weight, opts };
-}
-
-const runConv = registerOp<ConvAttrs>({
+const runConv = registerTensorOp<ConvSettings, Omit<OpsConvOptions, 'returnFinalState' | 'saveForBackward'>>({
   name: 'CausalConv1d',
+  required: ['x', 'weight'],
+  optional: ['bias', 'initialState'],
+  settingNames: ['activation', 'returnFinalState'],
+  settings(fn, o) {
+    if (o.activation !== undefined && o.activation !== 'silu') {
+      throw new TypeError(`${fn}: activation must be 'silu' or undefined, got ${describe(o.activation)}`);
+    }
+    return {
+      silu: o.activation === 'silu',
+      returnFinalState: checkBoolean(fn, 'returnFinalState', o.returnFinalState),
+    };
+  },
+  options: ({ silu }) => (silu ? { activation: 'silu' } : {}),
   savedCount: 0,
-  forward(inputs, attrs) {
-    const { x, weight, opts } = convArguments(inputs, attrs);
-    const r = conv(x, weight, { ...opts, returnFinalState: attrs.returnFinalState });
+  forward([x, weight], opts, { returnFinalState }) {
+    const r = conv(x!, weight!, { ...opts, returnFinalState });
     return { outputs: r.finalState ? [r.out, r.finalState] : [r.out], saved: [] };
   },
-  backward(inputs, _saved, [dout, dFinalState], attrs) {
-    const { x, weight, opts } = convArguments(inputs, attrs);
-    const ctx = ConvContext.restore(x, weight, opts);
+  backward([x, weight], opts, _saved, [dout, dFinalState]) {
+    const ctx = ConvContext.restore(x!, weight!, opts);
     try {
       const g = causalConv1dBackward(ctx, dout!, dFinalState ? { dFinalState } : undefined);
-      const optional: Record<OptionalInput, Tensor | undefined> = { bias: g.dbias, initialState: g.dInitialState };
-      return [g.dx, g.dweight, ...attrs.optionalInputs.map((name) => optional[name]!)];
+      return { x: g.dx, weight: g.dweight, bias: g.dbias, initialState: g.dInitialState };
     } finally {
       ctx.dispose();
     }
   },
 });
-
-const OPTION_NAMES = [...OPTIONAL_INPUTS, 'activation', 'returnFinalState', 'cuSeqlens'];
 
 /**
  * The causal depthwise convolution on float32 tf.Tensors, differentiable (x, weight, bias,
@@ -78,20 +71,6 @@ const OPTION_NAMES = [...OPTIONAL_INPUTS, 'activation', 'returnFinalState', 'cuS
  * causalConv1d, less saveForBackward. Runs on the tfjs 'cpu' and 'wasm' backends.
  */
 export function causalConv1d(x: tf.Tensor, weight: tf.Tensor, opts?: CausalConv1dOptions): CausalConv1dResult {
-  const fn = 'causalConv1d';
-  const o = checkOptionNames(fn, opts, OPTION_NAMES);
-  const inputs = Object.entries({ x, weight }).map(([name, t]) => checkTensor(fn, name, t));
-  const optionalInputs = OPTIONAL_INPUTS.filter((name) => o[name] !== undefined);
-  for (const name of optionalInputs) inputs.push(checkTensor(fn, name, o[name]));
-  if (o.activation !== undefined && o.activation !== 'silu') {
-    throw new TypeError(`${fn}: activation must be 'silu' or undefined, got ${describe(o.activation)}`);
-  }
-  const attrs: ConvAttrs = {
-    optionalInputs,
-    silu: o.activation === 'silu',
-    returnFinalState: checkBoolean(fn, 'returnFinalState', o.returnFinalState),
-    cuSeqlens: cuSeqlensAttribute(fn, o.cuSeqlens),
-  };
-  const [out, finalState] = runConv(fn, inputs, attrs) as [tf.Tensor, tf.Tensor?];
+  const [out, finalState] = runConv('causalConv1d', [x, weight], opts) as [tf.Tensor, tf.Tensor?];
   return finalState ? { out, finalState } : { out };
 }

@@ -1,7 +1,8 @@
 // The generic part of the TensorFlow.js adapter: an op of this package registered as a tfjs kernel
 // (forward and backward, on each supported backend) with a gradient, so that tf.grad, tf.grads,
 // tf.variableGrads, the optimizers and tf.tidy treat it like any tfjs op. Adding an op is one file
-// that describes it (an OpKernel) and calls registerOp.
+// that describes it (a TensorOp: its arguments, options and how to run its forward and backward)
+// and calls registerTensorOp.
 import * as tf from '@tensorflow/tfjs-core';
 import { codedError, describe } from '../errors.js';
 import { type Tensor, allocateInFloat32Arrays, float32ArrayOf, wrapFloat32Array } from '../tensor.js';
@@ -74,7 +75,7 @@ const asInputMap = <T>(inputs: T[]) => inputs as unknown as Record<string, T>;
  * the gradient that connects them; returns the function that runs it. Registering twice (two
  * copies of this package) keeps the first registration.
  */
-export function registerOp<Attrs extends OpAttrs>(op: OpKernel<Attrs>): TfjsOp<Attrs> {
+function registerOp<Attrs extends OpAttrs>(op: OpKernel<Attrs>): TfjsOp<Attrs> {
   const backwardName = `${op.name}Backward`;
   for (const backendName of SUPPORTED_BACKENDS) {
     if (tf.getKernel(op.name, backendName) !== undefined) continue;
@@ -131,6 +132,83 @@ export function registerOp<Attrs extends OpAttrs>(op: OpKernel<Attrs>): TfjsOp<A
     // The saved tensors: tfjs has kept its own references if a gradient is being recorded.
     for (const t of results.slice(0, op.savedCount)) t.dispose();
     return results.slice(op.savedCount);
+  };
+}
+
+/**
+ * A tfjs op of this package as its file describes it. The tensor arguments are the required ones,
+ * then the optional ones (options) that were given; the other options become attributes (cuSeqlens
+ * with cuSeqlensAttribute), and our op gets them back as its options.
+ */
+export interface TensorOp<Settings extends OpAttrs, Options extends object> {
+  /** The tfjs kernel name of the forward. */
+  name: string;
+  /** The required tensor arguments, in order. */
+  required: readonly string[];
+  /** The optional tensor arguments: options, given to the kernel in this order after the required ones. */
+  optional: readonly string[];
+  /** The other options, besides cuSeqlens. */
+  settingNames: readonly string[];
+  /** Checks those options into plain attributes. */
+  settings(fn: string, o: Record<string, unknown>): Settings;
+  /** Our op's options (besides its tensors and cuSeqlens) for these attributes. */
+  options(settings: Settings): Options;
+  /** The number of tensors every forward saves for the backward. */
+  savedCount: number;
+  /** Runs our op: its outputs, and what its backward needs besides the inputs. */
+  forward(args: Tensor[], opts: Options, settings: Settings): { outputs: Tensor[]; saved: Tensor[] };
+  /** Runs our backward: the gradients, by the name of their input (those not given are not read). */
+  backward(
+    args: Tensor[],
+    opts: Options,
+    saved: Tensor[],
+    outputGradients: Tensor[],
+    settings: Settings,
+  ): Record<string, Tensor | undefined>;
+}
+
+/** The attributes of a TensorOp's kernel: its settings, which optional inputs were given, cuSeqlens. */
+type TensorOpAttrs<Settings> = Settings & { optionalInputs: string[]; cuSeqlens: number[] };
+
+/**
+ * Registers `op` (registerOp) and returns the function that runs it on tfjs tensors: it checks the
+ * option names and the tensor arguments, and returns the outputs.
+ */
+export function registerTensorOp<Settings extends OpAttrs, Options extends object>(
+  op: TensorOp<Settings, Options>,
+): (fn: string, args: unknown[], opts: unknown) => tf.Tensor[] {
+  const required = op.required.length;
+  // Our op's arguments and options from the kernel's inputs and attributes.
+  const ours = (inputs: Tensor[], attrs: TensorOpAttrs<Settings>) => {
+    const opts = { ...op.options(attrs) } as Record<string, unknown>;
+    if (attrs.cuSeqlens.length > 0) opts.cuSeqlens = Int32Array.from(attrs.cuSeqlens);
+    attrs.optionalInputs.forEach((name, i) => {
+      opts[name] = inputs[required + i];
+    });
+    return { args: inputs.slice(0, required), opts: opts as Options };
+  };
+  const run = registerOp<TensorOpAttrs<Settings>>({
+    name: op.name,
+    savedCount: op.savedCount,
+    forward(inputs, attrs) {
+      const { args, opts } = ours(inputs, attrs);
+      return op.forward(args, opts, attrs);
+    },
+    backward(inputs, saved, outputGradients, attrs) {
+      const { args, opts } = ours(inputs, attrs);
+      const grads = op.backward(args, opts, saved, outputGradients, attrs);
+      return [...op.required, ...attrs.optionalInputs].map((name) => grads[name]!);
+    },
+  });
+  const optionNames = [...op.optional, ...op.settingNames, 'cuSeqlens'];
+  return (fn, args, opts) => {
+    const o = checkOptionNames(fn, opts, optionNames);
+    const inputs = op.required.map((name, i) => checkTensor(fn, name, args[i]));
+    const optionalInputs = op.optional.filter((name) => o[name] !== undefined);
+    for (const name of optionalInputs) inputs.push(checkTensor(fn, name, o[name]));
+    const settings = op.settings(fn, o);
+    const attrs = { ...settings, optionalInputs, cuSeqlens: cuSeqlensAttribute(fn, o.cuSeqlens) };
+    return run(fn, inputs, attrs);
   };
 }
 

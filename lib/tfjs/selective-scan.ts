@@ -1,8 +1,13 @@
 // selectiveScan on tf.Tensors: the forward and selectiveScanBackward as tfjs kernels.
 import type * as tf from '@tensorflow/tfjs-core';
-import { ScanContext, selectiveScan as scan, selectiveScanBackward } from '../ops/selective-scan.js';
+import {
+  type ScanOptions as OpsScanOptions,
+  ScanContext,
+  selectiveScan as scan,
+  selectiveScanBackward,
+} from '../ops/selective-scan.js';
 import type { Tensor } from '../tensor.js';
-import { checkBoolean, checkOptionNames, checkTensor, cuSeqlensAttribute, registerOp } from './kernel.js';
+import { checkBoolean, registerTensorOp } from './kernel.js';
 
 export interface ScanOptions {
   /** (dim): skip connection, y += D * u. */
@@ -26,61 +31,47 @@ export interface ScanResult {
   lastState?: tf.Tensor;
 }
 
-const OPTIONAL_INPUTS = ['D', 'z', 'deltaBias', 'initialState'] as const;
-type OptionalInput = (typeof OPTIONAL_INPUTS)[number];
-
-interface ScanAttrs {
-  [key: string]: string[] | number[] | boolean;
-  /** The optional inputs given, in the order they follow u, delta, A, B, C. */
-  optionalInputs: OptionalInput[];
+interface ScanSettings {
+  [key: string]: boolean;
   deltaSoftplus: boolean;
   returnLastState: boolean;
-  /** cuSeqlens as plain numbers; empty without. */
-  cuSeqlens: number[];
 }
 
-// Our scan's arguments from the kernel's inputs: u, delta, A, B, C, then the optional ones.
-function scanArguments(inputs: Tensor[], attrs: ScanAttrs) {
-  const [u, delta, A, B, C] = inputs as [Tensor, Tensor, Tensor, Tensor, Tensor];
-  const opts: Partial<Record<OptionalInput, Tensor>> & { deltaSoftplus: boolean; cuSeqlens?: Int32Array } = {
-    deltaSoftplus: attrs.deltaSoftplus,
-  };
-  if (attrs.cuSeqlens.length > 0) opts.cuSeqlens = Int32Array.from(attrs.cuSeqlens);
-  attrs.optionalInputs.forEach((name, i) => {
-    opts[name] = inputs[5 + i];
-  });
-  return { u, delta, A, B, C, opts };
-}
+type Five = [Tensor, Tensor, Tensor, Tensor, Tensor];
 
-const runScan = registerOp<ScanAttrs>({
+const runScan = registerTensorOp<ScanSettings, Omit<OpsScanOptions, 'returnLastState' | 'saveForBackward'>>({
   name: 'SelectiveScan',
+  required: ['u', 'delta', 'A', 'B', 'C'],
+  optional: ['D', 'z', 'deltaBias', 'initialState'],
+  settingNames: ['deltaSoftplus', 'returnLastState'],
+  settings: (fn, o) => ({
+    deltaSoftplus: checkBoolean(fn, 'deltaSoftplus', o.deltaSoftplus),
+    returnLastState: checkBoolean(fn, 'returnLastState', o.returnLastState),
+  }),
+  options: ({ deltaSoftplus }) => ({ deltaSoftplus }),
   savedCount: 1, // the checkpoints
-  forward(inputs, attrs) {
-    const { u, delta, A, B, C, opts } = scanArguments(inputs, attrs);
-    const result = scan(u, delta, A, B, C, {
-      ...opts,
-      returnLastState: attrs.returnLastState,
-      saveForBackward: true,
-    });
+  forward(args, opts, { returnLastState }) {
+    const result = scan(...(args as Five), { ...opts, returnLastState, saveForBackward: true });
     // The checkpoints leave the context: the caller disposes them with the outputs.
     const checkpoints = ScanContext.checkpointsOf(result.ctx!);
     return { outputs: result.lastState ? [result.out, result.lastState] : [result.out], saved: [checkpoints] };
   },
-  backward(inputs, [checkpoints], [dout, dLastState], attrs) {
-    const { u, delta, A, B, C, opts } = scanArguments(inputs, attrs);
-    const ctx = ScanContext.restore(u, delta, A, B, C, opts, checkpoints!);
+  backward(args, opts, [checkpoints], [dout, dLastState]) {
+    const ctx = ScanContext.restore(...(args as Five), opts, checkpoints!);
     const g = selectiveScanBackward(ctx, dout!, dLastState ? { dLastState } : undefined);
-    const optional: Record<OptionalInput, Tensor | undefined> = {
+    return {
+      u: g.du,
+      delta: g.ddelta,
+      A: g.dA,
+      B: g.dB,
+      C: g.dC,
       D: g.dD,
       z: g.dz,
       deltaBias: g.ddeltaBias,
       initialState: g.dInitialState,
     };
-    return [g.du, g.ddelta, g.dA, g.dB, g.dC, ...attrs.optionalInputs.map((name) => optional[name]!)];
   },
 });
-
-const OPTION_NAMES = [...OPTIONAL_INPUTS, 'deltaSoftplus', 'returnLastState', 'cuSeqlens'];
 
 /**
  * The selective scan on float32 tf.Tensors, differentiable: the arguments, shapes and meaning of
@@ -95,17 +86,6 @@ export function selectiveScan(
   C: tf.Tensor,
   opts?: ScanOptions,
 ): ScanResult {
-  const fn = 'selectiveScan';
-  const o = checkOptionNames(fn, opts, OPTION_NAMES);
-  const inputs = Object.entries({ u, delta, A, B, C }).map(([name, t]) => checkTensor(fn, name, t));
-  const optionalInputs = OPTIONAL_INPUTS.filter((name) => o[name] !== undefined);
-  for (const name of optionalInputs) inputs.push(checkTensor(fn, name, o[name]));
-  const attrs: ScanAttrs = {
-    optionalInputs,
-    deltaSoftplus: checkBoolean(fn, 'deltaSoftplus', o.deltaSoftplus),
-    returnLastState: checkBoolean(fn, 'returnLastState', o.returnLastState),
-    cuSeqlens: cuSeqlensAttribute(fn, o.cuSeqlens),
-  };
-  const [out, lastState] = runScan(fn, inputs, attrs) as [tf.Tensor, tf.Tensor?];
+  const [out, lastState] = runScan('selectiveScan', [u, delta, A, B, C], opts) as [tf.Tensor, tf.Tensor?];
   return lastState ? { out, lastState } : { out };
 }

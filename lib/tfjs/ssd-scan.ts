@@ -2,9 +2,9 @@
 // kernels, in the way of the selective scan's adapter (selective-scan.ts).
 import type * as tf from '@tensorflow/tfjs-core';
 import { describe } from '../errors.js';
-import { SsdContext, ssdScan as scan, ssdScanBackward } from '../ops/ssd-scan.js';
+import { type SsdOptions as OpsSsdOptions, SsdContext, ssdScan as scan, ssdScanBackward } from '../ops/ssd-scan.js';
 import type { Tensor } from '../tensor.js';
-import { checkTensor, registerOp } from './kernel.js';
+import { checkBoolean, registerTensorOp } from './kernel.js';
 
 export interface SsdOptions {
   /** (H) or (H, P): y += D * x. */
@@ -30,69 +30,57 @@ export interface SsdResult {
   lastState?: tf.Tensor;
 }
 
-const OPTIONAL_INPUTS = ['D', 'z', 'dtBias', 'initialState'] as const;
-type OptionalInput = (typeof OPTIONAL_INPUTS)[number];
-
-interface SsdAttrs {
-  [key: string]: string[] | boolean | number[];
-  /** The optional inputs given, in the order they follow x, dt, A, B, C. */
-  optionalInputs: OptionalInput[];
+interface SsdSettings {
+  [key: string]: boolean | number[];
   dtSoftplus: boolean;
   returnLastState: boolean;
   /** [] for the default, else [lo, hi]. */
   dtLimit: number[];
-  /** [] without packed sequences. */
-  cuSeqlens: number[];
-  hasCuSeqlens: boolean;
 }
 
-// Our op's arguments from the kernel's inputs: x, dt, A, B, C, then the optional ones.
-function ssdArguments(inputs: Tensor[], attrs: SsdAttrs) {
-  const [x, dt, A, B, C] = inputs as [Tensor, Tensor, Tensor, Tensor, Tensor];
-  const opts: Partial<Record<OptionalInput, Tensor>> & {
-    dtSoftplus: boolean;
-    dtLimit?: [number, number];
-    cuSeqlens?: Int32Array;
-  } = { dtSoftplus: attrs.dtSoftplus };
-  if (attrs.dtLimit.length) opts.dtLimit = [attrs.dtLimit[0]!, attrs.dtLimit[1]!];
-  if (attrs.hasCuSeqlens) opts.cuSeqlens = Int32Array.from(attrs.cuSeqlens);
-  attrs.optionalInputs.forEach((name, i) => {
-    opts[name] = inputs[5 + i];
-  });
-  return { x, dt, A, B, C, opts };
-}
+type Five = [Tensor, Tensor, Tensor, Tensor, Tensor];
 
-const runSsd = registerOp<SsdAttrs>({
+const runSsd = registerTensorOp<SsdSettings, Omit<OpsSsdOptions, 'returnLastState' | 'saveForBackward'>>({
   name: 'SsdScan',
+  required: ['x', 'dt', 'A', 'B', 'C'],
+  optional: ['D', 'z', 'dtBias', 'initialState'],
+  settingNames: ['dtSoftplus', 'dtLimit', 'returnLastState'],
+  settings(fn, o) {
+    const limit = o.dtLimit;
+    if (limit !== undefined && !Array.isArray(limit)) {
+      throw new TypeError(`${fn}: dtLimit must be an array of two numbers [lo, hi], got ${describe(limit)}`);
+    }
+    return {
+      dtSoftplus: checkBoolean(fn, 'dtSoftplus', o.dtSoftplus),
+      returnLastState: checkBoolean(fn, 'returnLastState', o.returnLastState),
+      dtLimit: limit === undefined ? [] : [...(limit as number[])],
+    };
+  },
+  options: ({ dtSoftplus, dtLimit }) =>
+    dtLimit.length ? { dtSoftplus, dtLimit: [dtLimit[0]!, dtLimit[1]!] } : { dtSoftplus },
   savedCount: 1, // the checkpoints
-  forward(inputs, attrs) {
-    const { x, dt, A, B, C, opts } = ssdArguments(inputs, attrs);
-    const result = scan(x, dt, A, B, C, { ...opts, returnLastState: attrs.returnLastState, saveForBackward: true });
+  forward(args, opts, { returnLastState }) {
+    const result = scan(...(args as Five), { ...opts, returnLastState, saveForBackward: true });
     // The checkpoints leave the context: the caller disposes them with the outputs.
     const checkpoints = SsdContext.checkpointsOf(result.ctx!);
     return { outputs: result.lastState ? [result.out, result.lastState] : [result.out], saved: [checkpoints] };
   },
-  backward(inputs, [checkpoints], [dout, dLastState], attrs) {
-    const { x, dt, A, B, C, opts } = ssdArguments(inputs, attrs);
-    const ctx = SsdContext.restore(x, dt, A, B, C, opts, checkpoints!);
+  backward(args, opts, [checkpoints], [dout, dLastState]) {
+    const ctx = SsdContext.restore(...(args as Five), opts, checkpoints!);
     const g = ssdScanBackward(ctx, dout!, dLastState ? { dLastState } : undefined);
-    const optional: Record<OptionalInput, Tensor | undefined> = {
+    return {
+      x: g.dx,
+      dt: g.ddt,
+      A: g.dA,
+      B: g.dB,
+      C: g.dC,
       D: g.dD,
       z: g.dz,
       dtBias: g.ddtBias,
       initialState: g.dInitialState,
     };
-    return [g.dx, g.ddt, g.dA, g.dB, g.dC, ...attrs.optionalInputs.map((name) => optional[name]!)];
   },
 });
-
-const OPTION_NAMES = [...OPTIONAL_INPUTS, 'dtSoftplus', 'dtLimit', 'returnLastState', 'cuSeqlens'];
-
-function checkBoolean(fn: string, name: string, value: unknown): boolean {
-  if (value === undefined) return false;
-  if (typeof value !== 'boolean') throw new TypeError(`${fn}: ${name} must be a boolean, got ${describe(value)}`);
-  return value;
-}
 
 /**
  * Mamba-2's state space dual scan on float32 tf.Tensors, differentiable: the arguments, shapes and
@@ -108,35 +96,6 @@ export function ssdScan(
   C: tf.Tensor,
   opts?: SsdOptions,
 ): SsdResult {
-  const fn = 'ssdScan';
-  if (opts !== undefined && (typeof opts !== 'object' || opts === null || Array.isArray(opts))) {
-    throw new TypeError(`${fn}: options must be an object, got ${describe(opts)}`);
-  }
-  const o = (opts ?? {}) as Record<string, unknown>;
-  for (const key of Object.keys(o)) {
-    if (!OPTION_NAMES.includes(key)) {
-      throw new TypeError(`${fn}: unknown option '${key}' (expected one of ${OPTION_NAMES.join(', ')})`);
-    }
-  }
-  const inputs = Object.entries({ x, dt, A, B, C }).map(([name, t]) => checkTensor(fn, name, t));
-  const optionalInputs = OPTIONAL_INPUTS.filter((name) => o[name] !== undefined);
-  for (const name of optionalInputs) inputs.push(checkTensor(fn, name, o[name]));
-  const limit = o.dtLimit;
-  const seqlens = o.cuSeqlens;
-  if (seqlens !== undefined && !(seqlens instanceof Int32Array)) {
-    throw new TypeError(`${fn}: cuSeqlens must be an Int32Array, got ${describe(seqlens)}`);
-  }
-  if (limit !== undefined && !Array.isArray(limit)) {
-    throw new TypeError(`${fn}: dtLimit must be an array of two numbers [lo, hi], got ${describe(limit)}`);
-  }
-  const attrs: SsdAttrs = {
-    optionalInputs,
-    dtSoftplus: checkBoolean(fn, 'dtSoftplus', o.dtSoftplus),
-    returnLastState: checkBoolean(fn, 'returnLastState', o.returnLastState),
-    dtLimit: limit === undefined ? [] : [...(limit as number[])],
-    cuSeqlens: seqlens === undefined ? [] : Array.from(seqlens),
-    hasCuSeqlens: seqlens !== undefined,
-  };
-  const [out, lastState] = runSsd(fn, inputs, attrs) as [tf.Tensor, tf.Tensor?];
+  const [out, lastState] = runSsd('ssdScan', [x, dt, A, B, C], opts) as [tf.Tensor, tf.Tensor?];
   return lastState ? { out, lastState } : { out };
 }

@@ -37,6 +37,18 @@ struct Rng {
   }
 };
 
+// n values drawn from scale * N(0, 1), or uniformly from [a, b), in order.
+inline std::vector<float> normals(Rng &rng, int64_t n, double scale = 1.0) {
+  std::vector<float> v(static_cast<size_t>(n));
+  for (auto &x : v) x = float(scale * rng.normal());
+  return v;
+}
+inline std::vector<float> uniforms(Rng &rng, int64_t n, double a, double b) {
+  std::vector<float> v(static_cast<size_t>(n));
+  for (auto &x : v) x = float(rng.uniform(a, b));
+  return v;
+}
+
 inline const char *dtypeName(DType t) {
   return t == DType::Float32 ? "float32" : t == DType::Float16 ? "float16" : "bfloat16";
 }
@@ -71,6 +83,13 @@ struct HostTensor {
         std::memcpy(&h.bytes[2 * i], &bits, 2);
       }
     }
+    return h;
+  }
+  static HostTensor ofInt32(const std::vector<int32_t> &values) {  // the bits, in 4-byte elements; none if empty
+    HostTensor h;
+    h.n = int64_t(values.size());
+    h.bytes.resize(values.size() * 4);
+    if (!values.empty()) std::memcpy(h.bytes.data(), values.data(), values.size() * 4);
     return h;
   }
   bool given() const { return n > 0; }
@@ -319,6 +338,115 @@ inline void runGpu(CaseResult &r, const std::string &what, const std::function<i
 inline const emu::Schedule kAscending{emu::Order::Ascending, emu::Order::Ascending, false, 1};
 inline const emu::Schedule kDescending{emu::Order::Descending, emu::Order::Descending, true, 1};
 inline emu::Schedule randomSchedule(uint64_t seed) { return {emu::Order::Random, emu::Order::Random, true, seed}; }
+
+// ---- The backward of a scan --------------------------------------------------------------------------
+
+// Gradients by name, in the order a case's bindGradients allocates them.
+using NamedTensors = std::vector<std::pair<std::string, HostTensor>>;
+
+// Device buffers for the gradients a case's bindGradients asks for: (*this)(name, dtype, n)
+// returns the pointer the op writes to; download() their values, in that order.
+class GradientBuffers {
+ public:
+  void *operator()(const char *name, DType t, int64_t n) {
+    buffers_.emplace_back(name, DeviceBuffer(t, n));
+    return buffers_.back().second.get();
+  }
+  NamedTensors download() const {
+    NamedTensors out;
+    for (const auto &[name, buffer] : buffers_) out.emplace_back(name, buffer.download());
+    return out;
+  }
+
+ private:
+  std::vector<std::pair<std::string, DeviceBuffer>> buffers_;
+};
+
+// The backward run three times on the emulated GPU (run(deterministic, label) returns the
+// gradients in the order of `want`, the CPU's): the default mode, the deterministic mode under the
+// mirrored schedule and again under a random one. Checked: every gradient of both modes against
+// the CPU's (with `compare`), the deterministic mode's bits under both schedules, and the default
+// mode's bits equal to the deterministic's, except where atomic(name) (float atomics by default).
+template <class Run, class Compare, class Atomic>
+void checkBackward(CaseResult &r, const NamedTensors &want, uint64_t seed, Run &&run, Compare &&compare,
+                   Atomic &&atomic) {
+  emu::setSchedule(kAscending);
+  const NamedTensors byDefault = run(false, "backward");
+  emu::setSchedule(kDescending);
+  const NamedTensors deterministic = run(true, "backward deterministic");
+  emu::setSchedule(randomSchedule(seed));
+  const NamedTensors deterministicAgain = run(true, "backward deterministic (random schedule)");
+  emu::setSchedule(kAscending);
+  for (size_t i = 0; i < want.size(); ++i) {
+    const std::string &name = want[i].first;
+    const Tolerance tol = gradTolerance(want[i].second.dtype);
+    r.checks.push_back(compare("backward " + name, byDefault[i].second, want[i].second, tol));
+    r.checks.push_back(compare("backward deterministic " + name, deterministic[i].second, want[i].second, tol));
+    r.checks.push_back(sameBits("backward deterministic " + name + ": same bits under a random schedule",
+                                deterministicAgain[i].second, deterministic[i].second,
+                                emu::describe(randomSchedule(seed)) + " vs " + emu::describe(kDescending)));
+    if (!atomic(name))
+      r.checks.push_back(sameBits("backward " + name + ": default and deterministic modes agree", byDefault[i].second,
+                                  deterministic[i].second));
+  }
+}
+
+// ---- Steps on a cache of states (stateBatchIndices) -----------------------------------------------------
+
+// The slots the rows of a step use: distinct, in shuffled order, every third row padding (-1).
+// Without stateBatchIndices (given false): no indices, and every slot counts as touched.
+struct SlotIndices {
+  std::vector<int32_t> indices;
+  std::vector<bool> touched;  // per slot: some row names it
+};
+inline SlotIndices slotIndices(Rng &rng, int64_t rows, int64_t slots, bool given) {
+  SlotIndices s;
+  s.touched.assign(size_t(slots), !given);
+  if (!given) return s;
+  std::vector<int32_t> order(static_cast<size_t>(slots));
+  for (int64_t i = 0; i < slots; ++i) order[size_t(i)] = int32_t(i);
+  for (int64_t i = slots - 1; i > 0; --i) std::swap(order[size_t(i)], order[rng.next() % uint64_t(i + 1)]);
+  for (int64_t i = 0; i < rows; ++i) {
+    s.indices.push_back(i % 3 == 1 ? -1 : order[size_t(i)]);
+    if (s.indices.back() >= 0) s.touched[size_t(s.indices.back())] = true;
+  }
+  return s;
+}
+
+// The output of every padding row (index -1; rowSize elements each) is exactly +0.
+inline Check paddingRowsAreZero(const std::string &what, const HostTensor &y, const std::vector<int32_t> &indices,
+                                int64_t rowSize) {
+  Check c;
+  c.what = what;
+  c.pass = true;
+  for (size_t i = 0; i < indices.size() && c.pass; ++i) {
+    if (indices[i] >= 0) continue;
+    for (int64_t k = int64_t(i) * rowSize; k < int64_t(i + 1) * rowSize; ++k) {
+      if (y.at(k) != 0.0f || std::signbit(y.at(k))) {
+        c.pass = false;
+        c.detail = "row " + std::to_string(i) + ": " + describeElement(k, y.at(k), 0.0f);
+        break;
+      }
+    }
+  }
+  return c;
+}
+
+// The slots no row names (slotBytes each) hold the bits they held before the steps.
+inline Check untouchedSlotsKeepTheirBits(const HostTensor &state, const HostTensor &initial,
+                                         const std::vector<bool> &touched, size_t slotBytes) {
+  Check c;
+  c.what = "slots no row names keep their bits";
+  c.pass = true;
+  for (size_t slot = 0; slot < touched.size() && c.pass; ++slot) {
+    if (touched[slot]) continue;
+    if (std::memcmp(&state.bytes[slot * slotBytes], &initial.bytes[slot * slotBytes], slotBytes) != 0) {
+      c.pass = false;
+      c.detail = "slot " + std::to_string(slot) + " changed";
+    }
+  }
+  return c;
+}
 
 // ---- The registry of cases ------------------------------------------------------------------------
 

@@ -153,6 +153,26 @@ const isA = (type) => (v) => {
   if (typeof v !== type) throw new Error(`not a ${type}`);
 };
 
+// The contexts of the ops (ScanContext, SsdContext, ConvContext): their members, called on the
+// context of a small forward that `receiver(g, api)` runs, and their constructor, which only the
+// forward may call.
+const contextMembers = (cls, names, receiver) =>
+  names.map((name) => member(cls, name, { receiver, check() {}, outputs: (v, _args, self) => [v, self?.isDisposed] }));
+const contextConstructor = (cls) => ({
+  name: cls,
+  export: cls,
+  valid: () => ({ args: [], fails: TypeError }),
+  call: (api, args) => new api[cls](...args),
+  check() {},
+  outputs: () => [],
+});
+
+/** What two equivalent calls of a backward must agree on: every gradient's name and bits. */
+const gradientBits = (grads) =>
+  Object.keys(grads)
+    .sort()
+    .flatMap((k) => [k, ...bitsOf([grads[k]])]);
+
 const methods = [
   member('Tensor', 'dataSync', {
     receiver: anyTensor,
@@ -200,12 +220,10 @@ const methods = [
     },
   },
   // A ScanContext of a small forward.
-  ...['dispose', 'isDisposed', 'checkpointBytes'].map((name) =>
-    member('ScanContext', name, {
-      receiver: (g, api) => api.selectiveScan(...scanInputs(g).args.slice(0, 5), { saveForBackward: true }).ctx,
-      check() {},
-      outputs: (v, _args, self) => [v, self?.isDisposed],
-    }),
+  ...contextMembers(
+    'ScanContext',
+    ['dispose', 'isDisposed', 'checkpointBytes'],
+    (g, api) => api.selectiveScan(...scanInputs(g).args.slice(0, 5), { saveForBackward: true }).ctx,
   ),
 ];
 
@@ -299,10 +317,7 @@ const ops = [
       expectShape(grads.du, [...dout.shape], 'du');
       for (const [k, t] of Object.entries(grads)) finite(t, k);
     },
-    outputs: (grads) =>
-      Object.keys(grads)
-        .sort()
-        .flatMap((k) => [k, ...bitsOf([grads[k]])]),
+    outputs: gradientBits,
   },
   {
     name: 'selectiveStateUpdate',
@@ -383,14 +398,7 @@ const ops = [
     },
     outputs: (out, [convState]) => bitsOf([out, convState]),
   },
-  {
-    name: 'ScanContext',
-    export: 'ScanContext',
-    valid: () => ({ args: [], fails: TypeError }),
-    call: (api, args) => new api.ScanContext(...args),
-    check() {},
-    outputs: () => [],
-  },
+  contextConstructor('ScanContext'),
 ];
 
 /** An ssdScan's valid inputs: small random sizes, a random dtype, some options. */
@@ -479,30 +487,14 @@ ops.push(
       expectShape(grads.dx, [...dout.shape], 'dx');
       for (const [k, t] of Object.entries(grads)) finite(t, k);
     },
-    outputs: (grads) =>
-      Object.keys(grads)
-        .sort()
-        .flatMap((k) => [k, ...bitsOf([grads[k]])]),
+    outputs: gradientBits,
   },
   // An SsdContext of a small forward (CPU only: no CUDA backend yet).
-  ...['dispose', 'isDisposed', 'checkpointBytes'].map((name) =>
-    member('SsdContext', name, {
-      receiver: (g, api) => {
-        const { args } = ssdInputs(g.device === 'cpu' ? g : Object.assign(Object.create(g), { device: 'cpu' }));
-        return api.ssdScan(...args.slice(0, 5), { saveForBackward: true }).ctx;
-      },
-      check() {},
-      outputs: (v, _args, self) => [v, self?.isDisposed],
-    }),
-  ),
-  {
-    name: 'SsdContext',
-    export: 'SsdContext',
-    valid: () => ({ args: [], fails: TypeError }),
-    call: (api, args) => new api.SsdContext(...args),
-    check() {},
-    outputs: () => [],
-  },
+  ...contextMembers('SsdContext', ['dispose', 'isDisposed', 'checkpointBytes'], (g, api) => {
+    const { args } = ssdInputs(g.device === 'cpu' ? g : Object.assign(Object.create(g), { device: 'cpu' }));
+    return api.ssdScan(...args.slice(0, 5), { saveForBackward: true }).ctx;
+  }),
+  contextConstructor('SsdContext'),
 );
 
 /** A causalConv1d's valid inputs: small random sizes, a random dtype, some options. */
@@ -566,30 +558,14 @@ ops.push(
       expectShape(grads.dx, [...dout.shape], 'dx');
       for (const [k, t] of Object.entries(grads)) finite(t, k);
     },
-    outputs: (grads) =>
-      Object.keys(grads)
-        .sort()
-        .flatMap((k) => [k, ...bitsOf([grads[k]])]),
+    outputs: gradientBits,
   },
   // A ConvContext of a small forward (CPU only: no CUDA backend yet).
-  ...['dispose', 'isDisposed'].map((name) =>
-    member('ConvContext', name, {
-      receiver: (g, api) => {
-        const { args } = convInputs(g.device === 'cpu' ? g : Object.assign(Object.create(g), { device: 'cpu' }));
-        return api.causalConv1d(args[0], args[1], { saveForBackward: true }).ctx;
-      },
-      check() {},
-      outputs: (v, _args, self) => [v, self?.isDisposed],
-    }),
-  ),
-  {
-    name: 'ConvContext',
-    export: 'ConvContext',
-    valid: () => ({ args: [], fails: TypeError }),
-    call: (api, args) => new api.ConvContext(...args),
-    check() {},
-    outputs: () => [],
-  },
+  ...contextMembers('ConvContext', ['dispose', 'isDisposed'], (g, api) => {
+    const { args } = convInputs(g.device === 'cpu' ? g : Object.assign(Object.create(g), { device: 'cpu' }));
+    return api.causalConv1d(args[0], args[1], { saveForBackward: true }).ctx;
+  }),
+  contextConstructor('ConvContext'),
 );
 
 // ---- Backends --------------------------------------------------------------------------------------

@@ -16,12 +16,6 @@ using namespace emutest;
 
 namespace {
 
-std::vector<float> normals(Rng &rng, int64_t n) {
-  std::vector<float> v(static_cast<size_t>(n));
-  for (auto &x : v) x = float(rng.normal());
-  return v;
-}
-
 // ---- Sequence cases -------------------------------------------------------------------------------------
 
 struct SeqSpec {
@@ -113,11 +107,7 @@ CaseResult runSeqCase(const SeqSpec &s) {
   const DeviceBuffer gx = DeviceBuffer::upload(x), gw = DeviceBuffer::upload(weight), gb = DeviceBuffer::upload(bias);
   const DeviceBuffer gInit = DeviceBuffer::upload(initial), gDout = DeviceBuffer::upload(dout);
   const DeviceBuffer gDFinal = DeviceBuffer::upload(dFinal);
-  DeviceBuffer gCu;
-  if (hostCu) {
-    gCu = DeviceBuffer(DType::Float32, int64_t(s.cuSeqlens.size()));  // int32 and float32 are both 4 bytes
-    std::memcpy(gCu.get(), hostCu, s.cuSeqlens.size() * 4);
-  }
+  const DeviceBuffer gCu = DeviceBuffer::upload(HostTensor::ofInt32(s.cuSeqlens));
   const auto *deviceCu = static_cast<const int32_t *>(gCu.get());
   auto forward = [&](const std::string &label) {
     DeviceBuffer out(s.dtype, B * D * L), fin;
@@ -302,18 +292,7 @@ CaseResult runUpdateCase(const UpdateSpec &s) {
   const int64_t B = s.batch, D = s.dim, W = s.width;
   const int64_t slots = s.extraSlots >= 0 ? B + s.extraSlots : B;
 
-  // The slots the rows use: distinct, in shuffled order, every third row padding (-1).
-  std::vector<int32_t> indices;
-  std::vector<bool> touched(size_t(slots), s.extraSlots < 0);
-  if (s.extraSlots >= 0) {
-    std::vector<int32_t> order(static_cast<size_t>(slots));
-    for (int64_t i = 0; i < slots; ++i) order[size_t(i)] = int32_t(i);
-    for (int64_t i = slots - 1; i > 0; --i) std::swap(order[size_t(i)], order[rng.next() % uint64_t(i + 1)]);
-    for (int64_t i = 0; i < B; ++i) {
-      indices.push_back(i % 3 == 1 ? -1 : order[size_t(i)]);
-      if (indices.back() >= 0) touched[size_t(indices.back())] = true;
-    }
-  }
+  const auto [indices, touched] = slotIndices(rng, B, slots, s.extraSlots >= 0);
 
   const HostTensor weight = HostTensor::of(normals(rng, D * W), DType::Float32);
   HostTensor bias;
@@ -324,11 +303,7 @@ CaseResult runUpdateCase(const UpdateSpec &s) {
   DeviceBuffer gpuState = DeviceBuffer::upload(initial);
   DeviceBuffer gpuStateAgain = DeviceBuffer::upload(initial);  // the same steps under a random schedule
   const DeviceBuffer gWeight = DeviceBuffer::upload(weight), gBias = DeviceBuffer::upload(bias);
-  DeviceBuffer gIndices;
-  if (!indices.empty()) {
-    gIndices = DeviceBuffer(DType::Float32, int64_t(indices.size()));  // int32 and float32 are both 4 bytes
-    std::memcpy(gIndices.get(), indices.data(), indices.size() * 4);
-  }
+  const DeviceBuffer gIndices = DeviceBuffer::upload(HostTensor::ofInt32(indices));
 
   auto params = [&](void *state, const void *x, const float *w, const float *b, const int32_t *idx, void *out) {
     ConvUpdateParams p;
@@ -372,19 +347,7 @@ CaseResult runUpdateCase(const UpdateSpec &s) {
     r.checks.push_back(
         sameBits(at + "out: same bits under a random schedule", outAgain, out,
                  emu::describe(randomSchedule(s.seed + uint64_t(step))) + " vs " + emu::describe(kAscending)));
-    if (!indices.empty()) {  // padding rows: out is exactly +0
-      Check c;
-      c.what = at + "out of padding rows is 0";
-      c.pass = true;
-      for (int64_t i = 0; i < B * D && c.pass; ++i) {
-        if (indices[size_t(i / D)] >= 0) continue;
-        if (out.at(i) != 0.0f || std::signbit(out.at(i))) {
-          c.pass = false;
-          c.detail = describeElement(i, out.at(i), 0.0f);
-        }
-      }
-      r.checks.push_back(c);
-    }
+    if (!indices.empty()) r.checks.push_back(paddingRowsAreZero(at + "out of padding rows is 0", out, indices, D));
   }
 
   if (W > 1) {
@@ -392,18 +355,8 @@ CaseResult runUpdateCase(const UpdateSpec &s) {
     r.checks.push_back(sameBits("state after the steps: the CPU's bits", state, cpuState));
     r.checks.push_back(sameBits("state: same bits under a random schedule", gpuStateAgain.download(), state,
                                 "random vs " + emu::describe(kAscending)));
-    Check untouched;
-    untouched.what = "slots no row names keep their bits";
-    untouched.pass = true;
-    const size_t slotBytes = size_t(D * (W - 1)) * size_t(dtypeSize(s.dtype));
-    for (int64_t slot = 0; slot < slots && untouched.pass; ++slot) {
-      if (touched[size_t(slot)]) continue;
-      if (std::memcmp(&state.bytes[size_t(slot) * slotBytes], &initial.bytes[size_t(slot) * slotBytes], slotBytes)) {
-        untouched.pass = false;
-        untouched.detail = "slot " + std::to_string(slot) + " changed";
-      }
-    }
-    r.checks.push_back(untouched);
+    r.checks.push_back(
+        untouchedSlotsKeepTheirBits(state, initial, touched, size_t(D * (W - 1)) * size_t(dtypeSize(s.dtype))));
   }
   return r;
 }

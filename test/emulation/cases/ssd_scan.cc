@@ -56,16 +56,8 @@ struct SsdInputs {
 
 SsdInputs makeInputs(const SsdSpec &s) {
   Rng rng(s.seed);
-  auto normal = [&](int64_t n, double scale = 1.0) {
-    std::vector<float> v(static_cast<size_t>(n));
-    for (auto &x : v) x = float(scale * rng.normal());
-    return v;
-  };
-  auto uniform = [&](int64_t n, double a, double b) {
-    std::vector<float> v(static_cast<size_t>(n));
-    for (auto &x : v) x = float(rng.uniform(a, b));
-    return v;
-  };
+  auto normal = [&](int64_t n, double scale = 1.0) { return normals(rng, n, scale); };
+  auto uniform = [&](int64_t n, double a, double b) { return uniforms(rng, n, a, b); };
   const int64_t rows = s.batch * s.L, seqs = sequencesOf(s), state = seqs * s.H * s.P * s.N;
   SsdInputs in;
   std::vector<float> x = normal(rows * s.H * s.P);
@@ -88,12 +80,7 @@ SsdInputs makeInputs(const SsdSpec &s) {
   if (s.initialState) in.initialState = HostTensor::of(normal(state), DType::Float32);
   in.dout = HostTensor::of(normal(rows * s.H * s.P), s.dtype);
   if (s.dLastState) in.dLastState = HostTensor::of(normal(state), DType::Float32);
-  if (!s.cuSeqlens.empty()) {
-    in.cuSeqlens.dtype = DType::Float32;  // 4-byte elements: int32 bits
-    in.cuSeqlens.n = int64_t(s.cuSeqlens.size());
-    in.cuSeqlens.bytes.resize(s.cuSeqlens.size() * 4);
-    std::memcpy(in.cuSeqlens.bytes.data(), s.cuSeqlens.data(), s.cuSeqlens.size() * 4);
-  }
+  in.cuSeqlens = HostTensor::ofInt32(s.cuSeqlens);
   return in;
 }
 
@@ -125,10 +112,6 @@ SsdForwardParams forwardParams(const SsdSpec &s, const Ptrs &in, int64_t chunkLe
   return p;
 }
 
-struct Outputs {
-  std::vector<std::pair<std::string, HostTensor>> tensors;  // name -> tensor, in a fixed order
-};
-
 // Allocates the backward's outputs (given which inputs exist) through alloc(name, dtype, n).
 template <class Alloc>
 void bindGradients(const SsdSpec &s, SsdBackwardParams &bp, Alloc &&alloc) {
@@ -147,7 +130,7 @@ void bindGradients(const SsdSpec &s, SsdBackwardParams &bp, Alloc &&alloc) {
 
 struct CpuResult {
   HostTensor out, lastState;
-  Outputs grads;
+  NamedTensors grads;
 };
 
 CpuResult cpuSsd(const SsdSpec &s, const SsdInputs &in) {
@@ -171,10 +154,10 @@ CpuResult cpuSsd(const SsdSpec &s, const SsdInputs &in) {
   bp.fwd = p;
   bp.dout = ptr.dout;
   bp.dLastState = static_cast<const float *>(ptr.dLastState);
-  r.grads.tensors.reserve(10);
+  r.grads.reserve(10);  // pointers into the tensors must stay valid
   bindGradients(s, bp, [&](const char *name, DType t, int64_t n) {
-    r.grads.tensors.emplace_back(name, HostTensor::poisoned(t, n));
-    return r.grads.tensors.back().second.data();
+    r.grads.emplace_back(name, HostTensor::poisoned(t, n));
+    return r.grads.back().second.data();
   });
   cpu::ssdBackward(bp);
   return r;
@@ -226,8 +209,8 @@ GpuForward gpuForward(CaseResult &r, const SsdSpec &s, const DeviceInputs &dev, 
   return g;
 }
 
-Outputs gpuBackward(CaseResult &r, const SsdSpec &s, const DeviceInputs &dev, const GpuForward &fwd, bool deterministic,
-                    const std::string &label) {
+NamedTensors gpuBackward(CaseResult &r, const SsdSpec &s, const DeviceInputs &dev, const GpuForward &fwd,
+                         bool deterministic, const std::string &label) {
   const Ptrs ptr = dev.pointers();
   SsdBackwardParams bp;
   bp.fwd = forwardParams(s, ptr, fwd.chunkLength);
@@ -235,16 +218,10 @@ Outputs gpuBackward(CaseResult &r, const SsdSpec &s, const DeviceInputs &dev, co
   bp.dout = ptr.dout;
   bp.dLastState = static_cast<const float *>(ptr.dLastState);
   bp.deterministic = deterministic;
-  std::vector<std::pair<std::string, DeviceBuffer>> buffers;
-  buffers.reserve(10);
-  bindGradients(s, bp, [&](const char *name, DType t, int64_t n) {
-    buffers.emplace_back(name, DeviceBuffer(t, n));
-    return buffers.back().second.get();
-  });
+  GradientBuffers buffers;
+  bindGradients(s, bp, buffers);
   runGpu(r, label, [&] { return cuda::ssdBackward(bp, nullptr); });
-  Outputs out;
-  for (const auto &[name, buffer] : buffers) out.tensors.emplace_back(name, buffer.download());
-  return out;
+  return buffers.download();
 }
 
 CaseResult runSsdCase(const SsdSpec &s) {
@@ -274,27 +251,12 @@ CaseResult runSsdCase(const SsdSpec &s) {
                                 fwd.checkpoints.download(), mirrored));
   if (!s.backward) return r;
 
-  emu::setSchedule(kAscending);
-  const Outputs byDefault = gpuBackward(r, s, dev, fwd, false, "backward");
-  emu::setSchedule(kDescending);
-  const Outputs deterministic = gpuBackward(r, s, dev, fwd, true, "backward deterministic");
-  emu::setSchedule(randomSchedule(s.seed));
-  const Outputs deterministicAgain = gpuBackward(r, s, dev, fwd, true, "backward deterministic (random schedule)");
-  emu::setSchedule(kAscending);
-  for (size_t i = 0; i < ref.grads.tensors.size(); ++i) {
-    const std::string &name = ref.grads.tensors[i].first;
-    const HostTensor &want = ref.grads.tensors[i].second;
-    const Tolerance tol = gradTolerance(want.dtype);
-    r.checks.push_back(compare("backward " + name, byDefault.tensors[i].second, want, tol));
-    r.checks.push_back(compare("backward deterministic " + name, deterministic.tensors[i].second, want, tol));
-    r.checks.push_back(sameBits("backward deterministic " + name + ": same bits under a random schedule",
-                                deterministicAgain.tensors[i].second, deterministic.tensors[i].second,
-                                emu::describe(randomSchedule(s.seed)) + " vs " + emu::describe(kDescending)));
-    // Only dB, dC and ddt (and ddtBias, their sum) go through float atomics by default.
-    if (name != "dB" && name != "dC" && name != "ddt" && name != "ddtBias")
-      r.checks.push_back(sameBits("backward " + name + ": default and deterministic modes agree",
-                                  byDefault.tensors[i].second, deterministic.tensors[i].second));
-  }
+  // Only dB, dC and ddt (and ddtBias, their sum) go through float atomics by default.
+  checkBackward(
+      r, ref.grads, s.seed,
+      [&](bool deterministic, const std::string &label) { return gpuBackward(r, s, dev, fwd, deterministic, label); },
+      compare,
+      [](const std::string &name) { return name == "dB" || name == "dC" || name == "ddt" || name == "ddtBias"; });
   return r;
 }
 

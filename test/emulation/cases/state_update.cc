@@ -50,29 +50,9 @@ CaseResult runStepCase(const StepSpec &s) {
   const bool scalar = s.form == Form::HeadsScalar;
   const int64_t B = s.batch, H = s.H, P = s.P, N = s.N, G = s.G;
   const int64_t slots = s.extraSlots >= 0 ? B + s.extraSlots : B;
-  auto normal = [&](int64_t n) {
-    std::vector<float> v(static_cast<size_t>(n));
-    for (auto &x : v) x = float(rng.normal());
-    return v;
-  };
-  auto uniform = [&](int64_t n, double a, double b) {
-    std::vector<float> v(static_cast<size_t>(n));
-    for (auto &x : v) x = float(rng.uniform(a, b));
-    return v;
-  };
-
-  // The slots the rows use: distinct, in shuffled order, every third row padding (-1).
-  std::vector<int32_t> indices;
-  std::vector<bool> touched(size_t(slots), s.extraSlots < 0);
-  if (s.extraSlots >= 0) {
-    std::vector<int32_t> order(static_cast<size_t>(slots));
-    for (int64_t i = 0; i < slots; ++i) order[size_t(i)] = int32_t(i);
-    for (int64_t i = slots - 1; i > 0; --i) std::swap(order[size_t(i)], order[rng.next() % uint64_t(i + 1)]);
-    for (int64_t i = 0; i < B; ++i) {
-      indices.push_back(i % 3 == 1 ? -1 : order[size_t(i)]);
-      if (indices.back() >= 0) touched[size_t(indices.back())] = true;
-    }
-  }
+  auto normal = [&](int64_t n) { return normals(rng, n); };
+  auto uniform = [&](int64_t n, double a, double b) { return uniforms(rng, n, a, b); };
+  const auto [indices, touched] = slotIndices(rng, B, slots, s.extraSlots >= 0);
 
   const HostTensor A = HostTensor::of(
       [&] {
@@ -92,11 +72,7 @@ CaseResult runStepCase(const StepSpec &s) {
   DeviceBuffer gpuState = DeviceBuffer::upload(initial);
   DeviceBuffer gpuStateAgain = DeviceBuffer::upload(initial);  // the same steps under a random schedule
   const DeviceBuffer dA = DeviceBuffer::upload(A), dD = DeviceBuffer::upload(D), dBias = DeviceBuffer::upload(dtBias);
-  DeviceBuffer dIndices;
-  if (!indices.empty()) {
-    dIndices = DeviceBuffer(DType::Float32, int64_t(indices.size()));  // int32 and float32 are both 4 bytes
-    std::memcpy(dIndices.get(), indices.data(), indices.size() * 4);
-  }
+  const DeviceBuffer dIndices = DeviceBuffer::upload(HostTensor::ofInt32(indices));
   const Tolerance yTol = forwardTolerance(s.dtype), stateTol = forwardTolerance(DType::Float32);
 
   for (int step = 0; step < s.steps; ++step) {
@@ -169,41 +145,14 @@ CaseResult runStepCase(const StepSpec &s) {
     r.checks.push_back(
         sameBits(at + "y: same bits under a random schedule", yAgain, y,
                  emu::describe(randomSchedule(s.seed + uint64_t(step))) + " vs " + emu::describe(kAscending)));
-    if (!indices.empty()) {  // padding rows: y is exactly zero
-      Check c;
-      c.what = at + "y of padding rows is 0";
-      c.pass = true;
-      for (int64_t i = 0; i < B && c.pass; ++i) {
-        if (indices[size_t(i)] >= 0) continue;
-        for (int64_t k = i * H * P; k < (i + 1) * H * P; ++k) {
-          if (y.at(k) != 0.0f || std::signbit(y.at(k))) {
-            c.pass = false;
-            c.detail = "row " + std::to_string(i) + ": " + describeElement(k, y.at(k), 0.0f);
-            break;
-          }
-        }
-      }
-      r.checks.push_back(c);
-    }
+    if (!indices.empty()) r.checks.push_back(paddingRowsAreZero(at + "y of padding rows is 0", y, indices, H * P));
   }
 
   const HostTensor state = gpuState.download();
   r.checks.push_back(compare("state after the steps", state, cpuState, stateTol));
   r.checks.push_back(sameBits("state: same bits under a random schedule", gpuStateAgain.download(), state,
                               "random vs " + emu::describe(kAscending)));
-  Check untouched;
-  untouched.what = "slots no row names keep their bits";
-  untouched.pass = true;
-  const int64_t slotSize = H * P * N;
-  for (int64_t slot = 0; slot < slots && untouched.pass; ++slot) {
-    if (touched[size_t(slot)]) continue;
-    if (std::memcmp(&state.bytes[size_t(slot * slotSize) * 4], &initial.bytes[size_t(slot * slotSize) * 4],
-                    size_t(slotSize) * 4) != 0) {
-      untouched.pass = false;
-      untouched.detail = "slot " + std::to_string(slot) + " changed";
-    }
-  }
-  r.checks.push_back(untouched);
+  r.checks.push_back(untouchedSlotsKeepTheirBits(state, initial, touched, size_t(H * P * N) * 4));
   return r;
 }
 
