@@ -31,7 +31,7 @@ function checkBias(check: ArgumentChecker, value: unknown, dim: number): Tensor 
   const bias = check.optionalTensor('bias', value);
   if (bias) {
     check.dtype('bias', bias, 'float32');
-    check.shape('bias', bias, [dim], named({ dim }));
+    check.shape('bias', bias, [dim], () => named({ dim }));
   }
   return bias;
 }
@@ -313,7 +313,7 @@ export function causalConv1dUpdate(
   const o = check.options(opts, UPDATE_OPTIONS);
   const xT = check.tensor('x', x);
   check.dtype('x', xT, ALL_DTYPES);
-  if (xT.shape.length !== 2 || xT.shape.some((s) => s === 0)) {
+  if (xT.shape.length !== 2 || xT.shape.includes(0)) {
     throw new RangeError(`${fn}: x must have shape [batch, dim] with positive sizes, got ${describe(xT.shape)}`);
   }
   const batch = xT.shape[0]!;
