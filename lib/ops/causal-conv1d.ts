@@ -219,11 +219,12 @@ export function causalConv1d(x: Tensor, weight: Tensor, opts?: CausalConv1dOptio
     ? allocate(fn, [s.sequences, s.dim, s.width - 1], s.dtype, s.device, false)
     : undefined;
   try {
-    native.convForward({
-      ...inputDescriptor(fn, s),
-      out: storageOf(out, fn, 'out'),
-      finalState: storage(fn, 'finalState', finalState),
-    });
+    native.convForward(
+      Object.assign(inputDescriptor(fn, s), {
+        out: storageOf(out, fn, 'out'),
+        finalState: storage(fn, 'finalState', finalState),
+      }),
+    );
   } catch (error) {
     out.dispose();
     finalState?.dispose();
@@ -266,16 +267,17 @@ export function causalConv1dBackward(
   if (s.bias) grads.dbias = like(s.bias);
   if (s.initialState) grads.dInitialState = like(s.initialState);
   try {
-    native.convBackward({
-      ...inputDescriptor(fn, s),
-      dout: storageOf(doutT, fn, 'dout'),
-      dFinalState: storage(fn, 'dFinalState', dFinalState),
-      deterministic,
-      dx: storageOf(grads.dx, fn, 'dx'),
-      dweight: storageOf(grads.dweight, fn, 'dweight'),
-      dbias: storage(fn, 'dbias', grads.dbias),
-      dInitialState: storage(fn, 'dInitialState', grads.dInitialState),
-    });
+    native.convBackward(
+      Object.assign(inputDescriptor(fn, s), {
+        dout: storageOf(doutT, fn, 'dout'),
+        dFinalState: storage(fn, 'dFinalState', dFinalState),
+        deterministic,
+        dx: storageOf(grads.dx, fn, 'dx'),
+        dweight: storageOf(grads.dweight, fn, 'dweight'),
+        dbias: storage(fn, 'dbias', grads.dbias),
+        dInitialState: storage(fn, 'dInitialState', grads.dInitialState),
+      }),
+    );
   } catch (error) {
     for (const t of Object.values(grads)) (t as Tensor).dispose();
     throw error;
