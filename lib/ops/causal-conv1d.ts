@@ -147,7 +147,9 @@ function checkConvInputs(check: ArgumentChecker, x: unknown, weight: unknown, o:
 }
 
 function inputDescriptor(fn: string, s: ConvInputs): ConvInputsDescriptor {
-  return {
+  // Without a prototype: the call sites add their fields with Object.assign (not a spread, which
+  // V8 in Node 20 made slow), which then defines them whatever setters Object.prototype has.
+  return Object.assign(Object.create(null) as object, {
     device: deviceIndex(s.device),
     dtype: dtypeCode(s.dtype),
     batch: s.batch,
@@ -161,7 +163,7 @@ function inputDescriptor(fn: string, s: ConvInputs): ConvInputsDescriptor {
     sequences: s.sequences,
     cuSeqlens: s.cuSeqlens,
     initialState: storage(fn, 'initialState', s.initialState),
-  };
+  });
 }
 
 const CONV_CONTEXT = { name: 'ConvContext', madeBy: 'causalConv1d(..., { saveForBackward: true })' };

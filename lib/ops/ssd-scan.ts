@@ -213,7 +213,9 @@ function shapeDescriptor(s: SsdInputs): SsdShapeDescriptor {
 function inputDescriptor(fn: string, s: SsdInputs, chunkLength: number): SsdInputsDescriptor {
   // Object.assign, not a spread: V8 (Node 20) took tens of µs for `{ ...shape, more }` and kept
   // its garbage alive through the scavenges (bench/results/2026-12-02-cpu-amd-epyc-2t-call-overhead.md).
-  return Object.assign(shapeDescriptor(s), {
+  // Onto an object without a prototype, so that assigning the fields (here and at the call sites)
+  // defines them even where a program put setters of the same names on Object.prototype.
+  return Object.assign(Object.create(null) as object, shapeDescriptor(s), {
     dtype: dtypeCode(s.dtype),
     x: storageOf(s.x, fn, 'x'),
     dt: storageOf(s.dt, fn, 'dt'),
