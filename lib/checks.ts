@@ -16,6 +16,12 @@ export function named(dims: Record<string, number>): string {
     .join(', ')}]`;
 }
 
+function sameShape(shape: readonly number[], expected: readonly number[]): boolean {
+  if (shape.length !== expected.length) return false;
+  for (let i = 0; i < shape.length; i++) if (shape[i] !== expected[i]) return false;
+  return true;
+}
+
 export class ArgumentChecker {
   readonly #tensors: { name: string; tensor: Tensor }[] = [];
 
@@ -40,9 +46,11 @@ export class ArgumentChecker {
     }
   }
 
-  shape(name: string, t: Tensor, expected: readonly number[], expectedText: string): void {
-    if (t.shape.length !== expected.length || t.shape.some((s, i) => s !== expected[i])) {
-      throw new RangeError(`${this.fn}: ${name} must have shape ${expectedText}, got ${describe(t.shape)}`);
+  /** expectedText: the expected shape for the error, or a function that makes it (only on failure). */
+  shape(name: string, t: Tensor, expected: readonly number[], expectedText: string | (() => string)): void {
+    if (!sameShape(t.shape, expected)) {
+      const text = typeof expectedText === 'function' ? expectedText() : expectedText;
+      throw new RangeError(`${this.fn}: ${name} must have shape ${text}, got ${describe(t.shape)}`);
     }
   }
 

@@ -14,10 +14,12 @@ import {
   ScanContext,
   Tensor,
   causalConv1d,
+  causalConv1dBackward,
   cuda,
   selectiveScan,
   selectiveScanBackward,
   selectiveStateUpdate,
+  ssdScan,
 } from './helpers/api.js';
 import { expectCode, expectThrow } from './helpers/expect-code.js';
 import { Rng } from './helpers/random.js';
@@ -358,6 +360,60 @@ describe('options are own properties only: a polluted Object.prototype changes n
     );
     expectBitsEqual(y2.dataSync(), y1.dataSync(), 'y');
     expectBitsEqual(s2.dataSync(), s1.dataSync(), 'state');
+  });
+
+  it('setters on Object.prototype named like descriptor fields are never called (no Storage reaches user code)', () => {
+    const names = [
+      'out',
+      'lastState',
+      'checkpoints',
+      'dtype',
+      'u',
+      'x',
+      'y',
+      'dout',
+      'du',
+      'dx',
+      'finalState',
+      'chunkLength',
+    ];
+    const seen: string[] = [];
+    const proto = Object.prototype as Record<string, unknown>;
+    const [sx, sdt, sA, sB, sC] = [
+      rand([1, 6, 2, 4]),
+      rand([1, 6, 2], -0.5, 0.5),
+      rand([2], -2, -0.5),
+      rand([1, 6, 1, 4]),
+      rand([1, 6, 1, 4]),
+    ];
+    const cx = rand([2, 3, 20]);
+    const cw = rand([3, 4]);
+    const run = () => {
+      const f = selectiveScan(u, delta, A, B, C, { saveForBackward: true });
+      const g = selectiveScanBackward(f.ctx!, u);
+      const s = ssdScan(sx, sdt, sA, sB, sC);
+      const c = causalConv1d(cx, cw, { saveForBackward: true });
+      const cg = causalConv1dBackward(c.ctx!, cx);
+      return [f.out, g.du, g.dB, s.out, c.out, cg.dx, cg.dweight].map((t) => t.dataSync());
+    };
+    const clean = run();
+    for (const name of names) {
+      Object.defineProperty(proto, name, {
+        configurable: true,
+        get: () => undefined,
+        set: () => {
+          seen.push(name);
+        },
+      });
+    }
+    let dirty: Float32Array[];
+    try {
+      dirty = run();
+    } finally {
+      for (const name of names) delete proto[name];
+    }
+    expect(seen).toEqual([]);
+    for (const [i, values] of clean.entries()) expectBitsEqual(dirty[i]!, values, `output ${i}`);
   });
 
   it("Tensor.zeros, from, fromBits and to with Object.prototype.device = 'cuda' and .dtype = 'float16'", () => {

@@ -1,6 +1,8 @@
 #include "descriptor.h"
 
 #include <string>
+#include <unordered_map>
+#include <vector>
 
 #include "../napi_errors.h"
 #include "../storage.h"
@@ -9,7 +11,69 @@ namespace ss::op {
 
 namespace {
 constexpr double kMaxSafeInteger = 9007199254740991.0;  // 2^53 - 1
-}
+
+// The names of descriptor fields as JavaScript strings, made once per addon instance (a Node-API
+// environment: the main thread and each worker have their own) and kept in a JavaScript array
+// that one reference holds. Making them anew for every read (napi_create_string_utf8, then V8
+// hashing and internalizing the new string, twice per field) was most of the addon's cost of a
+// small op call: about 9 us of a decoding step's 10 (bench/call-overhead.mjs).
+class PropertyKeys {
+ public:
+  static PropertyKeys &of(Napi::Env env) {
+    PropertyKeys *keys = env.GetInstanceData<PropertyKeys>();
+    if (!keys) {
+      keys = new PropertyKeys();
+      napi_value array = nullptr;
+      if (napi_create_array(env, &array) != napi_ok || napi_create_reference(env, array, 1, &keys->array_) != napi_ok) {
+        delete keys;
+        internalError(env, "cannot make the descriptor keys");
+      }
+      env.SetInstanceData<PropertyKeys, &PropertyKeys::finalize>(keys);
+    }
+    return *keys;
+  }
+
+  napi_value array(Napi::Env env) const {
+    napi_value array = nullptr;
+    if (napi_get_reference_value(env, array_, &array) != napi_ok || !array)
+      internalError(env, "the descriptor keys are gone");
+    return array;
+  }
+
+  // The index of `name` in the array (added on first use). Keyed by the address of the caller's
+  // string (the field names are literals) and checked against the name itself, so that another
+  // string at a reused address still finds its own entry.
+  uint32_t index(Napi::Env env, napi_value array, const char *name) {
+    const auto hit = byAddress_.find(name);
+    if (hit != byAddress_.end() && names_[hit->second] == name) return hit->second;
+    auto [entry, added] = byName_.try_emplace(name, uint32_t(names_.size()));
+    if (added) {
+      napi_value key = nullptr;
+      if (napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &key) != napi_ok ||
+          napi_set_element(env, array, entry->second, key) != napi_ok) {
+        byName_.erase(entry);
+        internalError(env, "cannot make a descriptor key");
+      }
+      names_.emplace_back(name);
+    }
+    byAddress_[name] = entry->second;
+    return entry->second;
+  }
+
+ private:
+  // Deletes the reference at the end of the environment; Node-API allows that from an instance
+  // data finalizer (it runs before Node frees the environment's remaining references).
+  static void finalize(Napi::Env env, PropertyKeys *keys) {
+    if (keys->array_) napi_delete_reference(env, keys->array_);
+    delete keys;
+  }
+
+  napi_ref array_ = nullptr;
+  std::vector<std::string> names_;
+  std::unordered_map<std::string, uint32_t> byName_;
+  std::unordered_map<const char *, uint32_t> byAddress_;
+};
+}  // namespace
 
 size_t checkedBytes(Napi::Env env, int64_t elements, int64_t elementSize, const char *what) {
   int64_t bytes = 0;
@@ -21,6 +85,7 @@ size_t checkedBytes(Napi::Env env, int64_t elements, int64_t elementSize, const 
 Descriptor::Descriptor(const Napi::CallbackInfo &info) : env_(info.Env()), device_(kHostDevice) {
   if (info.Length() < 1 || !info[0].IsObject()) internalError(env_, "an op takes one descriptor object");
   object_ = info[0].As<Napi::Object>();
+  keys_ = PropertyKeys::of(env_).array(env_);
   const Napi::Value device = field("device");
   if (!device.IsNumber()) internalError(env_, "descriptor field device missing");
   const double value = device.As<Napi::Number>().DoubleValue();
@@ -30,29 +95,48 @@ Descriptor::Descriptor(const Napi::CallbackInfo &info) : env_(info.Env()), devic
 
 bool Descriptor::onHost() const { return device_ == kHostDevice; }
 
-Napi::Value Descriptor::field(const char *key) const {
-  return object_.HasOwnProperty(key) ? object_.Get(key) : env_.Undefined();
+napi_value Descriptor::key(const char *name) const {
+  napi_value key = nullptr;
+  if (napi_get_element(env_, keys_, PropertyKeys::of(env_).index(env_, keys_, name), &key) != napi_ok || !key)
+    internalError(env_, std::string("cannot read the descriptor key ") + name);
+  return key;
 }
 
+// Own properties only, checked before reading: a getter that a program put on Object.prototype
+// for a field that a descriptor leaves out is never run (it could dispose a tensor read earlier).
+Napi::Value Descriptor::field(const char *name) const {
+  const napi_value key = this->key(name);
+  bool own = false;
+  if (napi_has_own_property(env_, object_, key, &own) != napi_ok) throw Napi::Error::New(env_);
+  if (!own) return env_.Undefined();
+  napi_value value = nullptr;
+  if (napi_get_property(env_, object_, key, &value) != napi_ok) throw Napi::Error::New(env_);
+  return Napi::Value(env_, value);
+}
+
+// The typed reads below check the type in the same Node-API call that reads the value (a number
+// or a boolean primitive, as IsNumber and IsBoolean): one call fewer per field.
 int64_t Descriptor::size(const char *key) const {
-  const Napi::Value v = field(key);
-  if (!v.IsNumber()) internalError(env_, std::string("descriptor field ") + key + " missing");
-  const double value = v.As<Napi::Number>().DoubleValue();
+  double value = 0;
+  if (napi_get_value_double(env_, field(key), &value) != napi_ok)
+    internalError(env_, std::string("descriptor field ") + key + " missing");
   if (!(value >= 0 && value <= kMaxSafeInteger) || value != double(int64_t(value)))
     internalError(env_, std::string("descriptor field ") + key + " is not a size");
   return int64_t(value);
 }
 
 double Descriptor::number(const char *key) const {
-  const Napi::Value v = field(key);
-  if (!v.IsNumber()) internalError(env_, std::string("descriptor field ") + key + " is not a number");
-  return v.As<Napi::Number>().DoubleValue();
+  double value = 0;
+  if (napi_get_value_double(env_, field(key), &value) != napi_ok)
+    internalError(env_, std::string("descriptor field ") + key + " is not a number");
+  return value;
 }
 
 bool Descriptor::flag(const char *key) const {
-  const Napi::Value v = field(key);
-  if (!v.IsBoolean()) internalError(env_, std::string("descriptor field ") + key + " is not a boolean");
-  return v.As<Napi::Boolean>().Value();
+  bool value = false;
+  if (napi_get_value_bool(env_, field(key), &value) != napi_ok)
+    internalError(env_, std::string("descriptor field ") + key + " is not a boolean");
+  return value;
 }
 
 std::string Descriptor::string(const char *key) const {
@@ -64,7 +148,7 @@ std::string Descriptor::string(const char *key) const {
 Descriptor Descriptor::nested(const char *key) const {
   const Napi::Value v = field(key);
   if (!v.IsObject()) internalError(env_, std::string("descriptor field ") + key + " is not an object");
-  return Descriptor(env_, v.As<Napi::Object>(), device_);
+  return Descriptor(env_, v.As<Napi::Object>(), device_, keys_);
 }
 
 DType Descriptor::dtype(const char *key) const {
@@ -75,7 +159,10 @@ DType Descriptor::dtype(const char *key) const {
 
 void *Descriptor::storageData(const char *key, Dims dims, DType t, Presence presence) const {
   const Napi::Value v = field(key);
-  if (v.IsUndefined() || v.IsNull()) {
+  napi_valuetype type = napi_undefined;
+  if (napi_typeof(env_, v, &type) != napi_ok)
+    internalError(env_, std::string("descriptor field ") + key + " unreadable");
+  if (type == napi_undefined || type == napi_null) {
     if (presence == Presence::Required) internalError(env_, std::string("descriptor field ") + key + " missing");
     return nullptr;
   }

@@ -73,13 +73,16 @@ class Descriptor {
   Descriptor nested(const char *key) const;
 
  private:
-  Descriptor(Napi::Env env, Napi::Object object, int device) : env_(env), object_(object), device_(device) {}
+  Descriptor(Napi::Env env, Napi::Object object, int device, napi_value keys)
+      : env_(env), object_(object), device_(device), keys_(keys) {}
   Napi::Value field(const char *key) const;  // an own property, or undefined
+  napi_value key(const char *name) const;    // the property name, made once per addon instance
   void *storageData(const char *key, Dims dims, DType t, Presence presence) const;
 
   Napi::Env env_;
   Napi::Object object_;
   int device_;
+  napi_value keys_ = nullptr;                     // the addon instance's array of property names (descriptor.cc)
   std::deque<std::vector<int32_t>> indexCopies_;  // a deque: the copies never move
   std::vector<IndexArray> indexArrays_;
 };

@@ -31,7 +31,7 @@ function checkBias(check: ArgumentChecker, value: unknown, dim: number): Tensor 
   const bias = check.optionalTensor('bias', value);
   if (bias) {
     check.dtype('bias', bias, 'float32');
-    check.shape('bias', bias, [dim], named({ dim }));
+    check.shape('bias', bias, [dim], () => named({ dim }));
   }
   return bias;
 }
@@ -147,7 +147,9 @@ function checkConvInputs(check: ArgumentChecker, x: unknown, weight: unknown, o:
 }
 
 function inputDescriptor(fn: string, s: ConvInputs): ConvInputsDescriptor {
-  return {
+  // Without a prototype: the call sites add their fields with Object.assign (not a spread, which
+  // V8 in Node 20 made slow), which then defines them whatever setters Object.prototype has.
+  return Object.assign(Object.create(null) as object, {
     device: deviceIndex(s.device),
     dtype: dtypeCode(s.dtype),
     batch: s.batch,
@@ -161,7 +163,7 @@ function inputDescriptor(fn: string, s: ConvInputs): ConvInputsDescriptor {
     sequences: s.sequences,
     cuSeqlens: s.cuSeqlens,
     initialState: storage(fn, 'initialState', s.initialState),
-  };
+  });
 }
 
 const CONV_CONTEXT = { name: 'ConvContext', madeBy: 'causalConv1d(..., { saveForBackward: true })' };
@@ -219,11 +221,12 @@ export function causalConv1d(x: Tensor, weight: Tensor, opts?: CausalConv1dOptio
     ? allocate(fn, [s.sequences, s.dim, s.width - 1], s.dtype, s.device, false)
     : undefined;
   try {
-    native.convForward({
-      ...inputDescriptor(fn, s),
-      out: storageOf(out, fn, 'out'),
-      finalState: storage(fn, 'finalState', finalState),
-    });
+    native.convForward(
+      Object.assign(inputDescriptor(fn, s), {
+        out: storageOf(out, fn, 'out'),
+        finalState: storage(fn, 'finalState', finalState),
+      }),
+    );
   } catch (error) {
     out.dispose();
     finalState?.dispose();
@@ -264,16 +267,17 @@ export function causalConv1dBackward(
   if (s.bias) grads.dbias = like(s.bias);
   if (s.initialState) grads.dInitialState = like(s.initialState);
   try {
-    native.convBackward({
-      ...inputDescriptor(fn, s),
-      dout: storageOf(doutT, fn, 'dout'),
-      dFinalState: storage(fn, 'dFinalState', dFinalState),
-      deterministic,
-      dx: storageOf(grads.dx, fn, 'dx'),
-      dweight: storageOf(grads.dweight, fn, 'dweight'),
-      dbias: storage(fn, 'dbias', grads.dbias),
-      dInitialState: storage(fn, 'dInitialState', grads.dInitialState),
-    });
+    native.convBackward(
+      Object.assign(inputDescriptor(fn, s), {
+        dout: storageOf(doutT, fn, 'dout'),
+        dFinalState: storage(fn, 'dFinalState', dFinalState),
+        deterministic,
+        dx: storageOf(grads.dx, fn, 'dx'),
+        dweight: storageOf(grads.dweight, fn, 'dweight'),
+        dbias: storage(fn, 'dbias', grads.dbias),
+        dInitialState: storage(fn, 'dInitialState', grads.dInitialState),
+      }),
+    );
   } catch (error) {
     for (const t of Object.values(grads)) (t as Tensor).dispose();
     throw error;
@@ -311,7 +315,7 @@ export function causalConv1dUpdate(
   const o = check.options(opts, UPDATE_OPTIONS);
   const xT = check.tensor('x', x);
   check.dtype('x', xT, ALL_DTYPES);
-  if (xT.shape.length !== 2 || xT.shape.some((s) => s === 0)) {
+  if (xT.shape.length !== 2 || xT.shape.includes(0)) {
     throw new RangeError(`${fn}: x must have shape [batch, dim] with positive sizes, got ${describe(xT.shape)}`);
   }
   const batch = xT.shape[0]!;

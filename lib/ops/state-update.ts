@@ -60,7 +60,7 @@ function checkStateForm(check: ArgumentChecker, state: Tensor): StateForm {
   const stateT = check.tensor('state', state);
   check.dtype('state', stateT, 'float32');
   const heads = stateT.shape.length === 4;
-  if ((stateT.shape.length !== 3 && !heads) || stateT.shape.some((s) => s === 0)) {
+  if ((stateT.shape.length !== 3 && !heads) || stateT.shape.includes(0)) {
     throw new RangeError(
       `${fn}: state must have shape [batch, dim, N] or [batch, H, P, N] with positive sizes, got ${describe(stateT.shape)}`,
     );
@@ -153,14 +153,18 @@ function checkStateUpdate(
   const form = checkStateForm(check, state);
   const { heads, slots, H, P, N, rowNames, rowDims } = form;
 
+  // No object spreads and no error text built on this path, which a decoding loop runs once per token:
+  // V8 (Node 20) made `{ ...form, more }` cost about 60 µs a call and kept its garbage alive through
+  // the scavenges (bench/call-overhead.mjs).
   const xT = check.tensor('x', x);
   check.dtype('x', xT, ALL_DTYPES);
-  if (xT.shape.length !== rowDims.length + 1 || xT.shape[0] === 0 || rowDims.some((s, i) => xT.shape[i + 1] !== s)) {
-    throw new RangeError(`${fn}: x must have shape ${named({ batch: slots, ...rowNames })}, got ${describe(xT.shape)}`);
+  const xs = xT.shape;
+  if (xs.length !== rowDims.length + 1 || xs[0] === 0 || xs[1] !== H || (heads && xs[2] !== P)) {
+    throw new RangeError(`${fn}: x must have shape ${named({ batch: slots, ...rowNames })}, got ${describe(xs)}`);
   }
-  const batch = xT.shape[0]!;
-  const xShape = [batch, ...rowDims];
-  const xText = named({ batch, ...rowNames });
+  const batch = xs[0]!;
+  const xShape = heads ? [batch, H, P] : [batch, H];
+  const xText = () => named({ batch, ...rowNames });
 
   const indices = checkStateBatchIndices(o.stateBatchIndices, batch, slots);
 
@@ -169,16 +173,17 @@ function checkStateUpdate(
   check.dtype('A', At, 'float32');
   const scalarPerHead = heads && At.shape.length === 1;
   if (scalarPerHead) {
-    check.shape('A', At, [H], `${named({ H, P, N })} or ${named({ H })} (one scalar per head)`);
+    check.shape('A', At, [H], () => `${named({ H, P, N })} or ${named({ H })} (one scalar per head)`);
   } else {
     const aShape = heads ? [H, P, N] : [H, N];
-    const aText = heads ? `${named({ H, P, N })} or ${named({ H })} (one scalar per head)` : named({ dim: H, N });
+    const aText = () =>
+      heads ? `${named({ H, P, N })} or ${named({ H })} (one scalar per head)` : named({ dim: H, N });
     check.shape('A', At, aShape, aText);
   }
 
   const dtT = check.tensor('dt', dt);
   check.dtype('dt', dtT, xT.dtype, ' (the dtype of x)');
-  if (scalarPerHead) check.shape('dt', dtT, [batch, H], `${named({ batch, H })} (A has one scalar per head)`);
+  if (scalarPerHead) check.shape('dt', dtT, [batch, H], () => `${named({ batch, H })} (A has one scalar per head)`);
   else check.shape('dt', dtT, xShape, xText);
 
   const groups = checkGroups(check, form, xT, batch, B, C);
@@ -188,8 +193,8 @@ function checkStateUpdate(
   if (D) {
     check.dtype('D', D, 'float32');
     dPerHead = heads && D.shape.length === 1;
-    if (dPerHead) check.shape('D', D, [H], `${named({ H, P })} or ${named({ H })}`);
-    else check.shape('D', D, rowDims, heads ? `${named({ H, P })} or ${named({ H })}` : named({ dim: H }));
+    if (dPerHead) check.shape('D', D, [H], () => `${named({ H, P })} or ${named({ H })}`);
+    else check.shape('D', D, rowDims, () => (heads ? `${named({ H, P })} or ${named({ H })}` : named({ dim: H })));
   }
   const z = check.optionalTensor('z', o.z);
   if (z) {
@@ -199,13 +204,20 @@ function checkStateUpdate(
   const dtBias = check.optionalTensor('dtBias', o.dtBias);
   if (dtBias) {
     check.dtype('dtBias', dtBias, 'float32');
-    if (scalarPerHead) check.shape('dtBias', dtBias, [H], `${named({ H })} (A has one scalar per head)`);
-    else check.shape('dtBias', dtBias, rowDims, heads ? named({ H, P }) : named({ dim: H }));
+    if (scalarPerHead) check.shape('dtBias', dtBias, [H], () => `${named({ H })} (A has one scalar per head)`);
+    else check.shape('dtBias', dtBias, rowDims, () => (heads ? named({ H, P }) : named({ dim: H })));
   }
   const dtSoftplus = check.boolean('dtSoftplus', o.dtSoftplus);
   const device = check.device();
   return {
-    ...form,
+    state: form.state,
+    heads,
+    slots,
+    H,
+    P,
+    N,
+    rowNames,
+    rowDims,
     x: xT,
     dt: dtT,
     A: At,
@@ -258,7 +270,7 @@ function stateUpdateDescriptor(c: CheckedStateUpdate, y: Tensor) {
  * its backward).
  */
 function dispatchStateUpdate(c: CheckedStateUpdate): Tensor {
-  const y = allocate(fn, [c.batch, ...c.rowDims], c.x.dtype, c.device, false);
+  const y = allocate(fn, c.heads ? [c.batch, c.H, c.P] : [c.batch, c.H], c.x.dtype, c.device, false);
   try {
     native.stateUpdate(stateUpdateDescriptor(c, y));
   } catch (error) {
