@@ -2,7 +2,7 @@
 // `npm run prebuilds`: the binary that ships inside the package, so that `npm install` needs no
 // compiler, no CUDA toolkit and no install script. prebuildify runs node-gyp, whose binding.gyp
 // action runs the same CMake build as every other build (scripts/build-native.js), here with
-// SELECTIVE_SCAN_RELEASE=1: CUDA code for sm_75 ... sm_120 plus PTX for the newest, compressed;
+// SELECTIVE_SCAN_RELEASE=1: CUDA code for sm_75 ... sm_120 plus PTX, compressed;
 // static CUDA runtime and libstdc++; baseline x86-64 CPU code with faster paths chosen at run
 // time. The result, stripped, is prebuilds/linux-x64/selective-scan.glibc.node.
 //

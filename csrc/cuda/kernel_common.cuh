@@ -187,20 +187,19 @@ struct ItemIO {
 // ---- Launch plumbing ----------------------------------------------------------------------------
 
 // The chunk shapes the scan kernels are compiled for: ITEMS steps per lane, 32 * ITEMS per chunk.
-// kMaxItems bounds the shapes instantiated (the forward goes to 16, the backward stops at 4).
+// kMaxItems bounds the shapes instantiated (the forward goes to 16, the backward stops at 4); the
+// shortest is 2 steps per lane (a sequence of up to 32 steps runs in a 64-step chunk: one more
+// kernel per dtype and direction costs the release build more than the idle lanes cost there).
+constexpr int kMinItems = 2;
 template <int ITEMS>
 struct ItemsTag {
   static constexpr int value = ITEMS;
 };
 template <int kMaxItems, class F>
 cudaError_t dispatchItems(int items, F &&f) {
-  static_assert(kMaxItems == 1 || kMaxItems == 2 || kMaxItems == 4 || kMaxItems == 8 || kMaxItems == 16,
-                "ITEMS is a power of two <= 16");
+  static_assert(kMaxItems == 2 || kMaxItems == 4 || kMaxItems == 8 || kMaxItems == 16, "ITEMS is a power of two <= 16");
   switch (items) {
-    case 1: return f(ItemsTag<1>{});
-    case 2:
-      if constexpr (kMaxItems >= 2) return f(ItemsTag<2>{});
-      break;
+    case 2: return f(ItemsTag<2>{});
     case 4:
       if constexpr (kMaxItems >= 4) return f(ItemsTag<4>{});
       break;

@@ -683,10 +683,10 @@ gpu::Status scanBackward(const ScanBackwardParams &bp, gpu::Stream stream) {
   const ScanShape &s = p.shape;
   SS_CUDA_TRY(checkScanShape(p));
   if (isEmptyScan(s)) return cudaSuccess;
-  // One checkpoint interval (chunkLength = 32, 64 or 128 steps, see scanChunkLength) is one
+  // One checkpoint interval (chunkLength = 64 or 128 steps, see scanChunkLength) is one
   // chunk of the backward: ITEMS = chunkLength / 32.
   int items = 0;
-  for (int candidate = 1; candidate <= kMaxBackwardItems; candidate *= 2)
+  for (int candidate = kMinItems; candidate <= kMaxBackwardItems; candidate *= 2)
     if (p.chunkLength == int64_t(kWarpSize) * candidate) items = candidate;
   if (items == 0) return cudaErrorInvalidValue;
   if (!p.checkpoints && s.seqlen > p.chunkLength) return cudaErrorInvalidValue;

@@ -5,7 +5,7 @@
 //    loop over rows: short sequences still fill the GPU (mamba_ssm uses a whole block per row), and
 //    no grid dimension limits batch or dim. Warps never synchronise with each other.
 //  - Time is cut into chunks of kChunk = 32 * ITEMS steps; lane l owns ITEMS consecutive steps of
-//    the chunk. ITEMS is the fewest of 1, 2, 4, 8 that hold the sequence in one chunk, else 16 for
+//    the chunk. ITEMS is the fewest of 2, 4, 8 that hold the sequence in one chunk, else 16 for
 //    16-bit inputs on the full-chunk path (below), else 8: more steps per lane spread the warp
 //    scan's fixed cost (about 25 instructions per state channel) over more element·states.
 //  - Per chunk, the N state channels in turn: pairs (a_t, dt_t B_t u_t) with a_t = exp2(dt_t A2)
@@ -76,7 +76,7 @@ constexpr int maxForwardItems(DType t) { return t == DType::Float32 ? 8 : kMaxFo
 // Steps per lane of the forward for a sequence length: the fewest that make one chunk hold the
 // whole sequence, else the dtype's longest chunk.
 int forwardItems(int64_t L, DType t) {
-  for (int items : {1, 2, 4, 8})
+  for (int items : {kMinItems, 4, 8})
     if (L <= int64_t(kWarpSize) * items) return items;
   return maxForwardItems(t);
 }
