@@ -37,7 +37,10 @@
 // is rounded once to the 16-bit dtype, as the reference Triton kernels of mamba_ssm do, goes only
 // into the 16-bit output: the masked decay matrix (Y_diag) and the state before the chunk (Y_off). A float16 state
 // beyond 65504 would become infinite as an operand of Y_off (the recurrent kernel has no such
-// limit; the states of a stable model are far below it).
+// limit; the states of a stable model are far below it). Non-finite inputs: a NaN or Inf in x at
+// step s reaches the outputs of position p at the earlier steps of its 16-step window too (the
+// causal mask is a zero in G', and the tensor core computes 0 x NaN = NaN), where the recurrent
+// kernel and the CPU backend keep it to steps >= s; masks elsewhere are selections, not products.
 //
 // Supported here: N <= 128 (shared memory under the 48 KB default on every architecture) and no
 // cuSeqlens; bf16 needs sm_80 (ssdForward checks the device: sm_75 runs bf16 recurrently).
@@ -285,9 +288,11 @@ __global__ void __launch_bounds__(kChunkThreads) ssdChunkedKernel(const ChunkedA
           for (int i = 0; i < kMaxStateTiles; ++i) {
             const int j = warp + 4 * i;
             if (j < stateTiles) {
-              const int n = 8 * j + g, s = k0 + 2 * q;  // B[s][n]
-              const uint32_t bb[2] = {packPair(Bs[s * NP + n], Bs[(s + 1) * NP + n]),
-                                      packPair(Bs[(s + 8) * NP + n], Bs[(s + 9) * NP + n])};
+              // B[s][n], zero outside the interval too: a NaN or Inf of another step must not
+              // reach this interval's state through 0 x NaN.
+              const int n = 8 * j + g, s = k0 + 2 * q;
+              const auto bAt = [&](int r) -> uint16_t { return r >= u0 && r < u1 ? Bs[r * NP + n] : 0; };
+              const uint32_t bb[2] = {packPair(bAt(s), bAt(s + 1)), packPair(bAt(s + 8), bAt(s + 9))};
 #pragma unroll
               for (int term = kTerms<DT> - 1; term >= 0; --term) mmaM16N8K16<DT>(state[i], a[term], bb, state[i]);
             }
