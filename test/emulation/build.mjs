@@ -185,7 +185,8 @@ export async function buildEmulator({
       'test/emulation/selftest.cu',
     ),
   );
-  units.push({ name: 'selftest', src: selftest, flags: [...kernelFlags, `-I${here}`], deps: headers.emu });
+  // csrc/ on its include path: the self-test checks the wrappers of csrc/cuda/mma.cuh too.
+  units.push({ name: 'selftest', src: selftest, flags: [...kernelFlags, `-I${here}`, `-I${csrc}`], deps: csrcDeps });
   // The emulator switches stacks with a `ret` into another fiber, which a hardware shadow stack
   // (CET) would refuse: -fcf-protection=none keeps its object, and so the binary, unmarked, so that
   // no loader turns shadow stacks on for it (x86-64 only; elsewhere there is nothing to turn off).

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "cuda/mma.cuh"
 #include "selftest.h"
 
 namespace emutest {
@@ -163,6 +164,27 @@ __global__ void ownElementsKernel(const float *in, short *halves, float *partial
   partials[b * 64 + t] += in[63 - t];
 }
 
+// One m16n8k16 product of known 16-bit matrices through csrc/cuda/mma.cuh: every lane gathers its
+// fragments from A (16 x 16, row-major), B (16 x 8, row-major here) and C (16 x 8) by the PTX ISA's
+// formulas, written out here independently of the emulator's model, and writes its part of D.
+template <ss::DType DT>
+__global__ void mmaKernel(const uint16_t *A, const uint16_t *B, const float *C, float *D) {
+  const int lane = int(threadIdx.x), g = lane >> 2, q = lane & 3;
+  uint32_t a[4], b[2];
+  float c[4], d[4];
+  for (int r = 0; r < 4; ++r) {
+    const int row = g + (r & 1) * 8, col = 2 * q + (r >> 1) * 8;  // a[1], a[3]: row + 8; a[2], a[3]: col + 8
+    a[r] = ss::cuda::packPair(A[row * 16 + col], A[row * 16 + col + 1]);
+  }
+  for (int r = 0; r < 2; ++r) {
+    const int k = 2 * q + r * 8;
+    b[r] = ss::cuda::packPair(B[k * 8 + g], B[(k + 1) * 8 + g]);
+  }
+  for (int i = 0; i < 4; ++i) c[i] = C[(g + (i >> 1) * 8) * 8 + 2 * q + (i & 1)];
+  ss::cuda::mmaM16N8K16<DT>(d, a, b, c);
+  for (int i = 0; i < 4; ++i) D[(g + (i >> 1) * 8) * 8 + 2 * q + (i & 1)] = d[i];
+}
+
 struct Recorder {
   std::vector<SelfTestResult> &results;
   void add(const std::string &name, bool pass, const std::string &detail) { results.push_back({name, pass, detail}); }
@@ -210,6 +232,47 @@ void runSelfTests(std::vector<SelfTestResult> &results) {
     const auto faults = emu::takeFaults();
     r.add("shuffles, ballot and butterfly sums give the hardware's values", wrong.empty() && faults.empty(),
           wrong.empty() ? join(faults) : wrong[0]);
+  }
+  {  // The tensor cores' m16n8k16 product (emulated): D = A B + C with the PTX ISA's fragment layout.
+    // Small integers (exact in both types), no symmetry: a transposed or shifted fragment changes D.
+    uint16_t *A = nullptr, *B = nullptr;
+    float *C = nullptr, *D = nullptr;
+    cudaMalloc(&A, 256 * sizeof(uint16_t));
+    cudaMalloc(&B, 128 * sizeof(uint16_t));
+    cudaMalloc(&C, 128 * sizeof(float));
+    cudaMalloc(&D, 128 * sizeof(float));
+    float a[16][16], b[16][8];
+    for (int i = 0; i < 16; ++i)
+      for (int k = 0; k < 16; ++k) a[i][k] = float((i * 5 + k * 3 + i * k) % 11 - 5);
+    for (int k = 0; k < 16; ++k)
+      for (int j = 0; j < 8; ++j) b[k][j] = float((k * 7 + j * 2 + k * j * 3) % 13 - 6);
+    for (int j = 0; j < 128; ++j) C[j] = float(j % 9) * 0.5f - 2.0f;
+    std::string wrong;
+    for (int bf16 = 0; bf16 < 2; ++bf16) {
+      for (int i = 0; i < 256; ++i)
+        A[i] = bf16 ? ss::floatToBfloat16(a[i / 16][i % 16]) : ss::floatToHalf(a[i / 16][i % 16]);
+      for (int i = 0; i < 128; ++i)
+        B[i] = bf16 ? ss::floatToBfloat16(b[i / 8][i % 8]) : ss::floatToHalf(b[i / 8][i % 8]);
+      if (bf16)
+        mmaKernel<ss::DType::BFloat16><<<1, 32>>>(A, B, C, D);
+      else
+        mmaKernel<ss::DType::Float16><<<1, 32>>>(A, B, C, D);
+      for (int i = 0; i < 16 && wrong.empty(); ++i)
+        for (int j = 0; j < 8 && wrong.empty(); ++j) {
+          float expected = C[i * 8 + j];
+          for (int k = 0; k < 16; ++k) expected += a[i][k] * b[k][j];
+          if (D[i * 8 + j] != expected)
+            wrong = std::string(bf16 ? "bf16" : "f16") + " D[" + std::to_string(i) + "][" + std::to_string(j) +
+                    "] = " + std::to_string(D[i * 8 + j]) + ", expected " + std::to_string(expected);
+        }
+    }
+    cudaFree(A);
+    cudaFree(B);
+    cudaFree(C);
+    cudaFree(D);
+    const auto faults = emu::takeFaults();
+    r.add("mma.sync m16n8k16 (f16, bf16) computes A B + C with the PTX ISA's fragment layout",
+          wrong.empty() && faults.empty(), wrong.empty() ? join(faults) : wrong);
   }
   {
     divergentShuffleKernel<<<1, 32>>>(ints);

@@ -12,7 +12,8 @@
 //  - After each interval's last step, the state is the checkpoint (N-major, as the CPU backend
 //    stores it). At a sequence's first step the state is replaced by that sequence's initial state
 //    (or zeros); after its last, it is its last state.
-//  - This is the first GPU path: the chunked dual form on tensor cores will replace it.
+//  - float16 and bfloat16 inputs run the chunked dual form on tensor cores instead
+//    (ssd_scan_chunked.cu) where it supports the call; this kernel covers the rest.
 #include <algorithm>
 
 #include "ssd_scan_cuda.cuh"
@@ -144,6 +145,7 @@ gpu::Status ssdForward(const SsdForwardParams &p, gpu::Stream stream) {
   SS_CUDA_TRY(checkSsdShape(p));
   const SsdShape &s = p.shape;
   if (s.batch == 0 || s.heads == 0 || s.headDim == 0) return cudaSuccess;
+  if (ssdChunkedSupports(p)) return ssdChunkedForward(p, stream);
   return dispatchDType(p.dtype, [&](auto dtype) {
     constexpr DType DT = decltype(dtype)::value;
     switch (ssdStatesPerLane(s.dstate)) {

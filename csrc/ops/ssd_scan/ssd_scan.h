@@ -77,6 +77,10 @@ namespace cuda {
 // chunkLength.
 int64_t ssdChunkLength(const SsdShape &s);
 gpu::Status ssdForward(const SsdForwardParams &p, gpu::Stream stream);
+// Whether ssdForward runs this call in the chunked form on tensor cores (ssd_scan_chunked.cu):
+// float16 or bfloat16 inputs on a device with their mma (bf16 from sm_80), N <= 128, no cuSeqlens.
+// Its outputs and checkpoints keep the recurrent kernel's contract.
+bool ssdChunkedSupports(const SsdForwardParams &p);
 // Allocates and frees its own scratch memory stream-ordered (cudaMallocAsync / cudaFreeAsync).
 gpu::Status ssdBackward(const SsdBackwardParams &p, gpu::Stream stream);
 }  // namespace cuda

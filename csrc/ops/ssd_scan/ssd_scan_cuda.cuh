@@ -81,4 +81,7 @@ inline cudaError_t checkSsdShape(const SsdForwardParams &p) {
   return cudaSuccess;
 }
 
+// The launch of the chunked form (ssd_scan_chunked.cu), for calls ssdChunkedSupports accepts.
+gpu::Status ssdChunkedForward(const SsdForwardParams &p, gpu::Stream stream);
+
 }  // namespace ss::cuda

@@ -235,6 +235,13 @@ CaseResult runSsdCase(const SsdSpec &s) {
     return s.nanAt >= 0 ? compareFinite(what, got, want, tol) : emutest::compare(what, got, want, tol);
   };
 
+  if (s.group.find("chunked form") != std::string::npos) {  // these cases exist for that kernel
+    const SsdForwardParams p =
+        forwardParams(s, dev.pointers(), cuda::ssdChunkLength({s.batch, s.L, s.H, s.P, s.G, s.N}));
+    const bool chunked = cuda::ssdChunkedSupports(p);
+    r.checks.push_back({"runs the chunked (tensor-core) forward", chunked, NAN, NAN, NAN, NAN,
+                        chunked ? "" : "ssdChunkedSupports says no: the recurrent kernel would run"});
+  }
   emu::setSchedule(kAscending);
   const GpuForward fwd = gpuForward(r, s, dev, "forward");
   r.checks.push_back(compare("forward out", fwd.out.download(), ref.out, forwardTolerance(s.dtype)));
@@ -387,6 +394,52 @@ std::vector<SsdSpec> ssdCases() {
     s.N = 17;
     s.cuSeqlens = {0, 10, 10, 45};
     add(all(s));
+  }
+
+  // 16-bit inputs on the chunked form (ssd_scan_chunked.cu: chunks of 64 steps, tensor-core
+  // products): L below one chunk, at it, past it and over several; N padded to 16 and N giving
+  // checkpoint intervals of 32, 16 and 8 steps (the state walks them inside a chunk); P over one,
+  // two and three tiles of 16 positions; heads sharing groups; every option. The backward reads
+  // the chunked forward's checkpoints, so its gradients check them.
+  for (DType t : {DType::Float16, DType::BFloat16}) {
+    struct Shape {
+      int64_t batch, L, H, G, P, N;
+    };
+    const std::string group = std::string("ssd ") + dtypeName(t) + ": chunked form";
+    int k = 0;
+    for (const Shape z : {Shape{1, 5, 2, 1, 7, 16}, Shape{2, 64, 4, 2, 16, 3}, Shape{1, 100, 2, 2, 20, 64},
+                          Shape{1, 200, 3, 1, 9, 128}, Shape{2, 130, 2, 1, 40, 33}, Shape{1, 77, 4, 4, 5, 100}}) {
+      SsdSpec s;
+      s.group = group;
+      s.dtype = t;
+      s.batch = z.batch;
+      s.L = z.L;
+      s.H = z.H;
+      s.G = z.G;
+      s.P = z.P;
+      s.N = z.N;
+      add(all(s));
+      s.dPerHead = k % 2 == 0;  // the other D layout, and options one by one
+      s.D = s.z = s.dtBias = s.softplus = s.dtLimit = s.initialState = s.lastState = s.dLastState = false;
+      switch (k++) {
+        case 0: s.z = true; break;
+        case 1: s.initialState = s.lastState = true; break;
+        case 2: s.dtBias = s.softplus = true; break;
+        case 3: s.D = true; break;
+        case 4: s.lastState = s.dLastState = true; break;
+        case 5: s.dtLimit = s.z = true; break;
+      }
+      add(s);
+    }
+    SsdSpec s;  // forward only, no checkpoints: the last state alone
+    s.group = group;
+    s.dtype = t;
+    s.L = 150;
+    s.P = 16;
+    s.N = 32;
+    s.backward = s.checkpoints = false;
+    s.initialState = s.lastState = true;
+    add(s);
   }
 
   // Forward only, without checkpoints (saveForBackward false).
