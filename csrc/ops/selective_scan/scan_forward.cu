@@ -166,9 +166,8 @@ __device__ __forceinline__ void loadChunkInputs(const ScanForwardParams &p, int6
 // interval it lies in only at the interval's end, or at L.
 template <int kChunk, int kIntervalsPerChunk, int kIntervalSteps>
 __device__ __forceinline__ void writeCheckpoints(const ScanForwardParams &p, int64_t checkpointsPerRow, int lane, int N,
-                                                 int64_t row, int64_t t0, const float *carryOut,
+                                                 int64_t L, int64_t row, int64_t t0, const float *carryOut,
                                                  const float *intervalEnds) {
-  const int64_t L = p.shape.seqlen;
   const bool endsIntervals = kChunk >= kIntervalSteps || (t0 + kChunk) % kIntervalSteps == 0 || t0 + kChunk >= L;
   if (p.checkpoints && endsIntervals) {
     // Intervals k0 .. k0 + kIntervalsPerChunk - 1 end in this chunk; the last ones may lie past L.
@@ -207,9 +206,8 @@ __device__ __forceinline__ void writeChunkOutput(const ScanForwardParams &p, int
 // After the row's last chunk, the carry (carries[parity]) is the last state. With packed
 // sequences: the last non-empty sequence's (L > 0 here), and every empty one's is its initial
 // state (0 without).
-__device__ __forceinline__ void writeLastStates(const ScanForwardParams &p, int lane, int N, int64_t row, int64_t d,
-                                                const int32_t *cu, const float *finalCarry) {
-  const int64_t dim = p.shape.dim, L = p.shape.seqlen;
+__device__ __forceinline__ void writeLastStates(const ScanForwardParams &p, int lane, int N, int64_t dim, int64_t L,
+                                                int64_t row, int64_t d, const int32_t *cu, const float *finalCarry) {
   const int64_t last = cu ? (firstOffsetAbove(cu, p.sequences, L - 1) - 1) * dim + d : row;
   for (int n = lane; n < N; n += kWarpSize) p.lastState[last * N + n] = finalCarry[n];
   if (cu) {
@@ -417,7 +415,7 @@ __global__ void __launch_bounds__(kForwardThreads, kForwardMinBlocksPerSM) scanF
       }
       __syncwarp();  // carryOut and intervalEnds complete; reads of carryIn done before it is rewritten
 
-      writeCheckpoints<kChunk, kIntervalsPerChunk, kIntervalSteps>(p, args.checkpoints, lane, N, row, t0, carryOut,
+      writeCheckpoints<kChunk, kIntervalsPerChunk, kIntervalSteps>(p, args.checkpoints, lane, N, L, row, t0, carryOut,
                                                                    intervalEnds);
 
       writeChunkOutput<DT, I>(p, d, rowStart + laneT0, count, vectorized, y);
@@ -485,7 +483,7 @@ __global__ void __launch_bounds__(kForwardThreads, kForwardMinBlocksPerSM) scanF
       anyChunk(t0, parity);
     }
 
-    if (p.lastState) writeLastStates(p, lane, N, row, d, cu, carries + parity * N);
+    if (p.lastState) writeLastStates(p, lane, N, dim, L, row, d, cu, carries + parity * N);
   }
 }
 
