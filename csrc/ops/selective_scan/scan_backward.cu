@@ -163,6 +163,80 @@ __device__ __forceinline__ void accumulateStep(float *dst, float sum, bool deter
     *dst = firstSet ? sum : *dst + sum;
 }
 
+// ---- The stages of scanBackwardKernel ---------------------------------------------------------
+//
+// Stages of the kernel's chunk, named after the CPU backend's BackwardTask where one fits. They are
+// force-inlined, and they take plain values: nvcc simplifies a function on its own before inlining
+// it, so a new boundary can change the kernel's code. Each of these was checked against
+// kernel-stats for every instantiation (the same registers, spills and state-loop instruction
+// counts). The state loop over the N state channels (recompute, reverse sweep, reductions) stays
+// in the kernel, as do the row's table and its final sums: split out, they changed ptxas's
+// register allocation (table: bfloat16 2-step kernel 112 -> 108 registers; final sums: 4-step
+// float32 127 -> 128; per-step gradients 127 -> 125; state-loop stages: 96 -> 128 and a
+// different state loop).
+
+// Per chunk c: the state it starts from into the table (recomputeStates' start on the CPU): the
+// forward's checkpoint of chunk c - 1, or initialState (0 without) for c = 0. With packed
+// sequences step 0 is a reset: the start state is not used there.
+__device__ __forceinline__ void loadChunkStart(const BackwardArgs &args, float *table, int lane, int N, int64_t row,
+                                               bool active, const int32_t *cu, int64_t c) {
+  const ScanForwardParams &p = args.p.fwd;
+  const float *start = c > 0 ? p.checkpoints + (row * args.chunks + c - 1) * N
+                             : (p.initialState && !cu ? p.initialState + row * N : nullptr);
+  __syncwarp();  // the previous chunk's reads of the table are done
+  for (int n = lane; n < N; n += kWarpSize) table[n * kTableStride + kSlotHStart] = active && start ? start[n] : 0.0f;
+  __syncwarp();
+}
+
+// The lane's steps of the chunk from `at` (the CPU's startBlockChunk and the first half of
+// gateBackward): u, dt = softplus(delta + bias) (or delta + bias), and dy = dout silu(z) (dout
+// without z).
+template <DType DT, int ITEMS>
+__device__ __forceinline__ void loadChunkSteps(const ScanBackwardParams &bp, int64_t at, int count, bool vectorized,
+                                               bool hasZ, float bias, float (&u)[ITEMS], float (&dt)[ITEMS],
+                                               float (&dy)[ITEMS]) {
+  using IO = ItemIO<DT, ITEMS>;
+  const ScanForwardParams &p = bp.fwd;
+  IO::load(p.u, at, count, vectorized, u);
+  IO::load(p.delta, at, count, vectorized, dt);
+  IO::load(bp.dout, at, count, vectorized, dy);
+  if (hasZ) {
+    float z[ITEMS];
+    IO::load(p.z, at, count, vectorized, z);
+#pragma unroll
+    for (int i = 0; i < ITEMS; ++i) dy[i] *= silu(z[i]);
+  }
+#pragma unroll
+  for (int i = 0; i < ITEMS; ++i) dt[i] = deltaToDt(dt[i], bias, p.deltaSoftplus);
+}
+
+// Packed sequences (cu non-null): the lane's steps that start a sequence (`resets`), the sequence
+// of each such step (startedAt) and the one that ends just before it (endedAt; -1 at step 0 and
+// where no sequence starts).
+template <int ITEMS>
+__device__ __forceinline__ void findPackedStarts(const int32_t *cu, int64_t sequences, int64_t laneT0, int count,
+                                                 unsigned &resets, int64_t (&startedAt)[ITEMS],
+                                                 int64_t (&endedAt)[ITEMS]) {
+#pragma unroll
+  for (int i = 0; i < ITEMS; ++i) startedAt[i] = endedAt[i] = -1;
+  if (cu) {
+    int64_t s = count > 0 ? firstOffsetAbove(cu, sequences, laneT0) - 1 : 0;
+#pragma unroll
+    for (int i = 0; i < ITEMS; ++i) {
+      if (i < count) {
+        const int64_t t = laneT0 + i;
+        const int64_t before = s;
+        while (cu[s + 1] <= t) ++s;
+        if (cu[s] == t) {
+          resets |= 1u << i;
+          startedAt[i] = s;
+          endedAt[i] = t == 0 ? -1 : i > 0 ? before : firstOffsetAbove(cu, sequences, t - 1) - 1;
+        }
+      }
+    }
+  }
+}
+
 // kPacked: cuSeqlens is given (a template parameter so that the kernels without packed sequences
 // carry none of their code: as a run-time branch it cost the 4-step kernel 13 % more instructions
 // per element-state and some spills).
@@ -241,13 +315,7 @@ __global__ void __launch_bounds__(kBackwardThreads, kBackwardMinBlocksPerSM)
       float dDLane = 0.0f, ddeltaBiasLane = 0.0f;  // this lane's sums over its steps
 
       for (int64_t c = args.chunks - 1; c >= 0; --c) {
-        // (With packed sequences step 0 is a reset: the start state is not used there.)
-        const float *start = c > 0 ? p.checkpoints + (row * args.chunks + c - 1) * N
-                                   : (p.initialState && !cu ? p.initialState + row * N : nullptr);
-        __syncwarp();  // the previous chunk's reads of the table are done
-        for (int n = lane; n < N; n += kWarpSize)
-          table[n * kTableStride + kSlotHStart] = active && start ? start[n] : 0.0f;
-        __syncwarp();
+        loadChunkStart(args, table, lane, N, row, active, cu, c);
 
         const int64_t t0 = c * kChunk, laneT0 = t0 + lane * ITEMS;
         const int count = active ? int(std::min<int64_t>(std::max<int64_t>(L - laneT0, 0), ITEMS)) : 0;
@@ -256,42 +324,14 @@ __global__ void __launch_bounds__(kBackwardThreads, kBackwardMinBlocksPerSM)
         // Per step: u, dt, dy = dout silu(z) (dout without z); accumulators of du, d dt and (for
         // dz) y = sum_n C h.
         float u[ITEMS], dt[ITEMS], dy[ITEMS], du[ITEMS], ddt[ITEMS], y[ITEMS];
-        IO::load(p.u, rowStart + laneT0, count, vectorized, u);
-        IO::load(p.delta, rowStart + laneT0, count, vectorized, dt);
-        IO::load(bp.dout, rowStart + laneT0, count, vectorized, dy);
-        if (hasZ) {
-          float z[ITEMS];
-          IO::load(p.z, rowStart + laneT0, count, vectorized, z);
+        loadChunkSteps<DT, ITEMS>(bp, rowStart + laneT0, count, vectorized, hasZ, bias, u, dt, dy);
 #pragma unroll
-          for (int i = 0; i < ITEMS; ++i) dy[i] *= silu(z[i]);
-        }
-#pragma unroll
-        for (int i = 0; i < ITEMS; ++i) {
-          dt[i] = deltaToDt(dt[i], bias, p.deltaSoftplus);
-          du[i] = ddt[i] = y[i] = 0.0f;
-        }
+        for (int i = 0; i < ITEMS; ++i) du[i] = ddt[i] = y[i] = 0.0f;
         // Packed sequences: the lane's steps that start a sequence (`resets`), the sequence of each
         // such step and the one that ends just before it (-1 at step 0).
         unsigned resets = 0;
         int64_t startedAt[ITEMS], endedAt[ITEMS];
-#pragma unroll
-        for (int i = 0; i < ITEMS; ++i) startedAt[i] = endedAt[i] = -1;
-        if (cu) {
-          int64_t s = count > 0 ? firstOffsetAbove(cu, p.sequences, laneT0) - 1 : 0;
-#pragma unroll
-          for (int i = 0; i < ITEMS; ++i) {
-            if (i < count) {
-              const int64_t t = laneT0 + i;
-              const int64_t before = s;
-              while (cu[s + 1] <= t) ++s;
-              if (cu[s] == t) {
-                resets |= 1u << i;
-                startedAt[i] = s;
-                endedAt[i] = t == 0 ? -1 : i > 0 ? before : firstOffsetAbove(cu, p.sequences, t - 1) - 1;
-              }
-            }
-          }
-        }
+        findPackedStarts(cu, p.sequences, laneT0, count, resets, startedAt, endedAt);
 
         for (int n = 0; n < N; ++n) {
           float *const entry = table + n * kTableStride;

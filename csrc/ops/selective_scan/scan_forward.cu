@@ -133,6 +133,92 @@ __device__ __forceinline__ typename IO::Pack loadPackFolded(const typename IO::S
 // the partial last chunk (beside the full-chunk path's registers, 4 already spills).
 constexpr int anyChunkItems(int items) { return items <= 8 ? items : 2; }
 
+// ---- The stages of scanForwardKernel ----------------------------------------------------------
+//
+// Stages of the kernel's chunk and row, named after the CPU backend's forwardTask where one fits.
+// They are force-inlined, and they take plain values: nvcc simplifies a function on its own before
+// inlining it, so a new boundary can change the kernel's code. Each of these was checked against
+// kernel-stats for every instantiation (the same registers, spills and state-loop instruction
+// counts), including the order in which they read their inputs (D read before u, as a call's
+// argument, cost the float32 4-step kernel 4 registers). The state loops stay in the chunk lambda,
+// as does the row's shared-memory setup: split out, it changed the spills of the 8- and 16-step
+// kernels (64 -> 40 and 48 -> 28 bytes stored), and so did a whole-kernel split into a struct of
+// stages (registers and state-loop counts too).
+
+// A chunk's inputs from `at` (the CPU's gathers and its deltaToDt loop): dt = softplus(delta +
+// bias) (or delta + bias) and dt u, per step of the lane.
+template <DType DT, int I>
+__device__ __forceinline__ void loadChunkInputs(const ScanForwardParams &p, int64_t at, int count, bool vectorized,
+                                                float bias, float (&dt)[I], float (&dtu)[I]) {
+  using IO = ItemIO<DT, I>;
+  IO::load(p.u, at, count, vectorized, dtu);
+  IO::load(p.delta, at, count, vectorized, dt);
+#pragma unroll
+  for (int i = 0; i < I; ++i) {
+    dt[i] = deltaToDt(dt[i], bias, p.deltaSoftplus);
+    dtu[i] *= dt[i];
+  }
+}
+
+// After a chunk's state loop: the checkpoints of the intervals that end in the chunk (the states
+// at their ends, for the backward), copied out of carryOut (the last) and intervalEnds (the
+// others). A chunk shorter than a checkpoint interval (the 16-step kernel's last one) ends the
+// interval it lies in only at the interval's end, or at L.
+template <int kChunk, int kIntervalsPerChunk, int kIntervalSteps>
+__device__ __forceinline__ void writeCheckpoints(const ScanForwardParams &p, int64_t checkpointsPerRow, int lane, int N,
+                                                 int64_t L, int64_t row, int64_t t0, const float *carryOut,
+                                                 const float *intervalEnds) {
+  const bool endsIntervals = kChunk >= kIntervalSteps || (t0 + kChunk) % kIntervalSteps == 0 || t0 + kChunk >= L;
+  if (p.checkpoints && endsIntervals) {
+    // Intervals k0 .. k0 + kIntervalsPerChunk - 1 end in this chunk; the last ones may lie past L.
+    const int64_t k0 = t0 / kIntervalSteps;
+    float *const checkpoint = p.checkpoints + (row * checkpointsPerRow + k0) * N;
+    const int intervals = int(std::min<int64_t>(kIntervalsPerChunk, checkpointsPerRow - k0));
+    for (int k = 0; k < intervals; ++k) {
+      const float *const end = k == kIntervalsPerChunk - 1 ? carryOut : intervalEnds + k * N;
+      for (int n = lane; n < N; n += kWarpSize) checkpoint[k * N + n] = end[n];
+    }
+    // These reads of intervalEnds are done before the next chunk's state loop rewrites it
+    // (otherwise ordered only by that loop's shuffles).
+    if (kIntervalsPerChunk > 1) __syncwarp();
+  }
+}
+
+// The epilogue of a chunk of channel d, from `at` (the CPU's output loop): out = (y + D u) silu(z), rounded
+// once to the dtype. u is loaded again (an L1 hit) rather than held in registers through the
+// state loop.
+template <DType DT, int I>
+__device__ __forceinline__ void writeChunkOutput(const ScanForwardParams &p, int64_t d, int64_t at, int count,
+                                                 bool vectorized, float (&y)[I]) {
+  using IO = ItemIO<DT, I>;
+  float u[I], z[I];
+  IO::load(p.u, at, count, vectorized, u);
+  if (p.z) IO::load(p.z, at, count, vectorized, z);
+  const float Dd = p.D ? p.D[d] : 0.0f;
+#pragma unroll
+  for (int i = 0; i < I; ++i) {
+    y[i] += Dd * u[i];
+    if (p.z) y[i] *= silu(z[i]);
+  }
+  IO::store(p.out, at, count, vectorized, y);
+}
+
+// After the row's last chunk, the carry (carries[parity]) is the last state. With packed
+// sequences: the last non-empty sequence's (L > 0 here), and every empty one's is its initial
+// state (0 without).
+__device__ __forceinline__ void writeLastStates(const ScanForwardParams &p, int lane, int N, int64_t dim, int64_t L,
+                                                int64_t row, int64_t d, const int32_t *cu, const float *finalCarry) {
+  const int64_t last = cu ? (firstOffsetAbove(cu, p.sequences, L - 1) - 1) * dim + d : row;
+  for (int n = lane; n < N; n += kWarpSize) p.lastState[last * N + n] = finalCarry[n];
+  if (cu) {
+    for (int64_t s = lane; s < p.sequences; s += kWarpSize) {
+      if (cu[s] != cu[s + 1]) continue;
+      for (int n = 0; n < N; ++n)
+        p.lastState[(s * dim + d) * N + n] = p.initialState ? p.initialState[(s * dim + d) * N + n] : 0.0f;
+    }
+  }
+}
+
 template <DType DT, int ITEMS>
 __global__ void __launch_bounds__(kForwardThreads, kForwardMinBlocksPerSM) scanForwardKernel(const ForwardArgs args) {
   constexpr int kMaxIntervals = intervalsPerChunk(ITEMS);
@@ -194,14 +280,9 @@ __global__ void __launch_bounds__(kForwardThreads, kForwardMinBlocksPerSM) scanF
       const bool vectorized = kFull || (args.vectorized && t0 + kChunk <= L);
 
       float dt[I], dtu[I], y[I];
-      IO::load(p.u, rowStart + laneT0, count, vectorized, dtu);
-      IO::load(p.delta, rowStart + laneT0, count, vectorized, dt);
+      loadChunkInputs<DT, I>(p, rowStart + laneT0, count, vectorized, bias, dt, dtu);
 #pragma unroll
-      for (int i = 0; i < I; ++i) {
-        dt[i] = deltaToDt(dt[i], bias, p.deltaSoftplus);
-        dtu[i] *= dt[i];
-        y[i] = 0.0f;
-      }
+      for (int i = 0; i < I; ++i) y[i] = 0.0f;
 
       const float *const carryIn = carries + parity * N;
       float *const carryOut = carries + (parity ^ 1) * N;
@@ -334,34 +415,10 @@ __global__ void __launch_bounds__(kForwardThreads, kForwardMinBlocksPerSM) scanF
       }
       __syncwarp();  // carryOut and intervalEnds complete; reads of carryIn done before it is rewritten
 
-      // A chunk shorter than a checkpoint interval (the 16-step kernel's last one) ends the
-      // interval it lies in only at the interval's end, or at L.
-      const bool endsIntervals = kChunk >= kIntervalSteps || (t0 + kChunk) % kIntervalSteps == 0 || t0 + kChunk >= L;
-      if (p.checkpoints && endsIntervals) {
-        // Intervals k0 .. k0 + kIntervalsPerChunk - 1 end in this chunk; the last ones may lie past L.
-        const int64_t k0 = t0 / kIntervalSteps;
-        float *const checkpoint = p.checkpoints + (row * args.checkpoints + k0) * N;
-        const int intervals = int(std::min<int64_t>(kIntervalsPerChunk, args.checkpoints - k0));
-        for (int k = 0; k < intervals; ++k) {
-          const float *const end = k == kIntervalsPerChunk - 1 ? carryOut : intervalEnds + k * N;
-          for (int n = lane; n < N; n += kWarpSize) checkpoint[k * N + n] = end[n];
-        }
-        // These reads of intervalEnds are done before the next chunk's state loop rewrites it
-        // (otherwise ordered only by that loop's shuffles).
-        if (kIntervalsPerChunk > 1) __syncwarp();
-      }
+      writeCheckpoints<kChunk, kIntervalsPerChunk, kIntervalSteps>(p, args.checkpoints, lane, N, L, row, t0, carryOut,
+                                                                   intervalEnds);
 
-      // u again (an L1 hit) rather than held in registers through the state loop.
-      float u[I], z[I];
-      IO::load(p.u, rowStart + laneT0, count, vectorized, u);
-      if (p.z) IO::load(p.z, rowStart + laneT0, count, vectorized, z);
-      const float Dd = p.D ? p.D[d] : 0.0f;
-#pragma unroll
-      for (int i = 0; i < I; ++i) {
-        y[i] += Dd * u[i];
-        if (p.z) y[i] *= silu(z[i]);
-      }
-      IO::store(p.out, rowStart + laneT0, count, vectorized, y);
+      writeChunkOutput<DT, I>(p, d, rowStart + laneT0, count, vectorized, y);
     };
 
     // Packed sequences (uniform over the warp, outside every state loop). A sequence starting at
@@ -426,20 +483,7 @@ __global__ void __launch_bounds__(kForwardThreads, kForwardMinBlocksPerSM) scanF
       anyChunk(t0, parity);
     }
 
-    if (p.lastState) {
-      const float *finalCarry = carries + parity * N;
-      // With packed sequences: the last non-empty one (L > 0 here), and every empty one from its
-      // initial state.
-      const int64_t last = cu ? (firstOffsetAbove(cu, p.sequences, L - 1) - 1) * dim + d : row;
-      for (int n = lane; n < N; n += kWarpSize) p.lastState[last * N + n] = finalCarry[n];
-      if (cu) {
-        for (int64_t s = lane; s < p.sequences; s += kWarpSize) {
-          if (cu[s] != cu[s + 1]) continue;
-          for (int n = 0; n < N; ++n)
-            p.lastState[(s * dim + d) * N + n] = p.initialState ? p.initialState[(s * dim + d) * N + n] : 0.0f;
-        }
-      }
-    }
+    if (p.lastState) writeLastStates(p, lane, N, dim, L, row, d, cu, carries + parity * N);
   }
 }
 
