@@ -6,6 +6,7 @@ import { ALL_DTYPES, ArgumentChecker, checkCuSeqlens, named, storage } from '../
 import { ForwardContext, contextAccess } from '../context.js';
 import { type DType, dtypeCode } from '../dtype.js';
 import { describe } from '../errors.js';
+import { addField } from './common.js';
 import { type ConvInputsDescriptor, native } from '../native.js';
 import { type Device, type Tensor, allocate, deviceIndex, markModified, storageOf } from '../tensor.js';
 import { typedArrayLength, typedArrayName } from '../typed-arrays.js';
@@ -233,8 +234,8 @@ export function causalConv1d(x: Tensor, weight: Tensor, opts?: CausalConv1dOptio
     throw error;
   }
   const result: CausalConv1dResult = { out };
-  if (finalState) result.finalState = finalState;
-  if (saveForBackward) result.ctx = makeContext(s);
+  if (finalState) addField(result, 'finalState', finalState);
+  if (saveForBackward) addField(result, 'ctx', makeContext(s));
   return result;
 }
 
@@ -264,8 +265,8 @@ export function causalConv1dBackward(
 
   const like = (t: Tensor) => allocate(fn, [...t.shape], t.dtype, s.device, false);
   const grads: CausalConv1dGradients = { dx: like(s.x), dweight: like(s.weight) };
-  if (s.bias) grads.dbias = like(s.bias);
-  if (s.initialState) grads.dInitialState = like(s.initialState);
+  if (s.bias) addField(grads, 'dbias', like(s.bias));
+  if (s.initialState) addField(grads, 'dInitialState', like(s.initialState));
   try {
     native.convBackward(
       Object.assign(inputDescriptor(fn, s), {

@@ -3,6 +3,7 @@
 import { ALL_DTYPES, ArgumentChecker, checkCuSeqlens, named, storage } from '../checks.js';
 import { type DType, dtypeCode } from '../dtype.js';
 import { describe } from '../errors.js';
+import { addField } from './common.js';
 import { native, type ProjectionDescriptor, type ScanInputsDescriptor, type ScanShapeDescriptor } from '../native.js';
 import { markPrototype } from '../brand.js';
 import { ForwardContext, contextAccess } from '../context.js';
@@ -338,8 +339,8 @@ export function selectiveScan(
     throw error;
   }
   const result: ScanResult = { out };
-  if (lastState) result.lastState = lastState;
-  if (checkpoints) result.ctx = makeContext(s, chunkLength, checkpoints);
+  if (lastState) addField(result, 'lastState', lastState);
+  if (checkpoints) addField(result, 'ctx', makeContext(s, chunkLength, checkpoints));
   return result;
 }
 
@@ -369,10 +370,10 @@ export function selectiveScanBackward(ctx: ScanContext, dout: Tensor, opts?: Sca
     dB: like(s.B),
     dC: like(s.C),
   };
-  if (s.D) grads.dD = like(s.D);
-  if (s.z) grads.dz = like(s.z);
-  if (s.deltaBias) grads.ddeltaBias = like(s.deltaBias);
-  if (s.initialState) grads.dInitialState = like(s.initialState);
+  if (s.D) addField(grads, 'dD', like(s.D));
+  if (s.z) addField(grads, 'dz', like(s.z));
+  if (s.deltaBias) addField(grads, 'ddeltaBias', like(s.deltaBias));
+  if (s.initialState) addField(grads, 'dInitialState', like(s.initialState));
   const gradStorage = (name: keyof ScanGradients) => storage(fn, name, grads[name]);
   try {
     native.scanBackward(

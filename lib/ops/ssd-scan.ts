@@ -5,6 +5,7 @@ import { markPrototype } from '../brand.js';
 import { ForwardContext, contextAccess } from '../context.js';
 import { type DType, dtypeCode } from '../dtype.js';
 import { describe } from '../errors.js';
+import { addField } from './common.js';
 import { native, type SsdInputsDescriptor, type SsdShapeDescriptor } from '../native.js';
 import { type Device, type Tensor, allocate, deviceIndex, storageOf } from '../tensor.js';
 
@@ -317,8 +318,8 @@ export function ssdScan(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, 
     throw error;
   }
   const result: SsdResult = { out };
-  if (lastState) result.lastState = lastState;
-  if (checkpoints) result.ctx = makeContext(s, chunkLength, checkpoints);
+  if (lastState) addField(result, 'lastState', lastState);
+  if (checkpoints) addField(result, 'ctx', makeContext(s, chunkLength, checkpoints));
   return result;
 }
 
@@ -347,10 +348,10 @@ export function ssdScanBackward(ctx: SsdContext, dout: Tensor, opts?: SsdBackwar
 
   const like = (t: Tensor) => allocate(fn, [...t.shape], t.dtype, s.device, false);
   const grads: SsdGradients = { dx: like(s.x), ddt: like(s.dt), dA: like(s.A), dB: like(s.B), dC: like(s.C) };
-  if (s.D) grads.dD = like(s.D);
-  if (s.z) grads.dz = like(s.z);
-  if (s.dtBias) grads.ddtBias = like(s.dtBias);
-  if (s.initialState) grads.dInitialState = like(s.initialState);
+  if (s.D) addField(grads, 'dD', like(s.D));
+  if (s.z) addField(grads, 'dz', like(s.z));
+  if (s.dtBias) addField(grads, 'ddtBias', like(s.dtBias));
+  if (s.initialState) addField(grads, 'dInitialState', like(s.initialState));
   const gradStorage = (name: keyof SsdGradients) => storage(fn, name, grads[name]);
   try {
     native.ssdBackward(
