@@ -120,10 +120,7 @@ function checkConvInputs(check: ArgumentChecker, x: unknown, weight: unknown, o:
   const sequences = cuSeqlens ? cuSeqlens.length - 1 : batch;
   const initialState = check.optionalTensor('initialState', o.initialState);
   if (initialState) {
-    check.shape(
-      'initialState',
-      initialState,
-      [sequences, dim, W - 1],
+    check.shape('initialState', initialState, [sequences, dim, W - 1], () =>
       stateText({ cuSeqlens, sequences, dim, width: W }),
     );
     check.dtype('initialState', initialState, xT.dtype, ' (the dtype of x)');
@@ -253,7 +250,7 @@ export function causalConv1dBackward(
   check.dtype('dout', doutT, s.dtype, ' (the dtype of x)');
   const dFinalState = check.optionalTensor('dFinalState', o.dFinalState);
   if (dFinalState) {
-    check.shape('dFinalState', dFinalState, [s.sequences, s.dim, s.width - 1], stateText(s));
+    check.shape('dFinalState', dFinalState, [s.sequences, s.dim, s.width - 1], () => stateText(s));
     check.dtype('dFinalState', dFinalState, s.dtype, ' (the dtype of x)');
   }
   const deterministic = check.boolean('deterministic', o.deterministic);

@@ -181,10 +181,7 @@ function checkScanInputs(
   const sequences = cuSeqlens ? cuSeqlens.length - 1 : batch;
   const initialState = check.optionalTensor('initialState', o.initialState);
   if (initialState) {
-    check.shape(
-      'initialState',
-      initialState,
-      [sequences, dim, dstate],
+    check.shape('initialState', initialState, [sequences, dim, dstate], () =>
       named({ ...stateRows(cuSeqlens, sequences), dim, N: dstate }),
     );
     check.dtype('initialState', initialState, 'float32');
@@ -353,7 +350,7 @@ export function selectiveScanBackward(ctx: ScanContext, dout: Tensor, opts?: Sca
   const dLastState = check.optionalTensor('dLastState', o.dLastState);
   if (dLastState) {
     const rows = stateRows(s.cuSeqlens, s.sequences);
-    check.shape('dLastState', dLastState, [s.sequences, dim, dstate], named({ ...rows, dim, N: dstate }));
+    check.shape('dLastState', dLastState, [s.sequences, dim, dstate], () => named({ ...rows, dim, N: dstate }));
     check.dtype('dLastState', dLastState, 'float32');
   }
   const deterministic = check.boolean('deterministic', o.deterministic);

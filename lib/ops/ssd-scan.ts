@@ -171,10 +171,7 @@ function checkSsdInputs(
   const initialState = check.optionalTensor('initialState', o.initialState);
   if (initialState) {
     const rows: Record<string, number> = cuSeqlens ? { nseq: sequences } : { batch };
-    check.shape(
-      'initialState',
-      initialState,
-      [sequences, heads, headDim, dstate],
+    check.shape('initialState', initialState, [sequences, heads, headDim, dstate], () =>
       named({ ...rows, H: heads, P: headDim, N: dstate }),
     );
     check.dtype('initialState', initialState, 'float32');
@@ -332,10 +329,7 @@ export function ssdScanBackward(ctx: SsdContext, dout: Tensor, opts?: SsdBackwar
   const dLastState = check.optionalTensor('dLastState', o.dLastState);
   if (dLastState) {
     const rows: Record<string, number> = s.cuSeqlens ? { nseq: s.sequences } : { batch };
-    check.shape(
-      'dLastState',
-      dLastState,
-      [s.sequences, heads, headDim, dstate],
+    check.shape('dLastState', dLastState, [s.sequences, heads, headDim, dstate], () =>
       named({ ...rows, H: heads, P: headDim, N: dstate }),
     );
     check.dtype('dLastState', dLastState, 'float32');
