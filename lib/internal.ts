@@ -48,7 +48,9 @@ export function scanChunkLength(
   device: DeviceSpec | 'cpu',
   shape: { batch: number; dim: number; seqlen: number; dstate: number },
 ): number {
-  return native.scanChunkLength({ device: index(device), ...shape });
+  // A literal, not a spread (docs/ARCHITECTURE.md): the four numbers the addon reads.
+  const { batch, dim, seqlen, dstate } = shape;
+  return native.scanChunkLength({ device: index(device), batch, dim, seqlen, dstate });
 }
 
 // The tfjs adapter's data path (lib/tensor.ts), for its tests.

@@ -20,6 +20,7 @@ import {
   selectiveScanBackward,
   selectiveStateUpdate,
   ssdScan,
+  ssdScanBackward,
 } from './helpers/api.js';
 import { expectCode, expectThrow } from './helpers/expect-code.js';
 import { Rng } from './helpers/random.js';
@@ -414,6 +415,75 @@ describe('options are own properties only: a polluted Object.prototype changes n
     }
     expect(seen).toEqual([]);
     for (const [i, values] of clean.entries()) expectBitsEqual(dirty[i]!, values, `output ${i}`);
+  });
+
+  it('setters on Object.prototype named like optional result fields neither get them nor hide them', () => {
+    // The forward results' lastState, finalState and ctx and the gradients of optional inputs:
+    // each an own field of the result, whatever Object.prototype says.
+    const names = ['lastState', 'finalState', 'ctx', 'dD', 'dz', 'ddeltaBias', 'ddtBias', 'dbias', 'dInitialState'];
+    const scanOpts = { D: rand([3]), z: rand([2, 3, 20]), deltaBias: rand([3]), initialState: rand([2, 3, 4]) };
+    const [sx, sdt, sA, sB, sC] = [
+      rand([1, 6, 2, 4]),
+      rand([1, 6, 2], -0.5, 0.5),
+      rand([2], -2, -0.5),
+      rand([1, 6, 1, 4]),
+      rand([1, 6, 1, 4]),
+    ];
+    const ssdOpts = { D: rand([2]), z: rand([1, 6, 2, 4]), dtBias: rand([2]), initialState: rand([1, 2, 4, 4]) };
+    const [cx, cw] = [rand([2, 3, 20]), rand([3, 4])];
+    const convOpts = { bias: rand([3]), initialState: rand([2, 3, 3]) };
+    const run = () => {
+      const f = selectiveScan(u, delta, A, B, C, { ...scanOpts, returnLastState: true, saveForBackward: true });
+      const g = f.ctx ? selectiveScanBackward(f.ctx, u) : undefined;
+      const s = ssdScan(sx, sdt, sA, sB, sC, { ...ssdOpts, returnLastState: true, saveForBackward: true });
+      const sg = s.ctx ? ssdScanBackward(s.ctx, sx) : undefined;
+      const c = causalConv1d(cx, cw, { ...convOpts, returnFinalState: true, saveForBackward: true });
+      const cg = c.ctx ? causalConv1dBackward(c.ctx, cx) : undefined;
+      const fields = {
+        'selectiveScan lastState': f.lastState,
+        'selectiveScanBackward dD': g?.dD,
+        'selectiveScanBackward dz': g?.dz,
+        'selectiveScanBackward ddeltaBias': g?.ddeltaBias,
+        'selectiveScanBackward dInitialState': g?.dInitialState,
+        'ssdScan lastState': s.lastState,
+        'ssdScanBackward dD': sg?.dD,
+        'ssdScanBackward dz': sg?.dz,
+        'ssdScanBackward ddtBias': sg?.ddtBias,
+        'ssdScanBackward dInitialState': sg?.dInitialState,
+        'causalConv1d finalState': c.finalState,
+        'causalConv1dBackward dbias': cg?.dbias,
+        'causalConv1dBackward dInitialState': cg?.dInitialState,
+      };
+      const own = [f, s, c].map((r) => Object.keys(r).sort().join(','));
+      for (const r of [f, s, c]) r.ctx?.dispose();
+      return { own, values: Object.entries(fields).map(([k, t]) => [k, t?.dataSync()] as const) };
+    };
+    const clean = run();
+    const seen: string[] = [];
+    const proto = Object.prototype as Record<string, unknown>;
+    for (const name of names) {
+      Object.defineProperty(proto, name, {
+        configurable: true,
+        get: () => undefined,
+        set: () => {
+          seen.push(name);
+        },
+      });
+    }
+    let dirty: ReturnType<typeof run>;
+    try {
+      dirty = run();
+    } finally {
+      for (const name of names) delete proto[name];
+    }
+    expect(seen).toEqual([]);
+    expect(clean.own).toEqual(['ctx,lastState,out', 'ctx,lastState,out', 'ctx,finalState,out']);
+    expect(dirty.own).toEqual(clean.own);
+    for (const [i, [name, values]] of clean.values.entries()) {
+      expect(values, name).toBeDefined();
+      expect(dirty.values[i]![1], name).toBeDefined();
+      expectBitsEqual(dirty.values[i]![1]!, values!, name);
+    }
   });
 
   it("Tensor.zeros, from, fromBits and to with Object.prototype.device = 'cuda' and .dtype = 'float16'", () => {

@@ -6,6 +6,7 @@ import { ALL_DTYPES, ArgumentChecker, checkCuSeqlens, named, storage } from '../
 import { ForwardContext, contextAccess } from '../context.js';
 import { type DType, dtypeCode } from '../dtype.js';
 import { describe } from '../errors.js';
+import { addField, allocateGradients, freeOutputsOnThrow } from './common.js';
 import { type ConvInputsDescriptor, native } from '../native.js';
 import { type Device, type Tensor, allocate, deviceIndex, markModified, storageOf } from '../tensor.js';
 import { typedArrayLength, typedArrayName } from '../typed-arrays.js';
@@ -119,10 +120,7 @@ function checkConvInputs(check: ArgumentChecker, x: unknown, weight: unknown, o:
   const sequences = cuSeqlens ? cuSeqlens.length - 1 : batch;
   const initialState = check.optionalTensor('initialState', o.initialState);
   if (initialState) {
-    check.shape(
-      'initialState',
-      initialState,
-      [sequences, dim, W - 1],
+    check.shape('initialState', initialState, [sequences, dim, W - 1], () =>
       stateText({ cuSeqlens, sequences, dim, width: W }),
     );
     check.dtype('initialState', initialState, xT.dtype, ' (the dtype of x)');
@@ -220,21 +218,17 @@ export function causalConv1d(x: Tensor, weight: Tensor, opts?: CausalConv1dOptio
   const finalState = returnFinalState
     ? allocate(fn, [s.sequences, s.dim, s.width - 1], s.dtype, s.device, false)
     : undefined;
-  try {
+  freeOutputsOnThrow([out, finalState], () =>
     native.convForward(
       Object.assign(inputDescriptor(fn, s), {
         out: storageOf(out, fn, 'out'),
         finalState: storage(fn, 'finalState', finalState),
       }),
-    );
-  } catch (error) {
-    out.dispose();
-    finalState?.dispose();
-    throw error;
-  }
+    ),
+  );
   const result: CausalConv1dResult = { out };
-  if (finalState) result.finalState = finalState;
-  if (saveForBackward) result.ctx = makeContext(s);
+  if (finalState) addField(result, 'finalState', finalState);
+  if (saveForBackward) addField(result, 'ctx', makeContext(s));
   return result;
 }
 
@@ -256,17 +250,19 @@ export function causalConv1dBackward(
   check.dtype('dout', doutT, s.dtype, ' (the dtype of x)');
   const dFinalState = check.optionalTensor('dFinalState', o.dFinalState);
   if (dFinalState) {
-    check.shape('dFinalState', dFinalState, [s.sequences, s.dim, s.width - 1], stateText(s));
+    check.shape('dFinalState', dFinalState, [s.sequences, s.dim, s.width - 1], () => stateText(s));
     check.dtype('dFinalState', dFinalState, s.dtype, ' (the dtype of x)');
   }
   const deterministic = check.boolean('deterministic', o.deterministic);
   check.forwardDevice(s.device);
 
-  const like = (t: Tensor) => allocate(fn, [...t.shape], t.dtype, s.device, false);
-  const grads: CausalConv1dGradients = { dx: like(s.x), dweight: like(s.weight) };
-  if (s.bias) grads.dbias = like(s.bias);
-  if (s.initialState) grads.dInitialState = like(s.initialState);
-  try {
+  const grads = allocateGradients<CausalConv1dGradients>(fn, s.device, {
+    dx: s.x,
+    dweight: s.weight,
+    dbias: s.bias,
+    dInitialState: s.initialState,
+  });
+  freeOutputsOnThrow(grads, () =>
     native.convBackward(
       Object.assign(inputDescriptor(fn, s), {
         dout: storageOf(doutT, fn, 'dout'),
@@ -277,11 +273,8 @@ export function causalConv1dBackward(
         dbias: storage(fn, 'dbias', grads.dbias),
         dInitialState: storage(fn, 'dInitialState', grads.dInitialState),
       }),
-    );
-  } catch (error) {
-    for (const t of Object.values(grads)) (t as Tensor).dispose();
-    throw error;
-  }
+    ),
+  );
   return grads;
 }
 
@@ -362,7 +355,7 @@ export function causalConv1dUpdate(
   const device = check.device();
 
   const out = allocate(fn, [batch, dim], xT.dtype, device, false);
-  try {
+  freeOutputsOnThrow([out], () =>
     native.convUpdate({
       device: deviceIndex(device),
       dtype: dtypeCode(xT.dtype),
@@ -377,11 +370,8 @@ export function causalConv1dUpdate(
       bias: storage(fn, 'bias', bias),
       stateBatchIndices: indices,
       out: storageOf(out, fn, 'out'),
-    });
-  } catch (error) {
-    out.dispose();
-    throw error;
-  }
+    }),
+  );
   markModified(stateT); // convState was shifted in place
   return out;
 }

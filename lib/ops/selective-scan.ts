@@ -3,6 +3,7 @@
 import { ALL_DTYPES, ArgumentChecker, checkCuSeqlens, named, storage } from '../checks.js';
 import { type DType, dtypeCode } from '../dtype.js';
 import { describe } from '../errors.js';
+import { addField, allocateGradients, freeOutputsOnThrow } from './common.js';
 import { native, type ProjectionDescriptor, type ScanInputsDescriptor, type ScanShapeDescriptor } from '../native.js';
 import { markPrototype } from '../brand.js';
 import { ForwardContext, contextAccess } from '../context.js';
@@ -180,10 +181,7 @@ function checkScanInputs(
   const sequences = cuSeqlens ? cuSeqlens.length - 1 : batch;
   const initialState = check.optionalTensor('initialState', o.initialState);
   if (initialState) {
-    check.shape(
-      'initialState',
-      initialState,
-      [sequences, dim, dstate],
+    check.shape('initialState', initialState, [sequences, dim, dstate], () =>
       named({ ...stateRows(cuSeqlens, sequences), dim, N: dstate }),
     );
     check.dtype('initialState', initialState, 'float32');
@@ -325,21 +323,18 @@ export function selectiveScan(
   const checkpoints = saveForBackward
     ? allocate(fn, [batch, dim, chunks, dstate], 'float32', s.device, false)
     : undefined;
-  try {
+  freeOutputsOnThrow([out, lastState, checkpoints], () =>
     native.scanForward(
       Object.assign(inputDescriptor(fn, s, chunkLength), {
         out: storageOf(out, fn, 'out'),
         lastState: storage(fn, 'lastState', lastState),
         checkpoints: storage(fn, 'checkpoints', checkpoints),
       }),
-    );
-  } catch (error) {
-    for (const t of [out, lastState, checkpoints]) t?.dispose();
-    throw error;
-  }
+    ),
+  );
   const result: ScanResult = { out };
-  if (lastState) result.lastState = lastState;
-  if (checkpoints) result.ctx = makeContext(s, chunkLength, checkpoints);
+  if (lastState) addField(result, 'lastState', lastState);
+  if (checkpoints) addField(result, 'ctx', makeContext(s, chunkLength, checkpoints));
   return result;
 }
 
@@ -355,26 +350,25 @@ export function selectiveScanBackward(ctx: ScanContext, dout: Tensor, opts?: Sca
   const dLastState = check.optionalTensor('dLastState', o.dLastState);
   if (dLastState) {
     const rows = stateRows(s.cuSeqlens, s.sequences);
-    check.shape('dLastState', dLastState, [s.sequences, dim, dstate], named({ ...rows, dim, N: dstate }));
+    check.shape('dLastState', dLastState, [s.sequences, dim, dstate], () => named({ ...rows, dim, N: dstate }));
     check.dtype('dLastState', dLastState, 'float32');
   }
   const deterministic = check.boolean('deterministic', o.deterministic);
   check.forwardDevice(s.device);
 
-  const like = (t: Tensor) => allocate(fn, [...t.shape], t.dtype, s.device, false);
-  const grads: ScanGradients = {
-    du: like(s.u),
-    ddelta: like(s.delta),
-    dA: like(s.A),
-    dB: like(s.B),
-    dC: like(s.C),
-  };
-  if (s.D) grads.dD = like(s.D);
-  if (s.z) grads.dz = like(s.z);
-  if (s.deltaBias) grads.ddeltaBias = like(s.deltaBias);
-  if (s.initialState) grads.dInitialState = like(s.initialState);
+  const grads = allocateGradients<ScanGradients>(fn, s.device, {
+    du: s.u,
+    ddelta: s.delta,
+    dA: s.A,
+    dB: s.B,
+    dC: s.C,
+    dD: s.D,
+    dz: s.z,
+    ddeltaBias: s.deltaBias,
+    dInitialState: s.initialState,
+  });
   const gradStorage = (name: keyof ScanGradients) => storage(fn, name, grads[name]);
-  try {
+  freeOutputsOnThrow(grads, () =>
     native.scanBackward(
       Object.assign(inputDescriptor(fn, s, chunkLength), {
         checkpoints: storageOf(checkpoints, fn, 'ctx'),
@@ -391,10 +385,7 @@ export function selectiveScanBackward(ctx: ScanContext, dout: Tensor, opts?: Sca
         ddeltaBias: gradStorage('ddeltaBias'),
         dInitialState: gradStorage('dInitialState'),
       }),
-    );
-  } catch (error) {
-    for (const t of Object.values(grads)) (t as Tensor).dispose();
-    throw error;
-  }
+    ),
+  );
   return grads;
 }

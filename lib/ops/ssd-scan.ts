@@ -5,6 +5,7 @@ import { markPrototype } from '../brand.js';
 import { ForwardContext, contextAccess } from '../context.js';
 import { type DType, dtypeCode } from '../dtype.js';
 import { describe } from '../errors.js';
+import { addField, allocateGradients, freeOutputsOnThrow } from './common.js';
 import { native, type SsdInputsDescriptor, type SsdShapeDescriptor } from '../native.js';
 import { type Device, type Tensor, allocate, deviceIndex, storageOf } from '../tensor.js';
 
@@ -170,10 +171,7 @@ function checkSsdInputs(
   const initialState = check.optionalTensor('initialState', o.initialState);
   if (initialState) {
     const rows: Record<string, number> = cuSeqlens ? { nseq: sequences } : { batch };
-    check.shape(
-      'initialState',
-      initialState,
-      [sequences, heads, headDim, dstate],
+    check.shape('initialState', initialState, [sequences, heads, headDim, dstate], () =>
       named({ ...rows, H: heads, P: headDim, N: dstate }),
     );
     check.dtype('initialState', initialState, 'float32');
@@ -304,21 +302,18 @@ export function ssdScan(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, 
   const checkpoints = saveForBackward
     ? allocate(fn, checkpointShape(s, chunkLength), 'float32', s.device, false)
     : undefined;
-  try {
+  freeOutputsOnThrow([out, lastState, checkpoints], () =>
     native.ssdForward(
       Object.assign(inputDescriptor(fn, s, chunkLength), {
         out: storageOf(out, fn, 'out'),
         lastState: storage(fn, 'lastState', lastState),
         checkpoints: storage(fn, 'checkpoints', checkpoints),
       }),
-    );
-  } catch (error) {
-    for (const t of [out, lastState, checkpoints]) t?.dispose();
-    throw error;
-  }
+    ),
+  );
   const result: SsdResult = { out };
-  if (lastState) result.lastState = lastState;
-  if (checkpoints) result.ctx = makeContext(s, chunkLength, checkpoints);
+  if (lastState) addField(result, 'lastState', lastState);
+  if (checkpoints) addField(result, 'ctx', makeContext(s, chunkLength, checkpoints));
   return result;
 }
 
@@ -334,10 +329,7 @@ export function ssdScanBackward(ctx: SsdContext, dout: Tensor, opts?: SsdBackwar
   const dLastState = check.optionalTensor('dLastState', o.dLastState);
   if (dLastState) {
     const rows: Record<string, number> = s.cuSeqlens ? { nseq: s.sequences } : { batch };
-    check.shape(
-      'dLastState',
-      dLastState,
-      [s.sequences, heads, headDim, dstate],
+    check.shape('dLastState', dLastState, [s.sequences, heads, headDim, dstate], () =>
       named({ ...rows, H: heads, P: headDim, N: dstate }),
     );
     check.dtype('dLastState', dLastState, 'float32');
@@ -345,14 +337,19 @@ export function ssdScanBackward(ctx: SsdContext, dout: Tensor, opts?: SsdBackwar
   const deterministic = check.boolean('deterministic', o.deterministic);
   check.forwardDevice(s.device);
 
-  const like = (t: Tensor) => allocate(fn, [...t.shape], t.dtype, s.device, false);
-  const grads: SsdGradients = { dx: like(s.x), ddt: like(s.dt), dA: like(s.A), dB: like(s.B), dC: like(s.C) };
-  if (s.D) grads.dD = like(s.D);
-  if (s.z) grads.dz = like(s.z);
-  if (s.dtBias) grads.ddtBias = like(s.dtBias);
-  if (s.initialState) grads.dInitialState = like(s.initialState);
+  const grads = allocateGradients<SsdGradients>(fn, s.device, {
+    dx: s.x,
+    ddt: s.dt,
+    dA: s.A,
+    dB: s.B,
+    dC: s.C,
+    dD: s.D,
+    dz: s.z,
+    ddtBias: s.dtBias,
+    dInitialState: s.initialState,
+  });
   const gradStorage = (name: keyof SsdGradients) => storage(fn, name, grads[name]);
-  try {
+  freeOutputsOnThrow(grads, () =>
     native.ssdBackward(
       Object.assign(inputDescriptor(fn, s, chunkLength), {
         checkpoints: storageOf(checkpoints, fn, 'ctx'),
@@ -369,10 +366,7 @@ export function ssdScanBackward(ctx: SsdContext, dout: Tensor, opts?: SsdBackwar
         ddtBias: gradStorage('ddtBias'),
         dInitialState: gradStorage('dInitialState'),
       }),
-    );
-  } catch (error) {
-    for (const t of Object.values(grads)) (t as Tensor).dispose();
-    throw error;
-  }
+    ),
+  );
   return grads;
 }

@@ -4,6 +4,7 @@ import { ALL_DTYPES, ArgumentChecker, named, storage } from '../checks.js';
 import { dtypeCode } from '../dtype.js';
 import { describe } from '../errors.js';
 import { native } from '../native.js';
+import { freeOutputsOnThrow } from './common.js';
 import { type Tensor, allocate, deviceIndex, markModified, storageOf } from '../tensor.js';
 import { typedArrayLength, typedArrayName } from '../typed-arrays.js';
 
@@ -271,12 +272,7 @@ function stateUpdateDescriptor(c: CheckedStateUpdate, y: Tensor) {
  */
 function dispatchStateUpdate(c: CheckedStateUpdate): Tensor {
   const y = allocate(fn, c.heads ? [c.batch, c.H, c.P] : [c.batch, c.H], c.x.dtype, c.device, false);
-  try {
-    native.stateUpdate(stateUpdateDescriptor(c, y));
-  } catch (error) {
-    y.dispose();
-    throw error;
-  }
+  freeOutputsOnThrow([y], () => native.stateUpdate(stateUpdateDescriptor(c, y)));
   markModified(c.state); // advanced in place
   return y;
 }

@@ -8,7 +8,7 @@ import {
   causalConv1d as conv,
   causalConv1dBackward,
 } from '../ops/causal-conv1d.js';
-import { checkBoolean, registerTensorOp } from './kernel.js';
+import { checkBoolean, perCallObject, registerTensorOp } from './kernel.js';
 
 export interface CausalConv1dOptions {
   /** (dim), added before the activation. */
@@ -51,7 +51,7 @@ const runConv = registerTensorOp<ConvSettings, Omit<OpsConvOptions, 'returnFinal
   options: ({ silu }) => (silu ? { activation: 'silu' } : {}),
   savedCount: 0,
   forward([x, weight], opts, { returnFinalState }) {
-    const r = conv(x!, weight!, { ...opts, returnFinalState });
+    const r = conv(x!, weight!, perCallObject(opts, { returnFinalState }));
     return { outputs: r.finalState ? [r.out, r.finalState] : [r.out], saved: [] };
   },
   backward([x, weight], opts, _saved, [dout, dFinalState]) {

@@ -66,6 +66,17 @@ function runOnBackend(
   }
 }
 
+/**
+ * The fields of `parts`, in order, on a new object without a prototype: what the adapter builds per
+ * call (attributes, our op's options) instead of `{ ...a, ...b }`. V8 (Node 20) took tens of µs for
+ * an object spread and kept its garbage alive through the scavenges (bench/call-overhead.mjs,
+ * docs/ARCHITECTURE.md); and assigning the fields (here and later, as `opts[name] = ...`) defines
+ * them even where a program put setters of the same names on Object.prototype.
+ */
+export function perCallObject<A extends object, B extends object = object>(a: A, b?: B): A & B {
+  return Object.assign(Object.create(null) as object, a, b);
+}
+
 // runKernel takes its inputs as a name -> tensor map; an array is one (keys '0', '1', ...), which
 // lets an op have optional inputs and still have tfjs save all of them for the backward.
 const asInputMap = <T>(inputs: T[]) => inputs as unknown as Record<string, T>;
@@ -113,9 +124,12 @@ function registerOp<Attrs extends OpAttrs>(op: OpKernel<Attrs>): TfjsOp<Attrs> {
       gradFunc: (dy, saved, attrs) => {
         const outputGradients = (Array.isArray(dy) ? dy : [dy]).slice(op.savedCount);
         const inputCount = saved.length - op.savedCount;
+        // The forward's attributes and inputCount: Object.assign onto an object without a
+        // prototype, not a spread (see perCallObject).
+        const backwardAttrs = perCallObject(attrs, { inputCount });
         const grads = tf
           .engine()
-          .runKernel(backwardName, asInputMap([...saved, ...outputGradients]), { ...attrs, inputCount }) as tf.Tensor[];
+          .runKernel(backwardName, asInputMap([...saved, ...outputGradients]), backwardAttrs) as tf.Tensor[];
         return Object.fromEntries(grads.map((g, i) => [String(i), () => g]));
       },
     });
@@ -180,7 +194,7 @@ export function registerTensorOp<Settings extends OpAttrs, Options extends objec
   const required = op.required.length;
   // Our op's arguments and options from the kernel's inputs and attributes.
   const ours = (inputs: Tensor[], attrs: TensorOpAttrs<Settings>) => {
-    const opts = { ...op.options(attrs) } as Record<string, unknown>;
+    const opts = perCallObject(op.options(attrs)) as Record<string, unknown>;
     if (attrs.cuSeqlens.length > 0) opts.cuSeqlens = Int32Array.from(attrs.cuSeqlens);
     attrs.optionalInputs.forEach((name, i) => {
       opts[name] = inputs[required + i];
@@ -207,7 +221,7 @@ export function registerTensorOp<Settings extends OpAttrs, Options extends objec
     const optionalInputs = op.optional.filter((name) => o[name] !== undefined);
     for (const name of optionalInputs) inputs.push(checkTensor(fn, name, o[name]));
     const settings = op.settings(fn, o);
-    const attrs = { ...settings, optionalInputs, cuSeqlens: cuSeqlensAttribute(fn, o.cuSeqlens) };
+    const attrs = perCallObject(settings, { optionalInputs, cuSeqlens: cuSeqlensAttribute(fn, o.cuSeqlens) });
     return run(fn, inputs, attrs);
   };
 }

@@ -7,7 +7,7 @@ import {
   selectiveScanBackward,
 } from '../ops/selective-scan.js';
 import type { Tensor } from '../tensor.js';
-import { checkBoolean, registerTensorOp } from './kernel.js';
+import { checkBoolean, perCallObject, registerTensorOp } from './kernel.js';
 
 export interface ScanOptions {
   /** (dim): skip connection, y += D * u. */
@@ -51,7 +51,7 @@ const runScan = registerTensorOp<ScanSettings, Omit<OpsScanOptions, 'returnLastS
   options: ({ deltaSoftplus }) => ({ deltaSoftplus }),
   savedCount: 1, // the checkpoints
   forward(args, opts, { returnLastState }) {
-    const result = scan(...(args as Five), { ...opts, returnLastState, saveForBackward: true });
+    const result = scan(...(args as Five), perCallObject(opts, { returnLastState, saveForBackward: true }));
     // The checkpoints leave the context: the caller disposes them with the outputs.
     const checkpoints = ScanContext.checkpointsOf(result.ctx!);
     return { outputs: result.lastState ? [result.out, result.lastState] : [result.out], saved: [checkpoints] };

@@ -4,7 +4,7 @@ import type * as tf from '@tensorflow/tfjs-core';
 import { describe } from '../errors.js';
 import { type SsdOptions as OpsSsdOptions, SsdContext, ssdScan as scan, ssdScanBackward } from '../ops/ssd-scan.js';
 import type { Tensor } from '../tensor.js';
-import { checkBoolean, registerTensorOp } from './kernel.js';
+import { checkBoolean, perCallObject, registerTensorOp } from './kernel.js';
 
 export interface SsdOptions {
   /** (H) or (H, P): y += D * x. */
@@ -60,7 +60,7 @@ const runSsd = registerTensorOp<SsdSettings, Omit<OpsSsdOptions, 'returnLastStat
     dtLimit.length ? { dtSoftplus, dtLimit: [dtLimit[0]!, dtLimit[1]!] } : { dtSoftplus },
   savedCount: 1, // the checkpoints
   forward(args, opts, { returnLastState }) {
-    const result = scan(...(args as Five), { ...opts, returnLastState, saveForBackward: true });
+    const result = scan(...(args as Five), perCallObject(opts, { returnLastState, saveForBackward: true }));
     // The checkpoints leave the context: the caller disposes them with the outputs.
     const checkpoints = SsdContext.checkpointsOf(result.ctx!);
     return { outputs: result.lastState ? [result.out, result.lastState] : [result.out], saved: [checkpoints] };

@@ -1,0 +1,51 @@
+// Helpers the ops share.
+import { type Device, type Tensor, allocate } from '../tensor.js';
+
+/**
+ * Gives `target` the own, enumerable, writable field `key` = `value` when value is defined (and
+ * leaves it absent otherwise), as `target[key] = value` would on a plain object, but by
+ * definition: an assignment would call a setter of that name that a program put on
+ * Object.prototype, and the result would lack the field (the setter would have the tensor).
+ */
+export function addField<T extends object, K extends keyof T>(target: T, key: K, value: T[K] | undefined): void {
+  if (value !== undefined) {
+    Object.defineProperty(target, key, { value, writable: true, enumerable: true, configurable: true });
+  }
+}
+
+/**
+ * Runs `call` (an op's native call) and returns what it returns; if it throws, first disposes
+ * `outputs`, the tensors allocated for it (an array, or an object of them such as the gradients),
+ * which then never reach the caller.
+ */
+export function freeOutputsOnThrow<T>(outputs: object, call: () => T): T {
+  try {
+    return call();
+  } catch (error) {
+    for (const t of Object.values(outputs) as (Tensor | undefined)[]) t?.dispose();
+    throw error;
+  }
+}
+
+/**
+ * The gradients of a backward, allocated (uninitialised) like the inputs they belong to, on
+ * `device`: one field per named input that is given, in the order named; none for an absent
+ * (undefined) optional input. If an allocation fails, those already made are disposed.
+ */
+export function allocateGradients<G extends object>(
+  fn: string,
+  device: Device,
+  inputs: Readonly<Record<keyof G, Tensor | undefined>>,
+): G {
+  const grads = {} as G;
+  try {
+    for (const key of Object.keys(inputs) as (keyof G & string)[]) {
+      const t = inputs[key];
+      if (t) addField(grads, key, allocate(fn, [...t.shape], t.dtype, device, false) as G[typeof key]);
+    }
+  } catch (error) {
+    for (const t of Object.values(grads) as Tensor[]) t.dispose();
+    throw error;
+  }
+  return grads;
+}
