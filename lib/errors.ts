@@ -20,7 +20,8 @@ export interface CodedError extends Error {
 
 export function codedError(code: ErrorCode, message: string): CodedError {
   const error = new Error(message) as CodedError;
-  error.code = code;
+  // Defined, not assigned: a `code` setter on Object.prototype would otherwise take it.
+  Object.defineProperty(error, 'code', { value: code, enumerable: true, writable: true, configurable: true });
   return error;
 }
 

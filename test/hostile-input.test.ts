@@ -486,6 +486,32 @@ describe('options are own properties only: a polluted Object.prototype changes n
     }
   });
 
+  it("a setter named 'code' on Object.prototype neither gets nor hides a coded error's code", () => {
+    const t = rand([2, 3]);
+    t.dispose();
+    const seen: unknown[] = [];
+    const proto = Object.prototype as Record<string, unknown>;
+    Object.defineProperty(proto, 'code', {
+      configurable: true,
+      get: () => undefined,
+      set: (v: unknown) => {
+        seen.push(v);
+      },
+    });
+    let caught: unknown;
+    try {
+      t.dataSync();
+    } catch (e) {
+      caught = e;
+    } finally {
+      delete proto.code;
+    }
+    expect(seen).toEqual([]);
+    expect(caught).toBeInstanceOf(Error);
+    expect(Object.hasOwn(caught as object, 'code')).toBe(true);
+    expect((caught as { code: unknown }).code).toBe('ERR_DISPOSED');
+  });
+
   it("Tensor.zeros, from, fromBits and to with Object.prototype.device = 'cuda' and .dtype = 'float16'", () => {
     const made = polluted({ device: 'cuda', dtype: 'float16' }, () => [
       Tensor.zeros([2]),
