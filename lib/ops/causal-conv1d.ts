@@ -6,7 +6,7 @@ import { ALL_DTYPES, ArgumentChecker, checkCuSeqlens, named, storage } from '../
 import { ForwardContext, contextAccess } from '../context.js';
 import { type DType, dtypeCode } from '../dtype.js';
 import { describe } from '../errors.js';
-import { addField, allocateGradients, freeOutputsOnThrow } from './common.js';
+import { addField, allocateGradients, allocateOutputs, freeOutputsOnThrow } from './common.js';
 import { type ConvInputsDescriptor, native } from '../native.js';
 import { type Device, type Tensor, allocate, deviceIndex, markModified, storageOf } from '../tensor.js';
 import { typedArrayLength, typedArrayName } from '../typed-arrays.js';
@@ -214,10 +214,10 @@ export function causalConv1d(x: Tensor, weight: Tensor, opts?: CausalConv1dOptio
   const s = checkConvInputs(check, x, weight, o);
   const returnFinalState = check.boolean('returnFinalState', o.returnFinalState);
   const saveForBackward = check.boolean('saveForBackward', o.saveForBackward);
-  const out = allocate(fn, [s.batch, s.dim, s.seqlen], s.dtype, s.device, false);
-  const finalState = returnFinalState
-    ? allocate(fn, [s.sequences, s.dim, s.width - 1], s.dtype, s.device, false)
-    : undefined;
+  const { out, finalState } = allocateOutputs(fn, s.device, {
+    out: [[s.batch, s.dim, s.seqlen], s.dtype],
+    finalState: returnFinalState ? [[s.sequences, s.dim, s.width - 1], s.dtype] : undefined,
+  });
   freeOutputsOnThrow([out, finalState], () =>
     native.convForward(
       Object.assign(inputDescriptor(fn, s), {

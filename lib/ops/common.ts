@@ -1,4 +1,5 @@
 // Helpers the ops share.
+import type { DType } from '../dtype.js';
 import { type Device, type Tensor, allocate } from '../tensor.js';
 
 /**
@@ -48,4 +49,31 @@ export function allocateGradients<G extends object>(
     throw error;
   }
   return grads;
+}
+
+/** An output's shape and dtype; `undefined` where the caller did not ask for that output. */
+export type OutputSpec = readonly [shape: number[], dtype: DType];
+
+/**
+ * An op's outputs (uninitialised) on `device`, one per spec, in the order given; an undefined
+ * spec gives an undefined output. If an allocation fails (device memory runs out), those already
+ * made are disposed before the error reaches the caller, rather than left to the garbage
+ * collector while they hold device memory.
+ */
+export function allocateOutputs<S extends Record<string, OutputSpec | undefined>>(
+  fn: string,
+  device: Device,
+  specs: S,
+): { [K in keyof S]: S[K] extends OutputSpec ? Tensor : Tensor | undefined } {
+  const outputs: Record<string, Tensor | undefined> = Object.create(null);
+  try {
+    for (const key of Object.keys(specs)) {
+      const spec = specs[key];
+      outputs[key] = spec ? allocate(fn, spec[0], spec[1], device, false) : undefined;
+    }
+  } catch (error) {
+    for (const t of Object.values(outputs)) t?.dispose();
+    throw error;
+  }
+  return outputs as { [K in keyof S]: S[K] extends OutputSpec ? Tensor : Tensor | undefined };
 }

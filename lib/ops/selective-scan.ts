@@ -3,11 +3,11 @@
 import { ALL_DTYPES, ArgumentChecker, checkCuSeqlens, named, storage } from '../checks.js';
 import { type DType, dtypeCode } from '../dtype.js';
 import { describe } from '../errors.js';
-import { addField, allocateGradients, freeOutputsOnThrow } from './common.js';
+import { addField, allocateGradients, allocateOutputs, freeOutputsOnThrow } from './common.js';
 import { native, type ProjectionDescriptor, type ScanInputsDescriptor, type ScanShapeDescriptor } from '../native.js';
 import { markPrototype } from '../brand.js';
 import { ForwardContext, contextAccess } from '../context.js';
-import { type Device, type Tensor, allocate, deviceIndex, storageOf } from '../tensor.js';
+import { type Device, type Tensor, deviceIndex, storageOf } from '../tensor.js';
 
 export interface ScanOptions {
   /** (dim) float32: skip connection, y += D * u. */
@@ -318,11 +318,11 @@ export function selectiveScan(
   const { batch, dim, seqlen, dstate } = s;
   const chunkLength = native.scanChunkLength(shapeDescriptor(s));
   const chunks = Math.ceil(seqlen / chunkLength);
-  const out = allocate(fn, [batch, dim, seqlen], s.dtype, s.device, false);
-  const lastState = returnLastState ? allocate(fn, [s.sequences, dim, dstate], 'float32', s.device, false) : undefined;
-  const checkpoints = saveForBackward
-    ? allocate(fn, [batch, dim, chunks, dstate], 'float32', s.device, false)
-    : undefined;
+  const { out, lastState, checkpoints } = allocateOutputs(fn, s.device, {
+    out: [[batch, dim, seqlen], s.dtype],
+    lastState: returnLastState ? [[s.sequences, dim, dstate], 'float32'] : undefined,
+    checkpoints: saveForBackward ? [[batch, dim, chunks, dstate], 'float32'] : undefined,
+  });
   freeOutputsOnThrow([out, lastState, checkpoints], () =>
     native.scanForward(
       Object.assign(inputDescriptor(fn, s, chunkLength), {

@@ -5,9 +5,9 @@ import { markPrototype } from '../brand.js';
 import { ForwardContext, contextAccess } from '../context.js';
 import { type DType, dtypeCode } from '../dtype.js';
 import { describe } from '../errors.js';
-import { addField, allocateGradients, freeOutputsOnThrow } from './common.js';
+import { addField, allocateGradients, allocateOutputs, freeOutputsOnThrow } from './common.js';
 import { native, type SsdInputsDescriptor, type SsdShapeDescriptor } from '../native.js';
-import { type Device, type Tensor, allocate, deviceIndex, storageOf } from '../tensor.js';
+import { type Device, type Tensor, deviceIndex, storageOf } from '../tensor.js';
 
 export interface SsdOptions {
   /** (H) or (H, P) float32: y += D * x. */
@@ -297,11 +297,11 @@ export function ssdScan(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, 
   const saveForBackward = check.boolean('saveForBackward', o.saveForBackward);
   const chunkLength = native.ssdChunkLength(shapeDescriptor(s));
   const stateShape = [s.sequences, s.heads, s.headDim, s.dstate];
-  const out = allocate(fn, [s.batch, s.seqlen, s.heads, s.headDim], s.dtype, s.device, false);
-  const lastState = returnLastState ? allocate(fn, stateShape, 'float32', s.device, false) : undefined;
-  const checkpoints = saveForBackward
-    ? allocate(fn, checkpointShape(s, chunkLength), 'float32', s.device, false)
-    : undefined;
+  const { out, lastState, checkpoints } = allocateOutputs(fn, s.device, {
+    out: [[s.batch, s.seqlen, s.heads, s.headDim], s.dtype],
+    lastState: returnLastState ? [stateShape, 'float32'] : undefined,
+    checkpoints: saveForBackward ? [checkpointShape(s, chunkLength), 'float32'] : undefined,
+  });
   freeOutputsOnThrow([out, lastState, checkpoints], () =>
     native.ssdForward(
       Object.assign(inputDescriptor(fn, s, chunkLength), {
