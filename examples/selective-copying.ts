@@ -4,7 +4,8 @@
 // dataset with variable=True (torch_copying_data): a vocabulary of 16, token 0 the noise, token 15
 // the marker, data tokens 1..14.
 //
-//   npm run example:copying -- --minutes 60                # the paper's model at L = 256
+//   npm run example:copying -- --minutes 60                # the paper's model at L = 256, after
+//                                                          # a curriculum at L = 64 and 128
 //   npm run example:copying -- --control --minutes 30      # the same without selectivity
 //   npm run example:copying -- --help
 //
@@ -110,8 +111,16 @@ interface EvalPoint {
   accuracy: number;
 }
 
-/** Loss (log scale) and accuracy against steps, two panels, as a self-contained SVG. */
-export function curveSvg(title: string, train: Point[], held: EvalPoint[]): string {
+/**
+ * Loss (log scale) and accuracy against steps, two panels, as a self-contained SVG; a dotted line
+ * where each curriculum stage begins.
+ */
+export function curveSvg(
+  title: string,
+  train: Point[],
+  held: EvalPoint[],
+  stages: { step: number; seqLen: number }[] = [],
+): string {
   const width = 720;
   const panel = 240;
   const margin = { left: 64, right: 24, top: 40, gap: 56 };
@@ -160,6 +169,21 @@ export function curveSvg(title: string, train: Point[], held: EvalPoint[]): stri
     );
   }
   parts.push(text(width / 2, top2 + panel + 36, 'step'));
+  for (const { step, seqLen } of stages) {
+    for (const top of [margin.top, top2]) {
+      parts.push(
+        line(
+          [
+            [x(step), top],
+            [x(step), top + panel],
+          ],
+          '#999',
+          '2 3',
+        ),
+      );
+    }
+    parts.push(text(x(step) + 4, margin.top + 14, `L=${seqLen}`, 'start'));
+  }
   parts.push(
     line(
       train.map((p) => [x(p.step), yLoss(Math.max(p.loss, 10 ** lo))]),
@@ -194,10 +218,11 @@ const formatTime = (seconds: number) => {
   return `${h ? `${h}:` : ''}${mm}:${String(s % 60).padStart(2, '0')}`;
 };
 
-/** One line of progress: step, bar, loss, accuracy, tokens/s, ETA. */
+/** One line of progress: step, bar, training length, loss, accuracy, tokens/s, ETA. */
 function progressLine(
   step: number,
   steps: number,
+  seqLen: number,
   fraction: number,
   loss: number,
   accuracy: number,
@@ -208,7 +233,7 @@ function progressLine(
   const filled = Math.round(fraction * width);
   const bar = `${'#'.repeat(filled)}${'.'.repeat(width - filled)}`;
   return (
-    `step ${String(step).padStart(String(steps).length)}/${steps} [${bar}] ${(fraction * 100).toFixed(0).padStart(3)}% | ` +
+    `step ${String(step).padStart(String(steps).length)}/${steps} [${bar}] ${(fraction * 100).toFixed(0).padStart(3)}% | L ${seqLen} | ` +
     `loss ${loss.toFixed(4)} | acc ${(accuracy * 100).toFixed(1).padStart(5)}% | ` +
     `${Math.round(tokensPerSecond).toLocaleString('en-US')} tok/s | ETA ${formatTime(eta)}`
   );
@@ -217,6 +242,12 @@ function progressLine(
 const USAGE = `npm run example:copying -- [options]
 
   --seq-len N       sequence length: 16 data tokens among noise, then 16 markers (default 256)
+  --curriculum LIST shorter lengths trained first, in order, each until the smoothed training
+                    accuracy reaches --advance-at; then --seq-len ('none': --seq-len from the
+                    start) (default 64,128)
+  --advance-at X    the training accuracy that ends a curriculum stage (default 0.9)
+  --stage-minutes M a curriculum stage also ends after M minutes, so that a model that never
+                    reaches --advance-at still trains at --seq-len (default: a sixth of --minutes)
   --d-model N       model width (default 64)
   --layers N        Mamba blocks (default 2)
   --batch N         sequences per step (default 8)
@@ -238,6 +269,9 @@ async function main(): Promise<void> {
   const { values: a } = parseArgs({
     options: {
       'seq-len': { type: 'string', default: '256' },
+      curriculum: { type: 'string', default: '64,128' },
+      'advance-at': { type: 'string', default: '0.9' },
+      'stage-minutes': { type: 'string' },
       'd-model': { type: 'string', default: '64' },
       layers: { type: 'string', default: '2' },
       batch: { type: 'string', default: '8' },
@@ -265,9 +299,27 @@ async function main(): Promise<void> {
     return v;
   };
   const seqLen = number('seq-len');
+  // Short sequences first. From scratch at L = 256 the model sits at chance (loss ln 14) for
+  // thousands of steps: the 16 data tokens are 16 of 240 positions and the initial state mixes
+  // them with the noise. At L = 64 it learns within a few hundred steps, and after a stage at
+  // L = 128 what it learnt carries over to L = 256 within a few hundred more (the recorded run).
+  const curriculum =
+    a.curriculum === 'none'
+      ? []
+      : a.curriculum!.split(',').map((v) => {
+          const n = Number(v);
+          if (!Number.isInteger(n) || n < 2 * DATA_TOKENS || n >= seqLen) {
+            throw new RangeError(
+              `--curriculum must list integer lengths from ${2 * DATA_TOKENS} to below --seq-len ${seqLen}, got ${v}`,
+            );
+          }
+          return n;
+        });
+  const advanceAt = number('advance-at');
   const batch = number('batch');
   const steps = number('steps');
   const seconds = number('minutes') * 60;
+  const stageSeconds = a['stage-minutes'] === undefined ? seconds / 6 : number('stage-minutes') * 60;
   const lr = number('lr');
   const warmup = number('warmup');
   const evalEvery = number('eval-every');
@@ -303,6 +355,9 @@ async function main(): Promise<void> {
     seqLen,
     dataTokens: DATA_TOKENS,
     vocab: VOCAB,
+    curriculum,
+    advanceAt,
+    stageMinutes: stageSeconds / 60,
     batch,
     lr,
     warmup,
@@ -329,6 +384,11 @@ async function main(): Promise<void> {
   const elapsed = () => (performance.now() - started) / 1000;
   let step = 0;
   let trainingSeconds = 0; // training only, without the evaluations
+  let tokensSeen = 0;
+  let stage = 0; // the curriculum stage; curriculum.length is the last, at seqLen
+  let trainLen = curriculum[0] ?? seqLen;
+  let stageAccuracy = 0;
+  const stages: { step: number; seconds: number; seqLen: number }[] = [{ step: 0, seconds: 0, seqLen: trainLen }];
   const runEval = () => {
     const accuracy = evaluate(model, heldOut, seqLen, 32);
     held.push({ step, seconds: elapsed(), accuracy });
@@ -341,8 +401,8 @@ async function main(): Promise<void> {
     // Without the decay the accuracy swings by tens of points late in a run.
     const progress = Math.min(1, Math.max(step / steps, elapsed() / seconds));
     setLearningRate(lr * Math.min((step + 1) / warmup, 0.1 + 0.45 * (1 + Math.cos(Math.PI * progress))));
-    const data = copyingBatch(trainRng, batch, seqLen);
-    const tokens = tf.tensor2d(data.tokens, [batch, seqLen], 'int32');
+    const data = copyingBatch(trainRng, batch, trainLen);
+    const tokens = tf.tensor2d(data.tokens, [batch, trainLen], 'int32');
     const targets = tf.tensor2d(data.targets, [batch, DATA_TOKENS], 'int32');
     let correct: tf.Scalar | undefined;
     const loss = optimizer.minimize(
@@ -358,9 +418,25 @@ async function main(): Promise<void> {
     const accuracy = correct!.dataSync()[0]! / (batch * DATA_TOKENS);
     tf.dispose([tokens, targets, loss, correct!]);
     step++;
+    tokensSeen += batch * trainLen;
     trainingSeconds += (performance.now() - t0) / 1000;
     smoothedLoss = Number.isNaN(smoothedLoss) ? lossValue : 0.95 * smoothedLoss + 0.05 * lossValue;
     smoothedAccuracy = step === 1 ? accuracy : 0.95 * smoothedAccuracy + 0.05 * accuracy;
+    // Its own average, restarted at every stage, so that a stage is judged on its own length.
+    stageAccuracy = 0.98 * stageAccuracy + 0.02 * accuracy;
+    const stageTimeUp = elapsed() - stages.at(-1)!.seconds >= stageSeconds;
+    if (stage < curriculum.length && (stageAccuracy >= advanceAt || stageTimeUp)) {
+      const reason =
+        stageAccuracy >= advanceAt
+          ? `training accuracy ${(advanceAt * 100).toFixed(0)}% reached`
+          : `${formatTime(stageSeconds)} at L=${trainLen} without reaching ${(advanceAt * 100).toFixed(0)}%`;
+      stage++;
+      stageAccuracy = 0;
+      trainLen = curriculum[stage] ?? seqLen;
+      stages.push({ step, seconds: elapsed(), seqLen: trainLen });
+      if (interactive) process.stderr.write('\n');
+      console.error(`step ${step}: ${reason}, now at L=${trainLen} (${formatTime(elapsed())})`);
+    }
     if (step % 10 === 0 || step === 1) {
       train.push({ step, seconds: elapsed(), loss: smoothedLoss, accuracy: smoothedAccuracy });
     }
@@ -369,8 +445,8 @@ async function main(): Promise<void> {
     const eta = fraction > 0 ? now / fraction - now : 0;
     if (interactive ? now - lastPrint > 0.25 : step % 50 === 0) {
       lastPrint = now;
-      const tokensPerSecond = (step * batch * seqLen) / trainingSeconds;
-      const line = progressLine(step, steps, fraction, smoothedLoss, smoothedAccuracy, tokensPerSecond, eta);
+      const tokensPerSecond = tokensSeen / trainingSeconds;
+      const line = progressLine(step, steps, trainLen, fraction, smoothedLoss, smoothedAccuracy, tokensPerSecond, eta);
       if (interactive) process.stderr.write(`\r${line}`);
       else console.error(line);
     }
@@ -382,7 +458,8 @@ async function main(): Promise<void> {
     trainingSeconds: Math.round(trainingSeconds),
     seconds: Math.round(elapsed()),
     stepsPerSecond: step / trainingSeconds,
-    tokensPerSecond: (step * batch * seqLen) / trainingSeconds,
+    tokensPerSecond: tokensSeen / trainingSeconds,
+    stages,
     heldOutAccuracy: accuracy,
     heldOutSequences: heldOut.targets.length / DATA_TOKENS,
   };
@@ -395,7 +472,7 @@ async function main(): Promise<void> {
   const title =
     `Selective copying, L=${seqLen}, ${selective ? 'Mamba' : 'control'} (${model.config.nLayer} layers, d_model ${model.config.dModel}): ` +
     `${(accuracy * 100).toFixed(1)}% held-out after ${step} steps, ${formatTime(elapsed())}`;
-  await fs.writeFile(path.join(out, 'curve.svg'), curveSvg(title, train, held));
+  await fs.writeFile(path.join(out, 'curve.svg'), curveSvg(title, train, held, stages));
   console.error(
     `done: ${step} steps in ${formatTime(elapsed())} (${result.stepsPerSecond.toFixed(2)} steps/s, ` +
       `${Math.round(result.tokensPerSecond).toLocaleString('en-US')} tok/s); held-out token accuracy ${(accuracy * 100).toFixed(2)}%; ` +
