@@ -21,16 +21,19 @@ import os from 'node:os';
 import { PerformanceObserver } from 'node:perf_hooks';
 import { execSync } from 'node:child_process';
 import fs from 'node:fs';
+import { parseArgs } from 'node:util';
 import { Tensor, selectiveStateUpdate, setNumThreads } from 'selective-scan';
 
-const args = process.argv.slice(2);
-const opt = (name, dflt) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : dflt;
-};
-const CALLS = Number(opt('calls', 2000));
-const BATCHES = Number(opt('batches', 15));
-const JSON_PATH = opt('json', undefined);
+const { values: args } = parseArgs({
+  options: {
+    calls: { type: 'string', default: '2000' },
+    batches: { type: 'string', default: '15' },
+    json: { type: 'string' },
+  },
+});
+const CALLS = Number(args.calls);
+const BATCHES = Number(args.batches);
+const JSON_PATH = args.json;
 
 // The addon itself, as lib/native.ts loads it (node-gyp-build: build/Release first).
 const require = createRequire(import.meta.url);

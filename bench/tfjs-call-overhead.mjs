@@ -13,18 +13,20 @@
 // per-call part (argument and attribute objects, tfjs's engine, data in and out).
 import os from 'node:os';
 import { execSync } from 'node:child_process';
+import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { Tensor, selectiveScan, selectiveScanBackward, setNumThreads } from '../dist/index.js';
 import * as tfss from '../dist/tfjs/index.js';
 
-const args = process.argv.slice(2);
-const opt = (name, dflt) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : dflt;
-};
-const CALLS = Number(opt('calls', 500));
-const BATCHES = Number(opt('batches', 15));
+const { values: args } = parseArgs({
+  options: {
+    calls: { type: 'string', default: '500' },
+    batches: { type: 'string', default: '15' },
+  },
+});
+const CALLS = Number(args.calls);
+const BATCHES = Number(args.batches);
 
 await tf.setBackend('cpu');
 setNumThreads(1);
