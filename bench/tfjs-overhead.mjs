@@ -11,7 +11,7 @@ import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
 import '@tensorflow/tfjs-layers';
 import { Tensor, selectiveScan, selectiveScanBackward } from '../dist/index.js';
-import '../dist/tfjs/index.js';
+import * as tfss from '../dist/tfjs/index.js';
 import { MambaModel, Rng } from '../examples/dist/mamba.js';
 import { DATA_TOKENS, copyingBatch, copyingLoss } from '../examples/dist/selective-copying.js';
 
@@ -89,16 +89,13 @@ function scanTimes(config) {
   };
   const inputs = Object.entries(shapes).map(([k, s]) => tf.tensor(values[k], s));
   const doutTf = tf.tensor(dout, shapes.u);
-  const attrs = { optionalInputs: ['D', 'z', 'deltaBias'], deltaSoftplus: true, returnLastState: false };
-  // What tf.grad runs for the scan: the forward kernel, then the backward kernel its gradient calls.
-  const viaTfjs = () => {
-    const [checkpoints, out] = tf.engine().runKernel('SelectiveScan', inputs, attrs);
-    const grads = tf.engine().runKernel('SelectiveScanBackward', [...inputs, checkpoints, doutTf], {
-      ...attrs,
-      inputCount: inputs.length,
-    });
-    tf.dispose([checkpoints, out, ...grads]);
-  };
+  // What a training step runs for the scan, through the public adapter: the forward kernel, then
+  // the backward kernel its gradient calls, with dout as the output's gradient.
+  const scanGrads = tf.grads(
+    (u, delta, A, B, C, D, z, deltaBias) =>
+      tfss.selectiveScan(u, delta, A, B, C, { D, z, deltaBias, deltaSoftplus: true }).out,
+  );
+  const viaTfjs = () => tf.dispose(scanGrads(inputs, doutTf));
   for (let i = 0; i < 3; i++) {
     direct();
     viaTfjs();
