@@ -12,7 +12,11 @@
 //                   descriptor reading, nothing of lib/
 //   native + descriptor  the addon's stateUpdate with a new descriptor object per call, as lib/ builds it
 //   allocation      new Storage(-1, bytes) + dispose() for y: the output tensor's memory
-// and "JS checks + tensor" = full - (native + descriptor) - allocation.
+//   state-sized copy  a memmove of the state's bytes between two buffers that stay in the cache, as
+//                   a decoding loop's state does: the memory floor of the step, which reads and
+//                   writes the state once (the other operands are 1/N of it)
+// and "JS checks + tensor" = full - (native + descriptor) - allocation; the step's kernel reaches
+// (state-sized copy) / (native only) of that floor.
 //
 // Shapes: tiny (batch 1, 1 head of 16, N 16) and ssd-step (batch 1, 80 heads of 64, N 128, one A
 // per head: Mamba-2's decoding step), float32, with D, z, dtBias and softplus as a model calls it.
@@ -169,12 +173,16 @@ for (const shape of SHAPES) {
   const st = rawStorages(shape);
   const fixed = descriptor(shape, st);
   const yBytes = shape.H * shape.P * 4;
+  const stateFloats = shape.H * shape.P * shape.N;
+  const copySrc = new native.Storage(-1, stateFloats * 4, true);
+  const copyDst = new native.Storage(-1, stateFloats * 4, true);
   const cases = [
     ['full', () => selectiveStateUpdate(t.state, t.x, t.dt, t.A, t.B, t.C, opts).dispose()],
     ['full, no dispose', () => selectiveStateUpdate(t.state, t.x, t.dt, t.A, t.B, t.C, opts)],
     ['native only', () => native.stateUpdate(fixed)],
     ['native + descriptor', () => native.stateUpdate(descriptor(shape, st))],
     ['allocation', () => new native.Storage(-1, yBytes, false).dispose()],
+    ['state-sized copy', () => native.copy(copyDst, 0, copySrc, 0, stateFloats)],
   ];
   const r = {};
   for (const [name, fn] of cases) {
@@ -186,8 +194,13 @@ for (const shape of SHAPES) {
     case: 'JS checks + tensor (derived)',
     cpuUs: r.full.cpuUs - r['native + descriptor'].cpuUs - r.allocation.cpuUs,
   });
+  rows.push({
+    shape: shape.name,
+    case: 'kernel at % of the copy floor (derived)',
+    percent: (100 * r['state-sized copy'].cpuUs) / r['native only'].cpuUs,
+  });
   for (const v of Object.values(t)) v.dispose();
-  for (const v of Object.values(st)) v.dispose();
+  for (const v of [...Object.values(st), copySrc, copyDst]) v.dispose();
 }
 observer.disconnect();
 
@@ -205,7 +218,9 @@ console.log('| shape | case | CPU µs/call | wall µs/call | GCs per 1k calls | 
 console.log('| --- | --- | ---: | ---: | ---: | ---: |');
 for (const r of rows) {
   console.log(
-    `| ${r.shape} | ${r.case} | ${f(r.cpuUs)} | ${f(r.wallUs)} | ${f(r.gcPer1kCalls, 1)} | ${f(r.gcUsPerCall)} |`,
+    r.percent === undefined
+      ? `| ${r.shape} | ${r.case} | ${f(r.cpuUs)} | ${f(r.wallUs)} | ${f(r.gcPer1kCalls, 1)} | ${f(r.gcUsPerCall)} |`
+      : `| ${r.shape} | ${r.case} | ${f(r.percent, 0)} % | – | – | – |`,
   );
 }
 if (JSON_PATH)
