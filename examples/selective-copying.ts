@@ -98,6 +98,49 @@ export function evaluate(
   return correct / set.targets.length;
 }
 
+/**
+ * Which sequence length to train at: the curriculum's lengths in order, then the final one. A
+ * stage ends when the training accuracy, averaged over about the last 50 steps of that stage
+ * alone, reaches `advanceAt`, or after `stageSeconds`, so that a model that never gets there
+ * (the control) still trains at the final length.
+ */
+export class Curriculum {
+  readonly stages: { step: number; seconds: number; seqLen: number }[];
+  #index = 0;
+  #accuracy = 0; // this stage's average, restarted at every stage
+
+  constructor(
+    readonly lengths: number[],
+    readonly finalLength: number,
+    readonly advanceAt: number,
+    readonly stageSeconds: number,
+  ) {
+    this.stages = [{ step: 0, seconds: 0, seqLen: lengths[0] ?? finalLength }];
+  }
+
+  get seqLen(): number {
+    return this.stages.at(-1)!.seqLen;
+  }
+
+  /**
+   * Records one step's training accuracy at `seconds` into the run; returns why the stage ended
+   * (and moves to the next) or undefined.
+   */
+  update(step: number, seconds: number, accuracy: number): string | undefined {
+    if (this.#index === this.lengths.length) return undefined;
+    this.#accuracy = 0.98 * this.#accuracy + 0.02 * accuracy;
+    const reached = this.#accuracy >= this.advanceAt;
+    if (!reached && seconds - this.stages.at(-1)!.seconds < this.stageSeconds) return undefined;
+    const reason = reached
+      ? `training accuracy ${(this.advanceAt * 100).toFixed(0)}% reached at L=${this.seqLen}`
+      : `${formatTime(this.stageSeconds)} at L=${this.seqLen} without reaching ${(this.advanceAt * 100).toFixed(0)}%`;
+    this.#index++;
+    this.#accuracy = 0;
+    this.stages.push({ step, seconds, seqLen: this.lengths[this.#index] ?? this.finalLength });
+    return reason;
+  }
+}
+
 interface Point {
   step: number;
   seconds: number;
@@ -385,10 +428,7 @@ async function main(): Promise<void> {
   let step = 0;
   let trainingSeconds = 0; // training only, without the evaluations
   let tokensSeen = 0;
-  let stage = 0; // the curriculum stage; curriculum.length is the last, at seqLen
-  let trainLen = curriculum[0] ?? seqLen;
-  let stageAccuracy = 0;
-  const stages: { step: number; seconds: number; seqLen: number }[] = [{ step: 0, seconds: 0, seqLen: trainLen }];
+  const schedule = new Curriculum(curriculum, seqLen, advanceAt, stageSeconds);
   const runEval = () => {
     const accuracy = evaluate(model, heldOut, seqLen, 32);
     held.push({ step, seconds: elapsed(), accuracy });
@@ -401,6 +441,7 @@ async function main(): Promise<void> {
     // Without the decay the accuracy swings by tens of points late in a run.
     const progress = Math.min(1, Math.max(step / steps, elapsed() / seconds));
     setLearningRate(lr * Math.min((step + 1) / warmup, 0.1 + 0.45 * (1 + Math.cos(Math.PI * progress))));
+    const trainLen = schedule.seqLen;
     const data = copyingBatch(trainRng, batch, trainLen);
     const tokens = tf.tensor2d(data.tokens, [batch, trainLen], 'int32');
     const targets = tf.tensor2d(data.targets, [batch, DATA_TOKENS], 'int32');
@@ -422,20 +463,10 @@ async function main(): Promise<void> {
     trainingSeconds += (performance.now() - t0) / 1000;
     smoothedLoss = Number.isNaN(smoothedLoss) ? lossValue : 0.95 * smoothedLoss + 0.05 * lossValue;
     smoothedAccuracy = step === 1 ? accuracy : 0.95 * smoothedAccuracy + 0.05 * accuracy;
-    // Its own average, restarted at every stage, so that a stage is judged on its own length.
-    stageAccuracy = 0.98 * stageAccuracy + 0.02 * accuracy;
-    const stageTimeUp = elapsed() - stages.at(-1)!.seconds >= stageSeconds;
-    if (stage < curriculum.length && (stageAccuracy >= advanceAt || stageTimeUp)) {
-      const reason =
-        stageAccuracy >= advanceAt
-          ? `training accuracy ${(advanceAt * 100).toFixed(0)}% reached`
-          : `${formatTime(stageSeconds)} at L=${trainLen} without reaching ${(advanceAt * 100).toFixed(0)}%`;
-      stage++;
-      stageAccuracy = 0;
-      trainLen = curriculum[stage] ?? seqLen;
-      stages.push({ step, seconds: elapsed(), seqLen: trainLen });
+    const stageEnded = schedule.update(step, elapsed(), accuracy);
+    if (stageEnded) {
       if (interactive) process.stderr.write('\n');
-      console.error(`step ${step}: ${reason}, now at L=${trainLen} (${formatTime(elapsed())})`);
+      console.error(`step ${step}: ${stageEnded}, now at L=${schedule.seqLen} (${formatTime(elapsed())})`);
     }
     if (step % 10 === 0 || step === 1) {
       train.push({ step, seconds: elapsed(), loss: smoothedLoss, accuracy: smoothedAccuracy });
@@ -446,7 +477,16 @@ async function main(): Promise<void> {
     if (interactive ? now - lastPrint > 0.25 : step % 50 === 0) {
       lastPrint = now;
       const tokensPerSecond = tokensSeen / trainingSeconds;
-      const line = progressLine(step, steps, trainLen, fraction, smoothedLoss, smoothedAccuracy, tokensPerSecond, eta);
+      const line = progressLine(
+        step,
+        steps,
+        schedule.seqLen,
+        fraction,
+        smoothedLoss,
+        smoothedAccuracy,
+        tokensPerSecond,
+        eta,
+      );
       if (interactive) process.stderr.write(`\r${line}`);
       else console.error(line);
     }
@@ -459,7 +499,7 @@ async function main(): Promise<void> {
     seconds: Math.round(elapsed()),
     stepsPerSecond: step / trainingSeconds,
     tokensPerSecond: tokensSeen / trainingSeconds,
-    stages,
+    stages: schedule.stages,
     heldOutAccuracy: accuracy,
     heldOutSequences: heldOut.targets.length / DATA_TOKENS,
   };
@@ -472,7 +512,7 @@ async function main(): Promise<void> {
   const title =
     `Selective copying, L=${seqLen}, ${selective ? 'Mamba' : 'control'} (${model.config.nLayer} layers, d_model ${model.config.dModel}): ` +
     `${(accuracy * 100).toFixed(1)}% held-out after ${step} steps, ${formatTime(elapsed())}`;
-  await fs.writeFile(path.join(out, 'curve.svg'), curveSvg(title, train, held, stages));
+  await fs.writeFile(path.join(out, 'curve.svg'), curveSvg(title, train, held, schedule.stages));
   console.error(
     `done: ${step} steps in ${formatTime(elapsed())} (${result.stepsPerSecond.toFixed(2)} steps/s, ` +
       `${Math.round(result.tokensPerSecond).toLocaleString('en-US')} tok/s); held-out token accuracy ${(accuracy * 100).toFixed(2)}%; ` +
