@@ -38,6 +38,39 @@ const rand = (shape: number[], lo = -1, hi = 1) =>
     shape,
   );
 
+/** ssdScan's inputs x, dt, A, B, C at (batch 1, L 6, 2 heads of 2, 1 group, N 4). */
+const ssdInputs = () =>
+  [
+    rand([1, 6, 2, 4]),
+    rand([1, 6, 2], -0.5, 0.5),
+    rand([2], -2, -0.5),
+    rand([1, 6, 1, 4]),
+    rand([1, 6, 1, 4]),
+  ] as const;
+
+/**
+ * Runs `run` with a getter (undefined) and a setter on Object.prototype for each of `names`, then
+ * removes them; returns what it returned and what the setters were given, as [name, value].
+ */
+function withPrototypeSetters<T>(names: string[], run: () => T): { result: T; seen: [string, unknown][] } {
+  const seen: [string, unknown][] = [];
+  const proto = Object.prototype as Record<string, unknown>;
+  for (const name of names) {
+    Object.defineProperty(proto, name, {
+      configurable: true,
+      get: () => undefined,
+      set: (value: unknown) => {
+        seen.push([name, value]);
+      },
+    });
+  }
+  try {
+    return { result: run(), seen };
+  } finally {
+    for (const name of names) delete proto[name];
+  }
+}
+
 /** A typed array of type `Real` whose prototype claims `Claimed`. */
 function disguised<T extends ArrayBufferView>(real: T, claimed: { prototype: object }): T {
   Object.setPrototypeOf(real, claimed.prototype);
@@ -378,15 +411,7 @@ describe('options are own properties only: a polluted Object.prototype changes n
       'finalState',
       'chunkLength',
     ];
-    const seen: string[] = [];
-    const proto = Object.prototype as Record<string, unknown>;
-    const [sx, sdt, sA, sB, sC] = [
-      rand([1, 6, 2, 4]),
-      rand([1, 6, 2], -0.5, 0.5),
-      rand([2], -2, -0.5),
-      rand([1, 6, 1, 4]),
-      rand([1, 6, 1, 4]),
-    ];
+    const [sx, sdt, sA, sB, sC] = ssdInputs();
     const cx = rand([2, 3, 20]);
     const cw = rand([3, 4]);
     const run = () => {
@@ -398,21 +423,7 @@ describe('options are own properties only: a polluted Object.prototype changes n
       return [f.out, g.du, g.dB, s.out, c.out, cg.dx, cg.dweight].map((t) => t.dataSync());
     };
     const clean = run();
-    for (const name of names) {
-      Object.defineProperty(proto, name, {
-        configurable: true,
-        get: () => undefined,
-        set: () => {
-          seen.push(name);
-        },
-      });
-    }
-    let dirty: Float32Array[];
-    try {
-      dirty = run();
-    } finally {
-      for (const name of names) delete proto[name];
-    }
+    const { result: dirty, seen } = withPrototypeSetters(names, run);
     expect(seen).toEqual([]);
     for (const [i, values] of clean.entries()) expectBitsEqual(dirty[i]!, values, `output ${i}`);
   });
@@ -422,13 +433,7 @@ describe('options are own properties only: a polluted Object.prototype changes n
     // each an own field of the result, whatever Object.prototype says.
     const names = ['lastState', 'finalState', 'ctx', 'dD', 'dz', 'ddeltaBias', 'ddtBias', 'dbias', 'dInitialState'];
     const scanOpts = { D: rand([3]), z: rand([2, 3, 20]), deltaBias: rand([3]), initialState: rand([2, 3, 4]) };
-    const [sx, sdt, sA, sB, sC] = [
-      rand([1, 6, 2, 4]),
-      rand([1, 6, 2], -0.5, 0.5),
-      rand([2], -2, -0.5),
-      rand([1, 6, 1, 4]),
-      rand([1, 6, 1, 4]),
-    ];
+    const [sx, sdt, sA, sB, sC] = ssdInputs();
     const ssdOpts = { D: rand([2]), z: rand([1, 6, 2, 4]), dtBias: rand([2]), initialState: rand([1, 2, 4, 4]) };
     const [cx, cw] = [rand([2, 3, 20]), rand([3, 4])];
     const convOpts = { bias: rand([3]), initialState: rand([2, 3, 3]) };
@@ -459,23 +464,7 @@ describe('options are own properties only: a polluted Object.prototype changes n
       return { own, values: Object.entries(fields).map(([k, t]) => [k, t?.dataSync()] as const) };
     };
     const clean = run();
-    const seen: string[] = [];
-    const proto = Object.prototype as Record<string, unknown>;
-    for (const name of names) {
-      Object.defineProperty(proto, name, {
-        configurable: true,
-        get: () => undefined,
-        set: () => {
-          seen.push(name);
-        },
-      });
-    }
-    let dirty: ReturnType<typeof run>;
-    try {
-      dirty = run();
-    } finally {
-      for (const name of names) delete proto[name];
-    }
+    const { result: dirty, seen } = withPrototypeSetters(names, run);
     expect(seen).toEqual([]);
     expect(clean.own).toEqual(['ctx,lastState,out', 'ctx,lastState,out', 'ctx,finalState,out']);
     expect(dirty.own).toEqual(clean.own);
@@ -489,23 +478,13 @@ describe('options are own properties only: a polluted Object.prototype changes n
   it("a setter named 'code' on Object.prototype neither gets nor hides a coded error's code", () => {
     const t = rand([2, 3]);
     t.dispose();
-    const seen: unknown[] = [];
-    const proto = Object.prototype as Record<string, unknown>;
-    Object.defineProperty(proto, 'code', {
-      configurable: true,
-      get: () => undefined,
-      set: (v: unknown) => {
-        seen.push(v);
-      },
+    const { result: caught, seen } = withPrototypeSetters(['code'], () => {
+      try {
+        t.dataSync();
+      } catch (e) {
+        return e;
+      }
     });
-    let caught: unknown;
-    try {
-      t.dataSync();
-    } catch (e) {
-      caught = e;
-    } finally {
-      delete proto.code;
-    }
     expect(seen).toEqual([]);
     expect(caught).toBeInstanceOf(Error);
     expect(Object.hasOwn(caught as object, 'code')).toBe(true);
