@@ -22,6 +22,25 @@ namespace ss::cuda {
 // Two 16-bit patterns in one word: `lo` the lower-indexed element.
 __device__ __forceinline__ uint32_t packPair(uint16_t lo, uint16_t hi) { return uint32_t(lo) | (uint32_t(hi) << 16); }
 
+// This lane's A fragment of columns k0 .. k0 + 15 of a row-major tile of 16-bit values (`stride`
+// per row) whose row 0 is A's row 0: rows g and g + 8, columns k0 + 2q (+1) and k0 + 2q + 8 (+9).
+__device__ __forceinline__ void loadFragmentA(uint32_t a[4], const uint16_t *tile, int stride, int k0, int g, int q) {
+  const uint16_t *lo = tile + g * stride + k0 + 2 * q, *hi = lo + 8 * stride;
+  a[0] = packPair(lo[0], lo[1]);
+  a[1] = packPair(hi[0], hi[1]);
+  a[2] = packPair(lo[8], lo[9]);
+  a[3] = packPair(hi[8], hi[9]);
+}
+
+// This lane's B fragment (B[k][n] for k = k0 .. k0 + 15, n = 0 .. 7) from a tile that holds B
+// transposed, B^T[n][k], row-major with `stride` per row (B column-major): row g, columns
+// k0 + 2q (+1) and k0 + 2q + 8 (+9).
+__device__ __forceinline__ void loadFragmentB(uint32_t b[2], const uint16_t *tileT, int stride, int k0, int g, int q) {
+  const uint16_t *row = tileT + g * stride + k0 + 2 * q;
+  b[0] = packPair(row[0], row[1]);
+  b[1] = packPair(row[8], row[9]);
+}
+
 template <DType DT>
 __device__ __forceinline__ void mmaM16N8K16(float d[4], const uint32_t a[4], const uint32_t b[2], const float c[4]) {
   static_assert(DT == DType::Float16 || DT == DType::BFloat16, "tensor-core products of 16-bit inputs only");

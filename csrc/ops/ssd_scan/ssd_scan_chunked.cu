@@ -175,15 +175,11 @@ __global__ void __launch_bounds__(kChunkThreads) ssdChunkedKernel(const ChunkedA
 #pragma unroll
           for (int e = 0; e < 4; ++e) y[nt][e] = 0.0f;
         for (int k0 = 0; k0 < NP; k0 += 16) {
-          uint32_t a[4];
-          a[0] = packPair(Cs[rowLo * NP + k0 + 2 * q], Cs[rowLo * NP + k0 + 2 * q + 1]);
-          a[1] = packPair(Cs[rowHi * NP + k0 + 2 * q], Cs[rowHi * NP + k0 + 2 * q + 1]);
-          a[2] = packPair(Cs[rowLo * NP + k0 + 2 * q + 8], Cs[rowLo * NP + k0 + 2 * q + 9]);
-          a[3] = packPair(Cs[rowHi * NP + k0 + 2 * q + 8], Cs[rowHi * NP + k0 + 2 * q + 9]);
+          uint32_t a[4], bb[2];
+          loadFragmentA(a, Cs + t0 * NP, NP, k0, g, q);
 #pragma unroll
           for (int nt = 0; nt < 2; ++nt) {
-            const uint16_t *hp = hs + (8 * nt + g) * NP + k0 + 2 * q;
-            const uint32_t bb[2] = {packPair(hp[0], hp[1]), packPair(hp[8], hp[9])};
+            loadFragmentB(bb, hs + 8 * nt * NP, NP, k0, g, q);  // the operand h^T, held as h[p][n]
             mmaM16N8K16<DT>(y[nt], a, bb, y[nt]);
           }
         }
@@ -203,15 +199,11 @@ __global__ void __launch_bounds__(kChunkThreads) ssdChunkedKernel(const ChunkedA
 #pragma unroll
             for (int e = 0; e < 4; ++e) gm[st][e] = 0.0f;
           for (int k0 = 0; k0 < NP; k0 += 16) {
-            uint32_t a[4];
-            a[0] = packPair(Cs[rowLo * NP + k0 + 2 * q], Cs[rowLo * NP + k0 + 2 * q + 1]);
-            a[1] = packPair(Cs[rowHi * NP + k0 + 2 * q], Cs[rowHi * NP + k0 + 2 * q + 1]);
-            a[2] = packPair(Cs[rowLo * NP + k0 + 2 * q + 8], Cs[rowLo * NP + k0 + 2 * q + 9]);
-            a[3] = packPair(Cs[rowHi * NP + k0 + 2 * q + 8], Cs[rowHi * NP + k0 + 2 * q + 9]);
+            uint32_t a[4], bb[2];
+            loadFragmentA(a, Cs + t0 * NP, NP, k0, g, q);
 #pragma unroll
             for (int st = 0; st < 2; ++st) {
-              const uint16_t *bp = Bs + (16 * m + 8 * st + g) * NP + k0 + 2 * q;  // B^T[n][s] = B[s][n]
-              const uint32_t bb[2] = {packPair(bp[0], bp[1]), packPair(bp[8], bp[9])};
+              loadFragmentB(bb, Bs + (16 * m + 8 * st) * NP, NP, k0, g, q);  // the operand B^T, held as B[s][n]
               mmaM16N8K16<DT>(gm[st], a, bb, gm[st]);
             }
           }
