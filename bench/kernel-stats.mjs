@@ -52,7 +52,7 @@ const HELP = `Usage: npm run kernel-stats -- [options]     (or: node bench/kerne
   --jobs N         parallel nvcc processes (default: min(2, CPUs); $KERNEL_STATS_JOBS)
   --json PATH      write the JSON there (default bench/results/YYYY-MM-DD-<host>-kernel-stats.json)
   --out-dir DIR    directory for the default result names (default bench/results)
-  --no-save        print only
+  --no-save        print only, writing nothing to bench/results (a --json PATH given is still written)
   -h, --help
 
 Needs nvcc (CUDA 12 or later) and c++filt; no GPU. The builds are cached in build/kernel-stats/.`;
@@ -912,7 +912,8 @@ async function main() {
   res.seconds = (performance.now() - START) / 1000;
   const md = markdown(res);
   process.stdout.write(md);
-  if (o.save) {
+  // An explicit --json is written even with --no-save: that was the caller's request.
+  if (o.save || o.json) {
     const dir = o['out-dir'] ?? join(repoRoot, 'bench', 'results');
     const json = o.json ?? join(dir, `${res.date}-${res.host.slug}-kernel-stats.json`);
     mkdirSync(join(json, '..'), { recursive: true });
