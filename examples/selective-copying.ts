@@ -154,6 +154,8 @@ interface EvalPoint {
   accuracy: number;
 }
 
+const escapeXml = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;');
+
 /**
  * Loss (log scale) and accuracy against steps, two panels, as a self-contained SVG; a dotted line
  * where each curriculum stage begins.
@@ -180,7 +182,7 @@ export function curveSvg(
       .map(([px, py]) => `${px.toFixed(1)},${py.toFixed(1)}`)
       .join(' ')}"/>`;
   const text = (px: number, py: number, s: string, anchor = 'middle') =>
-    `<text x="${px.toFixed(1)}" y="${py.toFixed(1)}" text-anchor="${anchor}" font-size="12">${s.replace(/&/g, '&amp;').replace(/</g, '&lt;')}</text>`;
+    `<text x="${px.toFixed(1)}" y="${py.toFixed(1)}" text-anchor="${anchor}" font-size="12">${escapeXml(s)}</text>`;
   const parts: string[] = [];
   parts.push(text(width / 2, 20, title));
   for (const [top, label] of [
@@ -251,7 +253,7 @@ export function curveSvg(
   );
   parts.push(text(margin.left + 8, top2 + 32, 'held-out sequences', 'start').replace('<text', '<text fill="#d62728"'));
   const height = top2 + panel + 48;
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif">\n<rect width="100%" height="100%" fill="white"/>\n${parts.join('\n')}\n</svg>\n`;
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif">\n<title>${escapeXml(title)}</title>\n<rect width="100%" height="100%" fill="white"/>\n${parts.join('\n')}\n</svg>\n`;
 }
 
 const formatTime = (seconds: number) => {
