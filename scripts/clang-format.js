@@ -17,6 +17,7 @@ const patterns = [
   'test/emulation/**/*.h',
   'test/emulation/**/*.cu',
   'bench/**/*.cc',
+  'bench/**/*.c',
 ];
 // Tracked files and new ones that git does not ignore.
 const files = execFileSync(
