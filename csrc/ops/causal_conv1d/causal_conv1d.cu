@@ -31,6 +31,13 @@
 // Traffic (bytes per element of x, s = its size): forward x read and out written, 2 s; backward x
 // and dout read, dx written, 3 s; plus the halos (2 (W - 1) steps per tile) and the partials. The
 // kernels are memory-bound: a handful of FMAs per byte.
+//
+// Instances (causal_conv1d_cuda.cuh): each of the four kernels templated on W is compiled for W = 2,
+// 3, 4 and once with the width read at run time (W = kRuntimeWidth: widths 1 and 5..8), per dtype:
+// 48 instances, where one per width 1..8 made 96. In the kernels, kMaxW (kMaxH) sizes the
+// width-indexed register arrays and bounds the unrolled loops over them, `width` (H) is the call's
+// width (W - 1); both are W (W - 1) in a compile-time instance. Loops that touch only memory run
+// to `width` or H directly.
 #include <algorithm>
 
 #include "../../common/scan_math.h"
@@ -42,9 +49,10 @@ namespace {
 constexpr int kConvThreads = 128;
 // Blocks per SM the backward is compiled for: uncapped it took up to 112 registers (16 warps per
 // SM, too few 16-byte loads in flight for a memory-bound kernel). W <= 4 (Mamba's) fits 64
-// registers without spills (32 warps); wider windows get 80 (24 warps), where 64 spilled up to
-// 200 bytes.
-constexpr int backwardMinBlocks(int width) { return width <= 4 ? 8 : 6; }
+// registers without spills (32 warps); wider windows got 80 (24 warps), where 64 spilled up to
+// 200 bytes. The runtime-width instance (widths 1, 5..8) gets 128 (16 warps): its guarded window
+// code spilled 68 to 368 bytes at 80 registers and 16 to 116 at 96 (ptxas -v, sm_90).
+constexpr int backwardMinBlocks(int W) { return W == kRuntimeWidth ? 4 : 8; }
 constexpr int kReduceThreads = 256;
 constexpr int kStateThreads = 128;
 
@@ -81,26 +89,25 @@ __device__ __forceinline__ void advanceTo(const ConvForwardParams &p, SeqCursor 
   }
 }
 
-// Column c of row `seq` of initialState for channel d, zero without one.
-template <DType DT, int W>
-__device__ __forceinline__ float initialColumn(const ConvForwardParams &p, int64_t seq, int64_t d, int64_t c) {
-  return p.initialState ? loadElement<DT>(p.initialState, (seq * p.dim + d) * (W - 1) + c) : 0.0f;
+// Column c of row `seq` of initialState (H = W - 1 columns) for channel d, zero without one.
+template <DType DT>
+__device__ __forceinline__ float initialColumn(const ConvForwardParams &p, int64_t seq, int64_t d, int64_t c, int H) {
+  return p.initialState ? loadElement<DT>(p.initialState, (seq * p.dim + d) * H + c) : 0.0f;
 }
 
-// xs at step u (u >= cursor start - (W - 1)) of the sequence under the cursor: x (from `tile`, which
-// holds x at steps tileFirst, tileFirst + 1, ...) from its start on, initialState before.
-template <DType DT, int W>
+// xs at step u (u >= cursor start - H) of the sequence under the cursor: x (from `tile`, which holds
+// x at steps tileFirst, tileFirst + 1, ...) from its start on, initialState before.
+template <DType DT>
 __device__ __forceinline__ float windowAt(const ConvForwardParams &p, const SeqCursor &c, int64_t d, int64_t u,
-                                          const float *tile, int64_t tileFirst) {
-  return u >= c.start ? tile[u - tileFirst] : initialColumn<DT, W>(p, c.seq, d, (W - 1) - (c.start - u));
+                                          const float *tile, int64_t tileFirst, int H) {
+  return u >= c.start ? tile[u - tileFirst] : initialColumn<DT>(p, c.seq, d, H - (c.start - u), H);
 }
 
 // xs at step u read from global memory (the state kernels).
-template <DType DT, int W>
+template <DType DT>
 __device__ __forceinline__ float windowAtGlobal(const ConvForwardParams &p, const SeqCursor &c, int64_t row, int64_t d,
-                                                int64_t u) {
-  return u >= c.start ? loadElement<DT>(p.x, row * p.seqlen + u)
-                      : initialColumn<DT, W>(p, c.seq, d, (W - 1) - (c.start - u));
+                                                int64_t u, int H) {
+  return u >= c.start ? loadElement<DT>(p.x, row * p.seqlen + u) : initialColumn<DT>(p, c.seq, d, H - (c.start - u), H);
 }
 
 // How a launch splits rows into tiles (the same for the forward and the backward).
@@ -129,7 +136,8 @@ TileShape tileShape(int64_t rows, int64_t L, const void *const *tensors, int cou
 
 template <DType DT, int W>
 __global__ void __launch_bounds__(kConvThreads) convForwardKernel(const ConvForwardParams p, const TileShape s) {
-  constexpr int kItems = kConvItems<DT>, H = W - 1;
+  constexpr int kItems = kConvItems<DT>, kMaxW = kWidthBound<W>, kMaxH = kMaxW - 1;
+  const int width = convWidth<W>(p.width), H = width - 1;
   using IO = ItemIO<DT, kItems>;
   extern __shared__ float shared[];
   const int lanes = 1 << s.lanesLog2, lane = int(threadIdx.x) & (lanes - 1);
@@ -155,23 +163,26 @@ __global__ void __launch_bounds__(kConvThreads) convForwardKernel(const ConvForw
     __syncthreads();
     if (count > 0) {
       const int64_t b = row / D, d = row - b * D;
-      float w[W];
+      float w[kMaxW];
 #pragma unroll
-      for (int k = 0; k < W; ++k) w[k] = p.weight[d * W + k];
+      for (int k = 0; k < kMaxW; ++k)
+        if (k < width) w[k] = p.weight[d * width + k];
       const float bias = p.bias ? p.bias[d] : 0.0f;
       SeqCursor c = sequenceOf(p, b, t0);
       float out[kItems];
       if (t0 - H >= c.start && t0 + kItems <= c.end) {
         // The common case: every window of the lane lies inside one sequence. Its kItems + H inputs
         // are read from shared memory once, with no test per element (the same sums, same order).
-        float window[kItems + H];
+        float window[kItems + kMaxH];
 #pragma unroll
-        for (int j = 0; j < kItems + H; ++j) window[j] = xs[lane * kItems + j];
+        for (int j = 0; j < kItems + kMaxH; ++j)
+          if (j < kItems + H) window[j] = xs[lane * kItems + j];
 #pragma unroll
         for (int i = 0; i < kItems; ++i) {
           float acc = bias;
 #pragma unroll
-          for (int k = 0; k < W; ++k) acc += w[k] * window[i + k];
+          for (int k = 0; k < kMaxW; ++k)
+            if (k < width) acc += w[k] * window[i + k];
           out[i] = p.silu ? silu(acc) : acc;
         }
       } else {
@@ -183,7 +194,8 @@ __global__ void __launch_bounds__(kConvThreads) convForwardKernel(const ConvForw
             if (p.cuSeqlens) advanceTo(p, c, t);
             float acc = bias;
 #pragma unroll
-            for (int k = 0; k < W; ++k) acc += w[k] * windowAt<DT, W>(p, c, d, t - H + k, xs, chunkStart - H);
+            for (int k = 0; k < kMaxW; ++k)
+              if (k < width) acc += w[k] * windowAt<DT>(p, c, d, t - H + k, xs, chunkStart - H, H);
             out[i] = p.silu ? silu(acc) : acc;
           }
         }
@@ -197,6 +209,7 @@ __global__ void __launch_bounds__(kConvThreads) convForwardKernel(const ConvForw
 // finalState: one thread per (sequence, channel), xs at the sequence's last W - 1 steps.
 template <DType DT, int W>
 __global__ void __launch_bounds__(kStateThreads) convFinalStateKernel(const ConvForwardParams p) {
+  const int H = convWidth<W>(p.width) - 1;
   const int64_t D = p.dim, pairs = p.sequences * D;
   for (int64_t i = int64_t(blockIdx.x) * kStateThreads + threadIdx.x; i < pairs;
        i += int64_t(gridDim.x) * kStateThreads) {
@@ -205,8 +218,8 @@ __global__ void __launch_bounds__(kStateThreads) convFinalStateKernel(const Conv
         p.cuSeqlens ? SeqCursor{p.cuSeqlens[seq], p.cuSeqlens[seq + 1], seq} : SeqCursor{0, p.seqlen, seq};
     const int64_t row = p.cuSeqlens ? d : i;  // the row of x: (0, d) packed, else (seq, d)
 #pragma unroll
-    for (int j = 0; j < W - 1; ++j)
-      storeElement<DT>(p.finalState, i * (W - 1) + j, windowAtGlobal<DT, W>(p, c, row, d, c.end - (W - 1) + j));
+    for (int j = 0; j < H; ++j)
+      storeElement<DT>(p.finalState, i * H + j, windowAtGlobal<DT>(p, c, row, d, c.end - H + j, H));
   }
 }
 
@@ -219,9 +232,10 @@ __host__ __device__ inline int64_t backwardRowFloats(int64_t chunk, int H) { ret
 template <DType DT, int W>
 __global__ void __launch_bounds__(kConvThreads, backwardMinBlocks(W))
     convBackwardKernel(const ConvBackwardParams q, const TileShape s, float *partials) {
-  constexpr int kItems = kConvItems<DT>, H = W - 1;
+  constexpr int kItems = kConvItems<DT>, kMaxW = kWidthBound<W>, kMaxH = kMaxW - 1;
   using IO = ItemIO<DT, kItems>;
   const ConvForwardParams &p = q.fwd;
+  const int width = convWidth<W>(p.width), H = width - 1;
   extern __shared__ float shared[];
   const int lanes = 1 << s.lanesLog2, lane = int(threadIdx.x) & (lanes - 1);
   const int rowInBlock = int(threadIdx.x) >> s.lanesLog2, rowsPerBlock = kConvThreads >> s.lanesLog2;
@@ -253,27 +267,33 @@ __global__ void __launch_bounds__(kConvThreads, backwardMinBlocks(W))
     }
     __syncthreads();
 
-    float w[W], dw[W + 1] = {};  // dw[W] sums dp: dbias
+    // dw sums dp xs[t + k] (dweight), db sums dp (dbias): db apart from dw, whose index would
+    // otherwise be the runtime width.
+    float w[kMaxW], dw[kMaxW] = {}, db = 0.0f;
     float bias = 0.0f;
     if (row < rows) {
 #pragma unroll
-      for (int k = 0; k < W; ++k) w[k] = p.weight[d * W + k];
+      for (int k = 0; k < kMaxW; ++k)
+        if (k < width) w[k] = p.weight[d * width + k];
       bias = p.bias ? p.bias[d] : 0.0f;
     }
-    // dp at step t, from its window; `sum` adds its terms to dw (the tile's own steps only).
+    // dp at step t, from its window; `sum` adds its terms to dw and db (the tile's own steps only).
     auto dpAt = [&](const SeqCursor &c, int64_t t, float dout, bool sum) {
-      float window[W];
+      float window[kMaxW];
       float acc = bias;
 #pragma unroll
-      for (int k = 0; k < W; ++k) {
-        window[k] = windowAt<DT, W>(p, c, d, t - H + k, xs, chunkStart - H);
-        acc += w[k] * window[k];
+      for (int k = 0; k < kMaxW; ++k) {
+        if (k < width) {
+          window[k] = windowAt<DT>(p, c, d, t - H + k, xs, chunkStart - H, H);
+          acc += w[k] * window[k];
+        }
       }
       const float dp = p.silu ? dout * siluGrad(acc) : dout;
       if (sum) {
 #pragma unroll
-        for (int k = 0; k < W; ++k) dw[k] += dp * window[k];
-        dw[W] += dp;
+        for (int k = 0; k < kMaxW; ++k)
+          if (k < width) dw[k] += dp * window[k];
+        db += dp;
       }
       return dp;
     };
@@ -281,18 +301,21 @@ __global__ void __launch_bounds__(kConvThreads, backwardMinBlocks(W))
     if (count > 0) c = sequenceOf(p, b, t0);
     if (count > 0 && t0 - H >= c.start && t0 + kItems <= c.end) {
       // The common case (as in the forward): the lane's windows inside one sequence, read once.
-      float window[kItems + H];
+      float window[kItems + kMaxH];
 #pragma unroll
-      for (int j = 0; j < kItems + H; ++j) window[j] = xs[lane * kItems + j];
+      for (int j = 0; j < kItems + kMaxH; ++j)
+        if (j < kItems + H) window[j] = xs[lane * kItems + j];
 #pragma unroll
       for (int i = 0; i < kItems; ++i) {
         float acc = bias;
 #pragma unroll
-        for (int k = 0; k < W; ++k) acc += w[k] * window[i + k];
+        for (int k = 0; k < kMaxW; ++k)
+          if (k < width) acc += w[k] * window[i + k];
         const float dp = p.silu ? go[i] * siluGrad(acc) : go[i];
 #pragma unroll
-        for (int k = 0; k < W; ++k) dw[k] += dp * window[i + k];
-        dw[W] += dp;
+        for (int k = 0; k < kMaxW; ++k)
+          if (k < width) dw[k] += dp * window[i + k];
+        db += dp;
         dps[lane * kItems + i] = dp;
       }
     } else {
@@ -327,15 +350,21 @@ __global__ void __launch_bounds__(kConvThreads, backwardMinBlocks(W))
       float dx[kItems];
       if (t0 + kItems + H <= cu.end) {
         // The common case: every step the lane's inputs feed lies in their sequence, none of them
-        // is one of its last H inputs (no dFinalState term); dp read once.
-        float dpw[kItems + H];
+        // is one of its last H inputs (no dFinalState term); dp read once. dpw is right-aligned:
+        // dp at step t0 + j is dpw[unused + j], so the step u + (H - k) that input u = t0 + i feeds
+        // through weight k is dpw[i + kMaxH - k], an index without the runtime width (the runtime
+        // instance leaves its first kMaxH - H entries unused; elsewhere there are none).
+        const int unused = kMaxH - H;
+        float dpw[kItems + kMaxH];
 #pragma unroll
-        for (int j = 0; j < kItems + H; ++j) dpw[j] = dps[lane * kItems + j];
+        for (int j = 0; j < kItems + kMaxH; ++j)
+          if (j >= unused) dpw[j] = dps[lane * kItems + j - unused];
 #pragma unroll
         for (int i = 0; i < kItems; ++i) {
           float acc = 0.0f;
 #pragma unroll
-          for (int k = 0; k < W; ++k) acc += w[k] * dpw[i + H - k];
+          for (int k = 0; k < kMaxW; ++k)
+            if (k < width) acc += w[k] * dpw[i + kMaxH - k];
           dx[i] = acc;
         }
       } else {
@@ -347,9 +376,9 @@ __global__ void __launch_bounds__(kConvThreads, backwardMinBlocks(W))
             if (p.cuSeqlens) advanceTo(p, cu, u);
             float acc = 0.0f;
 #pragma unroll
-            for (int k = 0; k < W; ++k) {  // step u + (H - k) with weight k, within u's sequence
+            for (int k = 0; k < kMaxW; ++k) {  // step u + (H - k) with weight k, within u's sequence
               const int64_t t = u + (H - k);
-              if (t < cu.end) acc += w[k] * dps[t - chunkStart];
+              if (k < width && t < cu.end) acc += w[k] * dps[t - chunkStart];
             }
             if (q.dFinalState && u >= cu.end - H)
               acc += loadElement<DT>(q.dFinalState, (cu.seq * D + d) * H + (u - (cu.end - H)));
@@ -361,14 +390,17 @@ __global__ void __launch_bounds__(kConvThreads, backwardMinBlocks(W))
     }
 
     // The tile's dweight / dbias partial of this row: its lanes' sums, in lane order.
+    float *const laneSums = sums + int(threadIdx.x) * (width + 1);
 #pragma unroll
-    for (int k = 0; k <= W; ++k) sums[int(threadIdx.x) * (W + 1) + k] = dw[k];
+    for (int k = 0; k < kMaxW; ++k)
+      if (k < width) laneSums[k] = dw[k];
+    laneSums[width] = db;
     __syncthreads();
     if (row < rows) {
-      for (int k = lane; k <= W; k += lanes) {
+      for (int k = lane; k <= width; k += lanes) {
         float total = 0.0f;
-        for (int l = 0; l < lanes; ++l) total += sums[(rowInBlock * lanes + l) * (W + 1) + k];
-        partials[(tile * rows + row) * (W + 1) + k] = total;
+        for (int l = 0; l < lanes; ++l) total += sums[(rowInBlock * lanes + l) * (width + 1) + k];
+        partials[(tile * rows + row) * (width + 1) + k] = total;
       }
     }
     __syncthreads();  // the next tile overwrites xs, dps and sums
@@ -394,11 +426,13 @@ __global__ void __launch_bounds__(kReduceThreads)
 
 // dInitialState: one thread per (sequence, channel). Column c is xs at step u = start - H + c, which
 // the first H steps of the sequence read (their dp recomputed here), and, when the sequence is
-// shorter than H, finalState too.
+// shorter than H, finalState too. The loops over steps and columns index dp, so they unroll over
+// kMaxH and stop at H.
 template <DType DT, int W>
 __global__ void __launch_bounds__(kStateThreads) convInitialStateGradKernel(const ConvBackwardParams q) {
-  constexpr int H = W - 1;
+  constexpr int kMaxW = kWidthBound<W>, kMaxH = kMaxW - 1;
   const ConvForwardParams &p = q.fwd;
+  const int width = convWidth<W>(p.width), H = width - 1;
   const int64_t D = p.dim, pairs = p.sequences * D;
   for (int64_t i = int64_t(blockIdx.x) * kStateThreads + threadIdx.x; i < pairs;
        i += int64_t(gridDim.x) * kStateThreads) {
@@ -406,30 +440,34 @@ __global__ void __launch_bounds__(kStateThreads) convInitialStateGradKernel(cons
     const SeqCursor c =
         p.cuSeqlens ? SeqCursor{p.cuSeqlens[seq], p.cuSeqlens[seq + 1], seq} : SeqCursor{0, p.seqlen, seq};
     const int64_t row = p.cuSeqlens ? d : i;
-    float w[W];
+    float w[kMaxW];
 #pragma unroll
-    for (int k = 0; k < W; ++k) w[k] = p.weight[d * W + k];
-    float dp[H > 0 ? H : 1];  // dp at steps start .. start + H - 1 (0 past the end)
+    for (int k = 0; k < kMaxW; ++k)
+      if (k < width) w[k] = p.weight[d * width + k];
+    float dp[kMaxH > 0 ? kMaxH : 1];  // dp at steps start .. start + H - 1 (0 past the end)
 #pragma unroll
-    for (int m = 0; m < H; ++m) {
+    for (int m = 0; m < kMaxH; ++m) {
+      if (m == H) break;
       const int64_t t = c.start + m;
       dp[m] = 0.0f;
       if (t < c.end) {
         float acc = p.bias ? p.bias[d] : 0.0f;
 #pragma unroll
-        for (int k = 0; k < W; ++k) acc += w[k] * windowAtGlobal<DT, W>(p, c, row, d, t - H + k);
+        for (int k = 0; k < kMaxW; ++k)
+          if (k < width) acc += w[k] * windowAtGlobal<DT>(p, c, row, d, t - H + k, H);
         const float dout = loadElement<DT>(q.dout, row * p.seqlen + t);
         dp[m] = p.silu ? dout * siluGrad(acc) : dout;
       }
     }
 #pragma unroll
-    for (int col = 0; col < H; ++col) {
+    for (int col = 0; col < kMaxH; ++col) {
+      if (col == H) break;
       const int64_t u = c.start - H + col;
       float acc = 0.0f;
 #pragma unroll
-      for (int k = 0; k < W; ++k) {  // step u + (H - k) = start + col - k
+      for (int k = 0; k < kMaxW; ++k) {  // step u + (H - k) = start + col - k
         const int m = col - k;
-        if (m >= 0) acc += w[k] * dp[m];
+        if (k < width && m >= 0) acc += w[k] * dp[m];
       }
       if (q.dFinalState && u >= c.end - H) acc += loadElement<DT>(q.dFinalState, i * H + (u - (c.end - H)));
       storeElement<DT>(q.dInitialState, i * H + col, acc);
@@ -437,17 +475,19 @@ __global__ void __launch_bounds__(kStateThreads) convInitialStateGradKernel(cons
   }
 }
 
+// The launches: W picks the kernels' instance (dispatchWidth), the sizes come from the call's width.
 template <DType DT, int W>
 cudaError_t queueForward(const ConvForwardParams &p, gpu::Stream stream) {
   const int64_t rows = p.batch * p.dim;
+  const int width = int(p.width);
   if (rows > 0 && p.seqlen > 0) {
     const void *tensors[] = {p.x, p.out};
     const TileShape s = tileShape<DT>(rows, p.seqlen, tensors, 2);
-    const size_t shared = size_t(kConvThreads >> s.lanesLog2) * size_t(W - 1 + s.chunk) * sizeof(float);
+    const size_t shared = size_t(kConvThreads >> s.lanesLog2) * size_t(width - 1 + s.chunk) * sizeof(float);
     convForwardKernel<DT, W><<<gridBlocks(s.rowGroups * s.tiles), kConvThreads, shared, stream>>>(p, s);
     SS_CUDA_TRY(cudaGetLastError());
   }
-  if (p.finalState && W > 1 && p.sequences * p.dim > 0) {
+  if (p.finalState && width > 1 && p.sequences * p.dim > 0) {
     convFinalStateKernel<DT, W>
         <<<gridBlocks(ceilDiv(p.sequences * p.dim, kStateThreads)), kStateThreads, 0, stream>>>(p);
     SS_CUDA_TRY(cudaGetLastError());
@@ -459,27 +499,29 @@ template <DType DT, int W>
 cudaError_t queueBackward(const ConvBackwardParams &q, gpu::Stream stream) {
   const ConvForwardParams &p = q.fwd;
   const int64_t rows = p.batch * p.dim, L = p.seqlen;
+  const int width = int(p.width);
   const void *tensors[] = {p.x, q.dout, q.dx};
   const TileShape s = tileShape<DT>(rows, L, tensors, 3);
   // Partials of (tile, batch) for each (channel, k); with L = 0 none, and the sums are zeros.
   const int64_t sources = rows > 0 ? s.tiles * p.batch : 0;
   float *partials = nullptr;
-  const size_t partialBytes = size_t(sources * p.dim * (W + 1)) * sizeof(float);
+  const size_t partialBytes = size_t(sources * p.dim * (width + 1)) * sizeof(float);
   if (partialBytes > 0) SS_CUDA_TRY(cudaMallocAsync(reinterpret_cast<void **>(&partials), partialBytes, stream));
   cudaError_t queued = cudaSuccess;
   if (sources > 0) {
-    const size_t shared = (size_t(kConvThreads >> s.lanesLog2) * size_t(backwardRowFloats(s.chunk, W - 1)) +
-                           size_t(kConvThreads) * (W + 1)) *
+    const size_t shared = (size_t(kConvThreads >> s.lanesLog2) * size_t(backwardRowFloats(s.chunk, width - 1)) +
+                           size_t(kConvThreads) * size_t(width + 1)) *
                           sizeof(float);
     convBackwardKernel<DT, W><<<gridBlocks(s.rowGroups * s.tiles), kConvThreads, shared, stream>>>(q, s, partials);
     queued = cudaGetLastError();
   }
   if (queued == cudaSuccess && p.dim > 0) {
-    convReducePartialsKernel<<<gridBlocks(ceilDiv(p.dim * (W + 1), kReduceThreads)), kReduceThreads, 0, stream>>>(
-        partials, sources, p.dim, W, q.dweight, q.dbias);
+    const int64_t entries = p.dim * (width + 1);
+    convReducePartialsKernel<<<gridBlocks(ceilDiv(entries, kReduceThreads)), kReduceThreads, 0, stream>>>(
+        partials, sources, p.dim, width, q.dweight, q.dbias);
     queued = cudaGetLastError();
   }
-  if (queued == cudaSuccess && q.dInitialState && W > 1 && p.sequences * p.dim > 0) {
+  if (queued == cudaSuccess && q.dInitialState && width > 1 && p.sequences * p.dim > 0) {
     convInitialStateGradKernel<DT, W>
         <<<gridBlocks(ceilDiv(p.sequences * p.dim, kStateThreads)), kStateThreads, 0, stream>>>(q);
     queued = cudaGetLastError();

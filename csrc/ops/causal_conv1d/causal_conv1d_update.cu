@@ -1,6 +1,7 @@
 // One decoding step of the causal depthwise convolution (causalConv1dUpdate) on the GPU.
 //
-// Kernel design (convUpdateKernel<DT, W>): one thread per row (batch row b, channel d). The row's
+// Kernel design (convUpdateKernel<DT, W>; W a compile-time width or the runtime-width instance,
+// causal_conv1d_cuda.cuh): one thread per row (batch row b, channel d). The row's
 // window (its W - 1 state columns, then x) is loaded into registers once, out is its dot product
 // with the row's weights, and the state is written back shifted by one column: every element of
 // convState, x and out is read or written exactly once, and consecutive threads touch consecutive
@@ -19,6 +20,8 @@ constexpr int kConvUpdateThreads = 256;
 template <DType DT, int W>
 __global__ void __launch_bounds__(kConvUpdateThreads) convUpdateKernel(const ConvUpdateParams p) {
   using Storage = typename Element<DT>::Storage;
+  constexpr int kMaxW = kWidthBound<W>;
+  const int width = convWidth<W>(p.width), H = width - 1;
   const int64_t D = p.dim, rows = p.batch * D;
   const int64_t stride = int64_t(gridDim.x) * kConvUpdateThreads;
   Storage *const state = static_cast<Storage *>(p.convState);
@@ -31,19 +34,22 @@ __global__ void __launch_bounds__(kConvUpdateThreads) convUpdateKernel(const Con
       out[row] = Element<DT>::store(0.0f);
       continue;
     }
-    // window[k] for k < W - 1 is state column k (the oldest first); window[W - 1] is x.
-    Storage window[W];
-    Storage *const rowState = state + (slot * D + d) * (W - 1);
+    // window[k] for k < W - 1 is state column k (the oldest first); window[W - 1] is x, chosen in
+    // the loop so that no index depends on the runtime width.
+    Storage window[kMaxW];
+    Storage *const rowState = state + (slot * D + d) * H;
 #pragma unroll
-    for (int k = 0; k + 1 < W; ++k) window[k] = rowState[k];
-    window[W - 1] = x[row];
-    const float *const w = p.weight + d * W;
+    for (int k = 0; k < kMaxW; ++k)
+      if (k < width) window[k] = k < H ? rowState[k] : x[row];
+    const float *const w = p.weight + d * width;
     float acc = p.bias ? p.bias[d] : 0.0f;
 #pragma unroll
-    for (int k = 0; k < W; ++k) acc += w[k] * Element<DT>::load(window[k]);
+    for (int k = 0; k < kMaxW; ++k)
+      if (k < width) acc += w[k] * Element<DT>::load(window[k]);
     out[row] = Element<DT>::store(p.silu ? silu(acc) : acc);
 #pragma unroll
-    for (int k = 0; k + 1 < W; ++k) rowState[k] = window[k + 1];
+    for (int k = 0; k + 1 < kMaxW; ++k)
+      if (k < H) rowState[k] = window[k + 1];
   }
 }
 
