@@ -35,10 +35,11 @@ int64_t roundUp(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 
 // Rows [begin, end) of (batch, dim), at most kRowsPerTask of them: per batch row the index math
 // once, per channel the window from its state and x (the state shifted as it is read), then the
-// activation over the run of channels as vectors.
-template <DType DT>
+// activation over the run of channels as vectors. kW: the width as a constant (Mamba's 4: the
+// per-channel loops unroll and the window stays in registers), or 0 for any width, read at run time.
+template <DType DT, int kW>
 void convUpdateRows(const ConvUpdateParams &p, int64_t begin, int64_t end) {
-  const int64_t D = p.dim, W = p.width;
+  const int64_t D = p.dim, W = kW ? kW : p.width;
   alignas(64) float pre[kRowsPerTask + kLanes];
   for (int64_t row = begin; row < end;) {
     const int64_t b = row / D, d0 = row % D, n = std::min(D - d0, end - row);
@@ -292,7 +293,11 @@ void convUpdate(const ConvUpdateParams &p) {
   ThreadPool::Session pool;
   dispatchDType(p.dtype, [&](auto dtype) {
     pool.parallelFor((rows + kRowsPerTask - 1) / kRowsPerTask, [&](int64_t task, int) {
-      convUpdateRows<decltype(dtype)::value>(p, task * kRowsPerTask, std::min(rows, (task + 1) * kRowsPerTask));
+      const int64_t begin = task * kRowsPerTask, end = std::min(rows, (task + 1) * kRowsPerTask);
+      if (p.width == 4)
+        convUpdateRows<decltype(dtype)::value, 4>(p, begin, end);
+      else
+        convUpdateRows<decltype(dtype)::value, 0>(p, begin, end);
     });
   });
 }
