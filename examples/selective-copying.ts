@@ -106,7 +106,6 @@ export function evaluate(
  */
 export class Curriculum {
   readonly stages: { step: number; seconds: number; seqLen: number }[];
-  #index = 0;
   #accuracy = 0; // this stage's average, restarted at every stage
 
   constructor(
@@ -127,16 +126,16 @@ export class Curriculum {
    * (and moves to the next) or undefined.
    */
   update(step: number, seconds: number, accuracy: number): string | undefined {
-    if (this.#index === this.lengths.length) return undefined;
+    const index = this.stages.length - 1; // the stage of this step
+    if (index === this.lengths.length) return undefined;
     this.#accuracy = 0.98 * this.#accuracy + 0.02 * accuracy;
     const reached = this.#accuracy >= this.advanceAt;
     if (!reached && seconds - this.stages.at(-1)!.seconds < this.stageSeconds) return undefined;
     const reason = reached
       ? `training accuracy ${(this.advanceAt * 100).toFixed(0)}% reached at L=${this.seqLen}`
       : `${formatTime(this.stageSeconds)} at L=${this.seqLen} without reaching ${(this.advanceAt * 100).toFixed(0)}%`;
-    this.#index++;
     this.#accuracy = 0;
-    this.stages.push({ step, seconds, seqLen: this.lengths[this.#index] ?? this.finalLength });
+    this.stages.push({ step, seconds, seqLen: this.lengths[index + 1] ?? this.finalLength });
     return reason;
   }
 }

@@ -31,23 +31,22 @@ export function freeOutputsOnThrow<T>(outputs: object, call: () => T): T {
 /**
  * The gradients of a backward, allocated (uninitialised) like the inputs they belong to, on
  * `device`: one field per named input that is given, in the order named; none for an absent
- * (undefined) optional input. If an allocation fails, those already made are disposed.
+ * (undefined) optional input. If an allocation fails, those already made are disposed
+ * (allocateOutputs).
  */
 export function allocateGradients<G extends object>(
   fn: string,
   device: Device,
   inputs: Readonly<Record<keyof G, Tensor | undefined>>,
 ): G {
-  const grads = {} as G;
-  try {
-    for (const key of Object.keys(inputs) as (keyof G & string)[]) {
-      const t = inputs[key];
-      if (t) addField(grads, key, allocate(fn, [...t.shape], t.dtype, device, false) as G[typeof key]);
-    }
-  } catch (error) {
-    for (const t of Object.values(grads) as Tensor[]) t.dispose();
-    throw error;
+  const specs: Record<string, OutputSpec | undefined> = Object.create(null);
+  for (const key of Object.keys(inputs) as (keyof G & string)[]) {
+    const t = inputs[key];
+    specs[key] = t ? [[...t.shape], t.dtype] : undefined;
   }
+  const made = allocateOutputs(fn, device, specs);
+  const grads = {} as G;
+  for (const key of Object.keys(made)) addField(grads, key as keyof G, made[key] as G[keyof G] | undefined);
   return grads;
 }
 
