@@ -1,6 +1,11 @@
-// A fixed pool of worker threads for the CPU backend. parallelFor hands out task indices
-// dynamically; results never depend on which thread ran a task, because every op decides its
-// task decomposition from the shape alone and keeps each task's sums in a fixed order.
+// A fixed pool of worker threads for the CPU backend. parallelFor gives each thread a contiguous
+// range of the task indices and lets a thread that finishes its own take over what is left of the
+// others'; results never depend on which thread ran a task, because every op decides its task
+// decomposition from the shape alone and keeps each task's sums in a fixed order.
+//
+// Made for ops of a few microseconds (a decoding step) as much as for long ones: an idle worker
+// polls for the next job for a while before it sleeps, tasks are taken with one atomic add (no
+// lock), and the same thread gets the same range from one call to the next.
 //
 // An op holds the pool for its whole length through a ThreadPool::Session: one session at a time
 // (ops from several JavaScript threads take turns), and the thread count cannot change while one
@@ -12,6 +17,7 @@
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -23,6 +29,16 @@ class ThreadPool {
  public:
   static ThreadPool &instance();
   ~ThreadPool();
+
+  // How a thread that has run its own range helps the others.
+  //  Dynamic: it takes the tasks they have not taken yet, to the last one: for ops whose tasks
+  //    differ in cost (packed sequences) or whose data does not stay in the cache anyway.
+  //  KeepAffinity: it takes over a range only if that range's owner has not begun it. For ops that
+  //    update in place a state that fits in the caches (the decoding steps): a task taken from the
+  //    end of a running range moves its state to another core, and back at the next call, which
+  //    cost more than the imbalance it saves (the batch-1 Mamba-2 step at 2 threads, alternating
+  //    runs: a median 47-50 us a call with affinity kept, 56-59 us without).
+  enum class Balance { Dynamic, KeepAffinity };
 
   // The pool for the length of one op. Not reentrant: never open a session inside another, or
   // inside a task.
@@ -37,8 +53,9 @@ class ThreadPool {
     // Calls fn(task, worker) for every task in [0, count); worker in [0, threads()) identifies the
     // thread (for per-thread scratch). Returns when all tasks are done; rethrows the first
     // exception.
-    void parallelFor(int64_t count, const std::function<void(int64_t task, int worker)> &fn) {
-      pool_.parallelFor(count, fn);
+    void parallelFor(int64_t count, const std::function<void(int64_t task, int worker)> &fn,
+                     Balance balance = Balance::Dynamic) {
+      pool_.parallelFor(count, fn, balance);
     }
 
    private:
@@ -57,18 +74,42 @@ class ThreadPool {
   void stop();
   void workerLoop(int worker);
   void runTasks(int worker);
-  void parallelFor(int64_t count, const std::function<void(int64_t, int)> &fn);
+  void waitUntilIdle() const;  // until busy_ == 0
+  void parallelFor(int64_t count, const std::function<void(int64_t, int)> &fn, Balance balance);
 
   std::vector<std::thread> workers_;
   std::atomic<int> threads_{1};
   std::mutex sessionMutex_;  // held by the open session, and by setThreads
-  std::mutex mutex_;         // guards everything below
-  std::condition_variable wake_, done_;
+
+  // Each thread's share of the job's tasks: a contiguous range, the same for the same count from
+  // one call to the next, so that the state a decoding loop updates in place stays in the cache of
+  // the core that updated it last (handing tasks out from one shared counter moved half of it to
+  // the other core at every call). A thread runs its own range first, then takes what is left of
+  // the others' (a thread that is late, descheduled or asleep does not hold the op up).
+  struct alignas(64) TaskRange {
+    std::atomic<int64_t> next{0};
+    int64_t begin = 0, end = 0;
+  };
+
+  // The job being run. The caller writes job_ and the ranges while the
+  // generation is odd (closed), opens the job by making it even, runs tasks itself, closes it, and
+  // waits for busy_ == 0. A worker reads the job only inside busy_ += 1 .. busy_ -= 1 and only if
+  // the generation it saw open is still current after its busy_ += 1, so it never sees a
+  // half-written job nor touches one whose caller has returned (workerLoop says why).
   const std::function<void(int64_t, int)> *job_ = nullptr;
-  int64_t jobCount_ = 0, nextTask_ = 0;
-  int activeWorkers_ = 0;
-  uint64_t generation_ = 0;
-  bool quit_ = false;
+  std::unique_ptr<TaskRange[]> ranges_;              // threads() of them; fetch_add on next: no lock per task
+  bool keepAffinity_ = false;                        // the job's Balance
+  alignas(64) std::atomic<uint64_t> generation_{1};  // odd: no job open (see workerLoop)
+  alignas(64) std::atomic<int> busy_{0};             // workers inside the current job
+  std::atomic<bool> failed_{false};                  // a task threw: hand out no more tasks
+  std::atomic<bool> quit_{false};
+
+  // Sleeping: a worker polls generation_ for kSpin (thread_pool.cc) after its last job (ops in a loop
+  // follow each other within microseconds, and a futex wake-up costs tens of them), then sleeps on
+  // wake_. The caller notifies only when sleepers_ says someone sleeps.
+  std::mutex sleepMutex_;  // guards wake_ and error_
+  std::condition_variable wake_;
+  std::atomic<int> sleepers_{0};
   std::exception_ptr error_;
 };
 

@@ -292,13 +292,15 @@ void convUpdate(const ConvUpdateParams &p) {
   const int64_t rows = p.batch * p.dim;
   ThreadPool::Session pool;
   dispatchDType(p.dtype, [&](auto dtype) {
-    pool.parallelFor((rows + kRowsPerTask - 1) / kRowsPerTask, [&](int64_t task, int) {
-      const int64_t begin = task * kRowsPerTask, end = std::min(rows, (task + 1) * kRowsPerTask);
-      if (p.width == 4)
-        convUpdateRows<decltype(dtype)::value, 4>(p, begin, end);
-      else
-        convUpdateRows<decltype(dtype)::value, 0>(p, begin, end);
-    });
+    pool.parallelFor((rows + kRowsPerTask - 1) / kRowsPerTask,
+                     [&](int64_t task, int) {
+                       const int64_t begin = task * kRowsPerTask, end = std::min(rows, (task + 1) * kRowsPerTask);
+                       if (p.width == 4)
+                         convUpdateRows<decltype(dtype)::value, 4>(p, begin, end);
+                       else
+                         convUpdateRows<decltype(dtype)::value, 0>(p, begin, end);
+                     },
+                     ThreadPool::Balance::KeepAffinity);  // the state stays in the cache of its core
   });
 }
 
