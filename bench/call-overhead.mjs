@@ -1,10 +1,12 @@
 // The fixed cost of one selectiveStateUpdate call from JavaScript (the decoding step), split into
-// its parts, on the CPU at one thread:
+// its parts, on the CPU at one thread (or --threads N):
 //
-//   node bench/call-overhead.mjs [--calls 2000] [--batches 15] [--json PATH]
+//   node bench/call-overhead.mjs [--calls 2000] [--batches 15] [--threads 1] [--json PATH]
 //
 // Rows, each the minimum over batches of the process CPU time per call (the machine is shared:
-// the minimum is the least disturbed batch), and, for the full calls, the garbage collections seen
+// the minimum is the least disturbed batch; at more than one thread the wall clock instead, since
+// CPU time then adds up the threads, the pool's idle polling included), and, for the full calls,
+// the garbage collections seen
 // (count and pause time per call, from a PerformanceObserver on 'gc'):
 //   full            selectiveStateUpdate(...).dispose(): what a decoding loop pays
 //   full, no dispose  the output left to the garbage collector (its finalizer frees it)
@@ -14,7 +16,8 @@
 //   allocation      new Storage(-1, bytes) + dispose() for y: the output tensor's memory
 //   state-sized copy  a memmove of the state's bytes between two buffers that stay in the cache, as
 //                   a decoding loop's state does: the memory floor of the step, which reads and
-//                   writes the state once (the other operands are 1/N of it)
+//                   writes the state once (the other operands are 1/N of it). One thread always:
+//                   at --threads N it is the floor of one thread, not of N
 // and "JS checks + tensor" = full - (native + descriptor) - allocation; the step's kernel reaches
 // (state-sized copy) / (native only) of that floor.
 //
@@ -32,19 +35,23 @@ const { values: args } = parseArgs({
   options: {
     calls: { type: 'string', default: '2000' },
     batches: { type: 'string', default: '15' },
+    threads: { type: 'string', default: '1' },
     json: { type: 'string' },
   },
 });
 const CALLS = Number(args.calls);
 const BATCHES = Number(args.batches);
 const JSON_PATH = args.json;
+const THREADS = Number(args.threads);
+// The per-call figure the derived rows use: CPU time at one thread, else the wall clock.
+const PER_CALL = THREADS > 1 ? 'wallUs' : 'cpuUs';
 
 // The addon itself, as lib/native.ts loads it (node-gyp-build: build/Release first).
 const require = createRequire(import.meta.url);
 const root = new URL('..', import.meta.url).pathname;
 const native = require(require('node-gyp-build').resolve(root));
 
-setNumThreads(1);
+setNumThreads(THREADS);
 
 const SHAPES = [
   { name: 'tiny', H: 1, P: 16, N: 16 },
@@ -189,15 +196,16 @@ for (const shape of SHAPES) {
     r[name] = await time(fn);
     rows.push({ shape: shape.name, case: name, ...r[name] });
   }
+  const k = PER_CALL;
   rows.push({
     shape: shape.name,
     case: 'JS checks + tensor (derived)',
-    cpuUs: r.full.cpuUs - r['native + descriptor'].cpuUs - r.allocation.cpuUs,
+    [k]: r.full[k] - r['native + descriptor'][k] - r.allocation[k],
   });
   rows.push({
     shape: shape.name,
-    case: 'kernel at % of the copy floor (derived)',
-    percent: (100 * r['state-sized copy'].cpuUs) / r['native only'].cpuUs,
+    case: `kernel at % of the copy floor (derived${THREADS > 1 ? ': the floor of one thread' : ''})`,
+    percent: (100 * r['state-sized copy'][k]) / r['native only'][k],
   });
   for (const v of Object.values(t)) v.dispose();
   for (const v of [...Object.values(st), copySrc, copyDst]) v.dispose();
@@ -210,10 +218,12 @@ try {
   if (execSync('git status --porcelain -- lib csrc', { cwd: root }).toString().trim()) commit += ' (modified)';
 } catch {}
 const f = (x, d = 2) => (x === undefined ? '–' : x.toFixed(d));
-console.log(`## selectiveStateUpdate call overhead (CPU, 1 thread)\n`);
+console.log(`## selectiveStateUpdate call overhead (CPU, ${THREADS} thread${THREADS > 1 ? 's' : ''})\n`);
 console.log(`- ${os.cpus()[0]?.model}, node ${process.version}, commit ${commit}`);
 console.log(`- load average ${load0.toFixed(2)} at the start, ${os.loadavg()[0].toFixed(2)} at the end`);
-console.log(`- ${BATCHES} batches of ${CALLS} calls; min over batches of process CPU time (and wall) per call\n`);
+console.log(
+  `- ${BATCHES} batches of ${CALLS} calls; min over batches of process CPU time and wall clock per call; derived rows from the ${THREADS > 1 ? 'wall clock' : 'CPU time'}\n`,
+);
 console.log('| shape | case | CPU µs/call | wall µs/call | GCs per 1k calls | GC µs/call |');
 console.log('| --- | --- | ---: | ---: | ---: | ---: |');
 for (const r of rows) {
@@ -224,4 +234,7 @@ for (const r of rows) {
   );
 }
 if (JSON_PATH)
-  fs.writeFileSync(JSON_PATH, `${JSON.stringify({ commit, load: [load0, os.loadavg()[0]], rows }, null, 2)}\n`);
+  fs.writeFileSync(
+    JSON_PATH,
+    `${JSON.stringify({ commit, threads: THREADS, load: [load0, os.loadavg()[0]], rows }, null, 2)}\n`,
+  );

@@ -16,6 +16,7 @@ const patterns = [
   'test/emulation/**/*.cc',
   'test/emulation/**/*.h',
   'test/emulation/**/*.cu',
+  'test/native/**/*.cc',
   'bench/**/*.cc',
   'bench/**/*.c',
 ];

@@ -3,7 +3,14 @@
 // only when its owner has not begun it. Every way a call can find the workers is exercised: polling
 // (calls back to back), asleep (a pause longer than their polling between calls), and more threads
 // than cores (workers descheduled, so that others take over their ranges). Each loop must give the
-// float64 reference's values and the same bits at every thread count.
+// float64 reference's values and the same bits at every thread count. And the pool itself, in C++
+// (test/native/thread_pool_test.cc, built here with g++ and ThreadSanitizer): every task of a job
+// exactly once, exceptions, sessions from several threads.
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Tensor, buildInfo, causalConv1dUpdate, selectiveStateUpdate, setNumThreads } from './helpers/api.js';
 import { convUpdateRef } from './helpers/conv-reference.js';
@@ -106,4 +113,41 @@ describe('the thread pool under decoding loops', () => {
     expect(Array.from(new Set(out.dataSync()))).toEqual([2.5]); // 0.5 * (1 + 1 + 1 + 2)
     for (const t of [state, x, w, big, bx, bw, out]) t.dispose();
   });
+});
+
+describe('the thread pool in C++ (test/native/thread_pool_test.cc, ThreadSanitizer)', () => {
+  it('every task exactly once at 1-17 threads, both balances, polling, asleep and descheduled workers; exceptions; concurrent sessions; no data race', () => {
+    const root = fileURLToPath(new URL('..', import.meta.url));
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ss-pool-'));
+    const exe = path.join(dir, 'thread_pool_test');
+    try {
+      const build = spawnSync(
+        'g++',
+        [
+          '-std=c++17',
+          '-O1',
+          '-g',
+          '-fsanitize=thread',
+          '-pthread',
+          'test/native/thread_pool_test.cc',
+          'csrc/cpu/thread_pool.cc',
+          '-o',
+          exe,
+        ],
+        { cwd: root, encoding: 'utf8', timeout: 120_000 },
+      );
+      expect(build.status, build.stderr).toBe(0);
+      const run = spawnSync(exe, [], {
+        encoding: 'utf8',
+        timeout: 120_000,
+        env: { ...process.env, TSAN_OPTIONS: 'halt_on_error=1' },
+      });
+      const detail = `signal ${run.signal}, status ${run.status}\n${run.stdout}\n${run.stderr}`;
+      expect(run.stderr, detail).not.toMatch(/ThreadSanitizer/);
+      expect(run.status, detail).toBe(0);
+      expect(run.stdout.trim().split('\n').pop(), detail).toBe('ok');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }, 240_000);
 });
