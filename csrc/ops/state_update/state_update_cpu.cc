@@ -3,8 +3,11 @@
 // only). A task walks its rows as runs of one (batch row, head), or of one group of channels (HeadRun):
 // what a run's rows share (the state slot, B and C as floats, and in the scalar-per-head form dt and the decay exp(dt
 // A)) is computed once per run, not once per row; then its rows stream their N states kRowBlock rows at a time, so that
-// each B/C vector is loaded once per block and the block's rows run independent FMA chains. Every row evaluates the
-// same expressions in the same order whatever the split, so the results do not depend on the thread count.
+// each B/C vector is loaded once per block and the block's rows run independent FMA chains. The per-row scalars
+// (dt = softplus(delta + bias), the gate silu(z)) are computed first for a tile of rows, kLanes rows per vector, with
+// the vector forms of the scan's formulas (scan_math.h on cpu/simd.h's vectors): one scalar log1pf and expf per row
+// were half of the step's time. Every row evaluates the same expressions in the same order whatever the split, so the
+// results do not depend on the thread count.
 #include <algorithm>
 #include <type_traits>
 #include <vector>
@@ -64,19 +67,48 @@ struct HeadRun {
   Vec aScalar;
 };
 
-// Rows p0 .. p0 + R - 1 of a run; kScalarA: the scalar-per-head form. The full vectors of N and the
-// tail are separate instances of one column step, so that the loop over the full ones has no branch.
+// The per-row scalars of kRowTile consecutive rows of a run: dt (the per-channel forms) and the gate silu(z) (1 where
+// there is no z), indexed from the tile's first row.
+constexpr int64_t kRowTile = 4 * kLanes;
+struct RowScalars {
+  alignas(64) float dt[kRowTile];
+  alignas(64) float gate[kRowTile];
+};
+
+// `lanes` consecutive elements of a tensor from `offset`, as floats; lanes past them are zero.
+template <DType DT>
+Vec loadRow(const void *base, int64_t offset, int64_t lanes) {
+  if constexpr (DT == DType::Float32) return loadFloats(static_cast<const float *>(base) + offset, lanes);
+  alignas(64) float values[kLanes] = {};
+  for (int64_t j = 0; j < lanes; ++j) values[j] = loadElement<DT>(base, offset + j);
+  return simd::loadu(values);
+}
+
+// RowScalars of rows q0 .. q0 + count - 1 (count <= kRowTile) of a run.
+template <DType DT, bool kScalarA>
+void rowScalars(const StateUpdateParams &p, const HeadRun &run, int64_t q0, int64_t count, RowScalars &out) {
+  const int64_t P = p.headDim;
+  for (int64_t i = 0; i < count; i += kLanes) {
+    const int64_t lanes = std::min<int64_t>(kLanes, count - i), row = run.firstRow + q0 + i;
+    if (!kScalarA) {
+      const Vec bias = p.dtBias ? loadFloats(p.dtBias + run.h * P + q0 + i, lanes) : Vec{};
+      simd::storeu(out.dt + i, deltaToDt(loadRow<DT>(p.dt, row, lanes), bias, p.dtSoftplus));
+    }
+    simd::storeu(out.gate + i, p.z ? silu(loadRow<DT>(p.z, row, lanes)) : splat(1.0f));
+  }
+}
+
+// Rows p0 .. p0 + R - 1 of a run, whose RowScalars `s` start at row s0; kScalarA: the scalar-per-head form. The full
+// vectors of N and the tail are separate instances of one column step, so that the loop over the full ones has no
+// branch.
 template <DType DT, int R, bool kScalarA>
-void rowBlock(const StateUpdateParams &p, const HeadRun &run, int64_t p0) {
+void rowBlock(const StateUpdateParams &p, const HeadRun &run, int64_t p0, const RowScalars &s, int64_t s0) {
   const int64_t N = p.dstate, P = p.headDim;
   float x[R];
   Vec dtv[R], dtx[R], acc[R];
   for (int r = 0; r < R; ++r) {
-    const int64_t row = run.firstRow + p0 + r;
-    x[r] = loadElement<DT>(p.x, row);
-    float dt = run.dt;
-    if (!kScalarA)
-      dt = deltaToDt(loadElement<DT>(p.dt, row), p.dtBias ? p.dtBias[run.h * P + p0 + r] : 0.0f, p.dtSoftplus);
+    x[r] = loadElement<DT>(p.x, run.firstRow + p0 + r);
+    const float dt = kScalarA ? run.dt : s.dt[p0 - s0 + r];
     dtv[r] = splat(dt);
     dtx[r] = splat(dt * x[r]);
     acc[r] = Vec{};
@@ -87,14 +119,14 @@ void rowBlock(const StateUpdateParams &p, const HeadRun &run, int64_t p0) {
     const int64_t count = decltype(full)::value ? kLanes : N - n;
     const Vec b = loadFloats(run.B + n, count), c = loadFloats(run.C + n, count);
     for (int r = 0; r < R; ++r) {
-      float *s = state + r * N + n;
+      float *st = state + r * N + n;
       const Vec a = kScalarA ? run.aScalar : simd::exp2(dtv[r] * loadFloats(A + r * N + n, count) * kLog2e);
-      const Vec hNew = stepState(a, loadFloats(s, count), dtx[r], b);
+      const Vec hNew = stepState(a, loadFloats(st, count), dtx[r], b);
       acc[r] += c * hNew;
       if (decltype(full)::value)
-        simd::storeu(s, hNew);
+        simd::storeu(st, hNew);
       else
-        for (int64_t j = 0; j < count; ++j) s[j] = hNew[j];
+        for (int64_t j = 0; j < count; ++j) st[j] = hNew[j];
     }
   };
   int64_t n = 0;
@@ -104,16 +136,21 @@ void rowBlock(const StateUpdateParams &p, const HeadRun &run, int64_t p0) {
     const int64_t pp = p0 + r;
     float y = simd::horizontalSum(acc[r]);
     if (p.D) y += p.D[run.h * p.dStrideHead + pp * run.dStrideP] * x[r];
-    if (p.z) y *= silu(loadElement<DT>(p.z, run.firstRow + pp));
+    if (p.z) y *= s.gate[pp - s0];
     storeElement<DT>(p.y, run.firstRow + pp, y);
   }
 }
 
 template <DType DT, bool kScalarA>
 void rowBlocks(const StateUpdateParams &p, const HeadRun &run, int64_t pp, int64_t rows) {
-  int64_t q = pp;
-  for (; q + kRowBlock <= pp + rows; q += kRowBlock) rowBlock<DT, kRowBlock, kScalarA>(p, run, q);
-  for (; q < pp + rows; ++q) rowBlock<DT, 1, kScalarA>(p, run, q);
+  RowScalars s;
+  for (int64_t s0 = pp; s0 < pp + rows; s0 += kRowTile) {
+    const int64_t end = std::min(pp + rows, s0 + kRowTile);
+    rowScalars<DT, kScalarA>(p, run, s0, end - s0, s);
+    int64_t q = s0;
+    for (; q + kRowBlock <= end; q += kRowBlock) rowBlock<DT, kRowBlock, kScalarA>(p, run, q, s, s0);
+    for (; q < end; ++q) rowBlock<DT, 1, kScalarA>(p, run, q, s, s0);
+  }
 }
 
 // The rows pp .. pp + rows - 1 of the run that starts at (batch row i, head h). bcBuf holds B and C as floats for a
