@@ -1,8 +1,9 @@
 """Mamba-2's chunked scan in plain PyTorch, the reference that users of Mamba-2 without Triton run.
 
 segsum and ssd_minimal_discrete follow mamba_ssm/modules/ssd_minimal.py line for line, with its
-einsums; einops' rearrange and repeat (einops may be missing) are written as reshape, permute and
-expand. ssd_reference maps the inputs of selective-scan's ssdScan onto it:
+einsums (the form with B and C per head, the paper's Listing 1; later mamba_ssm versions index them
+by group in the einsums, the same values at G = 1); einops' rearrange and repeat (einops may be
+missing) are written as reshape, permute and expand. ssd_reference maps the inputs of selective-scan's ssdScan onto it:
 
   dt = softplus(dt + dtBias)                      (ssdScan with dtSoftplus and dtBias)
   ssd_minimal_discrete(X * dt, A * dt, B, C, 64)  B, C of G groups expanded to the H heads (head h
@@ -39,9 +40,7 @@ def ssd_minimal_discrete(X, A, B, C, block_len, initial_states=None):
     c = length // block_len
 
     # Rearrange into blocks/chunks: "b (c l) ... -> b c l ..."
-    X = X.reshape(b, c, block_len, h, p)
-    B = B.reshape(b, c, block_len, h, B.shape[-1])
-    C = C.reshape(b, c, block_len, h, C.shape[-1])
+    X, B, C = (t.reshape(b, c, block_len, *t.shape[2:]) for t in (X, B, C))
     A = A.reshape(b, c, block_len, h).permute(0, 3, 1, 2)  # "b c l h -> b h c l"
     A_cumsum = torch.cumsum(A, dim=-1)
 

@@ -38,7 +38,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from ssd_minimal import ssd_inputs, ssd_reference
+sys.dont_write_bytecode = True  # no __pycache__ beside the scripts in the repository
+from ssd_minimal import ssd_inputs, ssd_reference  # noqa: E402
 
 
 def load(path, shape, kind, device):
