@@ -443,6 +443,46 @@ describe('the ssdScan rows', () => {
     },
     180_000,
   );
+
+  // The GPU reference's ssd cases, run on the CPU as the simulated GPU runs them: ssd_minimal in the
+  // run's dtype beside each of our rows; Triton needs a GPU, and a note says so.
+  it.skipIf(!torchPy.python)(
+    'cuda:sim: torch_gpu_reference.py times ssd_minimal beside our rows; no Triton without a GPU',
+    async () => {
+      const argv = ['--shapes', 'ssd', '--ops', 'fwd', '--dtypes', 'bfloat16', '--torch-reps', '1', '--no-checks'];
+      const timing = ['--reps', '1', '--warmup', '0', '--target-ms', '1', '--max-case-ms', '20', '--no-save'];
+      const o = parseOptions([...argv, ...timing], BENCH_OPS);
+      const target = makeTarget('cuda', { simulated: true });
+      const run = new RunWithoutCeilings(target, o, 'test', BENCH_OPS, { ...torchPy, baselineScript: null });
+      const res = (await run.run()) as unknown as BenchResult;
+      expect(res.errors).toEqual([]);
+      expect(run.progress.i).toBe(run.progress.total);
+      const cases = res.cases as unknown as {
+        shapeName: string;
+        op: string;
+        dtype: string;
+        medianMs: number;
+        oursMs: number;
+        speedup: number;
+      }[];
+      expect(cases.map((c) => `${c.shapeName} ${c.dtype} ${c.op}`)).toEqual([
+        'M2-S1-sim bfloat16 fwd',
+        'M2-S2-sim bfloat16 fwd',
+        'M2-S1-sim bfloat16 PyTorch ssd_minimal fwd',
+        'M2-S2-sim bfloat16 PyTorch ssd_minimal fwd',
+      ]);
+      for (const [ours, theirs] of [
+        [cases[0], cases[2]],
+        [cases[1], cases[3]],
+      ]) {
+        expect(theirs.medianMs).toBeGreaterThan(0);
+        expect(theirs.oursMs).toBe(ours.medianMs);
+        expect(theirs.speedup).toBeCloseTo(theirs.medianMs / ours.medianMs, 12);
+      }
+      expect(res.notes).toContain('No Triton rows: Triton needs a GPU.');
+    },
+    180_000,
+  );
 });
 
 describe('the packed-sequence rows (cuSeqlens beside plain and padded)', () => {
