@@ -80,7 +80,11 @@ describe('roofline bytes and exp2 counts', () => {
     expect(ssdFlops({ ...shape, L: 2 }, 'fwd', 4)).toBe(2 * 2 * 2 * (2 * 6 + 3 * (2 * 5 + 2 * 5 * 6)));
     expect(() => ssdFlops(shape, 'step', 4)).toThrow('ssdFlops: unknown op step');
     // The spec sheets' dense 16-bit rates by name; an unknown GPU has none.
-    expect(tensorCoreRate('NVIDIA H200')?.bfloat16).toBe(989e12);
+    expect(tensorCoreRate('NVIDIA H200')).toEqual({
+      float16: 989e12,
+      bfloat16: 989e12,
+      source: 'H100/H200 SXM spec sheet, dense',
+    });
     expect(tensorCoreRate('NVIDIA H100 80GB HBM3')?.float16).toBe(989e12);
     expect(tensorCoreRate('NVIDIA H100 PCIe')?.bfloat16).toBe(756e12);
     expect(tensorCoreRate('NVIDIA H200 NVL')?.bfloat16).toBe(835e12);

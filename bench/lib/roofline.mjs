@@ -150,22 +150,21 @@ export function ssdFlops(shape, op, Q = 64) {
   return factor * fwd;
 }
 
-// Dense (no sparsity) float16/bfloat16 tensor-core FLOP/s by GPU name, first match: NVIDIA's spec
-// sheets (the sparse figures halved), at the boost clock. mma.sync, which our kernels use, reaches
-// only part of it on Hopper (the full rate needs wgmma); PyTorch's bf16 matrix products measured
-// about 790 TFLOP/s on an H200. Unknown GPU: no FLOP floor.
+// Dense (no sparsity) float16/bfloat16 tensor-core FLOP/s by GPU name (nvidia-smi's), first match:
+// NVIDIA's spec sheets (their sparse figures halved), at the boost clock. mma.sync, which our kernels
+// use, reaches only part of it on Hopper (the full rate needs wgmma). Unknown GPU: no FLOP floor.
 const TENSOR_FLOPS_16BIT = [
-  [/H200 NVL/i, 835e12],
-  [/H100 NVL/i, 835e12],
-  [/H100 PCIe/i, 756e12],
-  [/H100|H200/i, 989e12], // SXM (nvidia-smi: "NVIDIA H100 80GB HBM3", "NVIDIA H200")
-  [/A100/i, 312e12],
+  [/H200 NVL/i, 835e12, 'H200 NVL'],
+  [/H100 NVL/i, 835e12, 'H100 NVL'],
+  [/H100 PCIe/i, 756e12, 'H100 PCIe'],
+  [/H100|H200/i, 989e12, 'H100/H200 SXM'], // nvidia-smi: "NVIDIA H100 80GB HBM3", "NVIDIA H200"
+  [/A100/i, 312e12, 'A100'],
 ];
 
-/** { float16, bfloat16 } dense tensor-core FLOP/s of the GPU named name, or null when unknown. */
+/** { float16, bfloat16, source } dense tensor-core FLOP/s of the GPU named name, or null when unknown. */
 export function tensorCoreRate(name) {
   const hit = TENSOR_FLOPS_16BIT.find(([re]) => re.test(name ?? ''));
-  return hit ? { float16: hit[1], bfloat16: hit[1], source: `spec sheet, dense, ${hit[0].source}` } : null;
+  return hit ? { float16: hit[1], bfloat16: hit[1], source: `${hit[2]} spec sheet, dense` } : null;
 }
 
 /**
