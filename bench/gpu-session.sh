@@ -11,8 +11,9 @@
 # device time):
 #   0. preflight   the addon must have CUDA for sm_90 and see a GPU: else it stops at once (exit 2)
 #   1. tests       vitest run test/gpu.test.ts: the kernels against the CPU backend            (80 s)
-#   2. bench       S1-S4, the step, the conv rows and packed sequences (cuSeqlens beside plain
-#                  and padded) in bf16, agreement checks, peak memory                        (90 s)
+#   2. bench       S1-S4, the step, the conv rows, Mamba-2's ssdScan at M2-S1 and M2-S2 (forward,
+#                  forward+backward) and packed sequences (cuSeqlens beside plain and padded)
+#                  in bf16, agreement checks, peak memory                                    (90 s)
 #   3. mamba_ssm   its kernels (.peers/mamba/mamba-peer, with --check) at S1-S4, bf16, z, D,
 #                  softplus, on the same call and GPU; the report puts its times beside ours   (40 s)
 #   4. sanitizers  compute-sanitizer memcheck and racecheck over bench/sanitizer-case.mjs;
@@ -93,9 +94,9 @@ save "$stem-tests.json"
 # ---- 2. the benchmark ------------------------------------------------------------------------------
 b_limit=$(limit 90 115)
 if [ $dry = 1 ]; then
-  bench_args=(--simulate-gpu --shapes S1,S3,S4,step,conv,conv-step,packed --reps 3 --max-case-ms 300)
+  bench_args=(--simulate-gpu --shapes S1,S3,S4,step,conv,conv-step,ssd,packed --reps 3 --max-case-ms 300)
 else
-  bench_args=(--device cuda --shapes S1,S2,S3,S4,step,conv,conv-step,packed --reps 10 --max-case-ms 1500)
+  bench_args=(--device cuda --shapes S1,S2,S3,S4,step,conv,conv-step,ssd,packed --reps 10 --max-case-ms 1500)
 fi
 # --deadline-s: no new case after it, so that the results are written before the timeout.
 bench_args+=(--dtypes bfloat16 --no-torch --deadline-s $((b_limit - 25)) --json "$stem-bench.json")

@@ -12,12 +12,24 @@ Medians over repetitions of CUDA-event times (wall clock when the manifest's dev
 is how the harness is tested without a GPU). Cases that would not fit in free GPU memory are skipped
 with a note; an out-of-memory error skips the rest of that case.
 
+A case of kind "ssd" (Mamba-2's scan, bench/ops/ssd-scan.mjs) times two implementations on inputs
+drawn here with the benchmark's distributions (seeded; no files, nothing compared): "ssd_minimal",
+mamba_ssm's chunked reference in plain PyTorch (ssd_minimal.py beside this script), in the case's
+dtype; and "triton", mamba_ssm's Triton kernels (mamba_chunk_scan_combined, chunk_size 256 as
+Mamba2 uses, D, z, dt_bias, dt_softplus), when mamba_ssm imports, else skipped with the reason.
+Forward under no_grad, forward + backward with autograd; two untimed calls first (Triton compiles
+on the first); peak memory from torch.cuda.max_memory_allocated.
+
 Manifest: {"device": "cuda"|"cuda:N"|"cpu", "reps": 3, "budget_s": 20,
            "cases": [{"id", "batch", "dim", "L", "N", "dtype": "float32"|"bfloat16",
                       "files": {"u", "delta", "z", "dout", "B", "C", "A", "D"},
-                      "ops": ["fwd", "fwdbwd"], "check_out": PATH or null}]}
-Result: {"torch", "cuda", "device_name", "cases": [{"id", "fwd_ms", "fwdbwd_ms", "fwd_reps",
-          "fwdbwd_reps", "fwd_peak_bytes", "fwdbwd_peak_bytes", "skipped": {op: reason}}]}"""
+                      "ops": ["fwd", "fwdbwd"], "check_out": PATH or null}
+                     | {"kind": "ssd", "id", "batch", "L", "H", "P", "G", "N", "dtype", "seed",
+                        "ops": ["fwd", "fwdbwd"], "impls": ["ssd_minimal", "triton"]}]}
+Result: {"torch", "cuda", "device_name", "mamba_ssm": version or null, "mamba_ssm_error",
+         "cases": [{"id", "fwd_ms", "fwdbwd_ms", "fwd_reps", "fwdbwd_reps", "fwd_peak_bytes",
+                    "fwdbwd_peak_bytes", "skipped": {op: reason}}
+                   | {"id", "impls": {impl: {"fwd_ms", ..., "skipped": {op: reason}}}, "skipped"}]}"""
 import argparse
 import json
 import sys
@@ -25,6 +37,9 @@ import time
 
 import torch
 import torch.nn.functional as F
+
+sys.dont_write_bytecode = True  # no __pycache__ beside the scripts in the repository
+from ssd_minimal import ssd_inputs, ssd_reference  # noqa: E402
 
 
 def load(path, shape, kind, device):
@@ -150,6 +165,85 @@ def run_case(case, device, timer, reps, budget_s):
     return res
 
 
+DTYPES = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}
+
+
+def mamba_triton():
+    """mamba_ssm's mamba_chunk_scan_combined and its version, or (None, the reason it is missing)."""
+    try:
+        from mamba_ssm.ops.triton.ssd_combined import mamba_chunk_scan_combined
+    except Exception as e:  # ImportError, or a broken install: either way no Triton rows
+        return None, f'mamba_ssm not importable here ({type(e).__name__}: {str(e)[:160]})'
+    import mamba_ssm
+    return mamba_chunk_scan_combined, getattr(mamba_ssm, '__version__', 'unknown version')
+
+
+def run_ssd_case(case, device, timer, reps, budget_s, triton):
+    b, L, H, P, G, N = (case[k] for k in ('batch', 'L', 'H', 'P', 'G', 'N'))
+    dtype = DTYPES[case['dtype']]
+    res = {'id': case['id'], 'impls': {}, 'skipped': {}}
+    torch.manual_seed(case.get('seed', 0))
+    x, dout = ssd_inputs(b, L, H, P, G, N, dtype, device)
+    names = ('x', 'dt', 'A', 'B', 'C', 'D', 'z', 'dt_bias')
+    fns = {'ssd_minimal': lambda t: ssd_reference(*(t[k] for k in names))}
+    if triton[0] is not None:
+        fns['triton'] = lambda t: triton[0](t['x'], t['dt'], t['A'], t['B'], t['C'], chunk_size=256, D=t['D'],
+                                            z=t['z'], dt_bias=t['dt_bias'], dt_softplus=True)
+    # A rough size of what ssd_minimal holds: B and C expanded to every head, the chunk states and
+    # the (L x 64) decay and score blocks per head, a few of each; autograd keeps them all.
+    item = torch.finfo(dtype).bits // 8
+    per = b * L * H * (3 * P + 2 * N + 2 * 64) * item + b * H * (L // 64 + 1) * P * N * 4
+    need = {'fwd': 3 * per, 'fwdbwd': 8 * per}
+    free = torch.cuda.mem_get_info(device)[0] if device.type == 'cuda' else None
+    for impl in case.get('impls', ['ssd_minimal', 'triton']):
+        r = res['impls'][impl] = {'skipped': {}}
+        if impl not in fns:
+            r['skipped']['all'] = triton[1]
+            continue
+        fn = fns[impl]
+        for op in case.get('ops', ['fwd', 'fwdbwd']):
+            if free is not None and impl == 'ssd_minimal' and need[op] > 0.9 * free:
+                r['skipped'][op] = f'needs about {need[op] / 1e9:.1f} GB, {free / 1e9:.1f} GB free'
+                continue
+            leaves = {}
+            try:
+                if device.type == 'cuda':
+                    torch.cuda.empty_cache()
+                    torch.cuda.reset_peak_memory_stats(device)
+                if op == 'fwd':
+                    def call():
+                        with torch.no_grad():
+                            fn(x)
+                else:
+                    def prepare():
+                        leaves.clear()
+                        leaves.update({k: v.detach().clone().requires_grad_(True) for k, v in x.items()})
+
+                    def call():
+                        fn(leaves).backward(dout)
+                for _ in range(2):  # untimed; Triton compiles on the first call
+                    if op == 'fwdbwd':
+                        prepare()
+                    second = timer.time(call)
+                n = max(1, min(reps, int(budget_s * 1e3 / max(second, 1e-3))))
+                timed = []
+                for _ in range(n):
+                    if op == 'fwdbwd':
+                        prepare()
+                    timed.append(timer.time(call))
+                r[f'{op}_ms'] = median(timed)
+                r[f'{op}_reps'] = len(timed)
+                if device.type == 'cuda':
+                    r[f'{op}_peak_bytes'] = torch.cuda.max_memory_allocated(device)
+            except torch.cuda.OutOfMemoryError as e:  # noqa: PERF203
+                r['skipped'][op] = 'out of memory: ' + str(e).split('\n')[0][:160]
+            finally:
+                leaves.clear()
+                if device.type == 'cuda':
+                    torch.cuda.empty_cache()
+    return res
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('manifest')
@@ -166,16 +260,26 @@ def main():
         'threads': torch.get_num_threads(),
         'cases': [],
     }
+    triton = None
+    if any(c.get('kind') == 'ssd' for c in m['cases']):
+        triton = mamba_triton() if device.type == 'cuda' else (None, 'Triton needs a GPU')
+        result['mamba_ssm'] = triton[1] if triton[0] is not None else None
+        result['mamba_ssm_error'] = None if triton[0] is not None else triton[1]
     for case in m['cases']:
         t = time.perf_counter()
         try:
-            r = run_case(case, device, timer, int(m.get('reps', 3)), float(m.get('budget_s', 20)))
+            reps, budget_s = int(m.get('reps', 3)), float(m.get('budget_s', 20))
+            if case.get('kind') == 'ssd':
+                r = run_ssd_case(case, device, timer, reps, budget_s, triton)
+            else:
+                r = run_case(case, device, timer, reps, budget_s)
         except Exception as e:  # a broken case must not lose the others' results
             r = {'id': case['id'], 'skipped': {'all': f'{type(e).__name__}: {str(e)[:300]}'}}
         r['wall_s'] = time.perf_counter() - t
         result['cases'].append(r)
-        print(f"torch reference {case['id']}: " + ', '.join(
-            f"{k} {v:.2f}" for k, v in r.items() if k.endswith('_ms')) +
+        times = {k: v for k, v in r.items() if k.endswith('_ms')}
+        times.update({f'{i} {k}': v for i, x in r.get('impls', {}).items() for k, v in x.items() if k.endswith('_ms')})
+        print(f"torch reference {case['id']}: " + ', '.join(f"{k} {v:.2f}" for k, v in times.items()) +
             (f" skipped {r['skipped']}" if r['skipped'] else ''), file=sys.stderr, flush=True)
     text = json.dumps(result)
     if a.out:

@@ -11,7 +11,15 @@ import { parseOptions } from '../bench/lib/cli.mjs';
 import { DeviceRun } from '../bench/lib/device-run.mjs';
 import { findBaselineScript, findTorchPython } from '../bench/lib/env.mjs';
 import { markdownReport } from '../bench/lib/report.mjs';
-import { convStepTraffic, convTraffic, roofline, scanTraffic, ssdTraffic } from '../bench/lib/roofline.mjs';
+import {
+  convStepTraffic,
+  convTraffic,
+  roofline,
+  scanTraffic,
+  ssdFlops,
+  ssdTraffic,
+  tensorCoreRate,
+} from '../bench/lib/roofline.mjs';
 import {
   peerComparison,
   preflightProblems,
@@ -58,6 +66,38 @@ describe('roofline bytes and exp2 counts', () => {
     expect(ssdTraffic(shape, 'bfloat16', 'bwd', 4).bytes).toBe(bwd);
     expect(ssdTraffic(shape, 'bfloat16', 'fwd+bwd', 4)).toMatchObject({ bytes: fwd + 1440 + bwd, exps: 120 });
     expect(ssdTraffic({ ...shape, G: 3 }, 'float32', 'fwd', 4).bytes).toBe(3 * 240 * 4 + 60 * 4 + 2 * 300 * 4 + 36);
+  });
+
+  it("the Mamba-2 scan's chunked-form matrix FLOPs: C B^T per group, three products per head; backward twice", () => {
+    // Q = 4: per step C B^T 4·N per group, (L o C B^T) X 4·P, X^T B and C h^T P·N each per head.
+    const shape = { batch: 2, L: 8, H: 3, P: 5, G: 1, N: 6 };
+    const fwd = 2 * 2 * 8 * (1 * 4 * 6 + 3 * (4 * 5 + 2 * 5 * 6));
+    expect(ssdFlops(shape, 'fwd', 4)).toBe(fwd);
+    expect(ssdFlops(shape, 'bwd', 4)).toBe(2 * fwd);
+    expect(ssdFlops(shape, 'fwd+bwd', 4)).toBe(3 * fwd);
+    expect(ssdFlops({ ...shape, G: 3 }, 'fwd', 4)).toBe(fwd + 2 * 2 * 8 * 2 * 4 * 6);
+    // A sequence shorter than the chunk: Q x Q tiles of L x L.
+    expect(ssdFlops({ ...shape, L: 2 }, 'fwd', 4)).toBe(2 * 2 * 2 * (2 * 6 + 3 * (2 * 5 + 2 * 5 * 6)));
+    expect(() => ssdFlops(shape, 'step', 4)).toThrow('ssdFlops: unknown op step');
+    // The spec sheets' dense 16-bit rates by name; an unknown GPU has none.
+    expect(tensorCoreRate('NVIDIA H200')).toEqual({
+      float16: 989e12,
+      bfloat16: 989e12,
+      source: 'H100/H200 SXM spec sheet, dense',
+    });
+    expect(tensorCoreRate('NVIDIA H100 80GB HBM3')?.float16).toBe(989e12);
+    expect(tensorCoreRate('NVIDIA H100 PCIe')?.bfloat16).toBe(756e12);
+    expect(tensorCoreRate('NVIDIA H200 NVL')?.bfloat16).toBe(835e12);
+    expect(tensorCoreRate('NVIDIA A100-SXM4-80GB')?.bfloat16).toBe(312e12);
+    expect(tensorCoreRate('NVIDIA GeForce RTX 4090')).toBeNull();
+  });
+
+  it('the FLOP floor: flops / the tensor-core rate of the dtype, the third floor; none without a rate', () => {
+    const machine = { copyBandwidthGBps: 4, exp2Rate: 2e9, tensorFlops: { bfloat16: 1e12 } };
+    const r = roofline({ bytes: 1e9, exps: 1e9, flops: 1e12 }, 2000, machine, 'bfloat16');
+    expect(r).toMatchObject({ flopFloorMs: 1000, floorMs: 1000, bound: 'tensor FLOPs', fractionOfFloor: 0.5 });
+    const f32 = roofline({ bytes: 1e9, exps: 1e9, flops: 1e12 }, 2000, machine, 'float32');
+    expect(f32).toMatchObject({ flops: 1e12, tensorFlopsPerS: null, flopFloorMs: null, floorMs: 500, bound: 'exp2' });
   });
 
   it('the floors: bytes / bandwidth and exps / rate, the larger binds', () => {
@@ -113,7 +153,7 @@ interface BenchResult {
 /** A run with fixed ceilings: measuring them copies 256 MiB several times, seconds on a small machine. */
 class RunWithoutCeilings extends DeviceRun {
   async ceilings() {
-    this.machine = { copyBandwidthGBps: 10, exp2Rate: 1e9 };
+    this.machine = { copyBandwidthGBps: 10, exp2Rate: 1e9, tensorFlops: null };
     (this.res as unknown as BenchResult).machine = {
       ...this.machine,
       copyMethod: 'fixed by the test',
@@ -223,7 +263,7 @@ describe('the causal convolution beside PyTorch', () => {
       const md = markdownReport(res, BENCH_OPS);
       const ours = (find('conv-S1-cpu', 'fwd')?.medianMs ?? 0).toPrecision(3);
       expect(md).toContain(
-        `| conv-S1-cpu | (2, 256, 1024), W=4 | fwd | ${+ours} | PyTorch F.conv1d + F.silu (torch_cpu_baseline.py) | 2.5 | 2 |`,
+        `| conv-S1-cpu | (2, 256, 1024), W=4 | float32 | fwd | ${+ours} | PyTorch F.conv1d + F.silu (torch_cpu_baseline.py) | 2.5 | 2 |`,
       );
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -289,6 +329,164 @@ describe('the ssdScan rows', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   }, 60_000);
+
+  // A stand-in for python3 + torch_cpu_baseline.py ssd: fixed times, its arguments logged.
+  it('cpu: PyTorch ssd_minimal rows beside ours at our thread count, with the speed-up and its BLAS', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ssd-bench-'));
+    const py = join(dir, 'python3');
+    const log = join(dir, 'args');
+    writeFileSync(
+      py,
+      `#!/bin/sh\necho "$@" >> ${log}\n` +
+        `echo '{"fwd_ms": 40, "fwdbwd_ms": 120, "reps": 3, "blas": "generic", "matmul_gflops": 1.5, "threads": 2}'\n`,
+    );
+    chmodSync(py, 0o755);
+    try {
+      const argv = ['--quick', '--shapes', 'ssd', '--ops', 'fwd,fwd+bwd', '--dtypes', 'float32', '--no-checks'];
+      const timing = ['--reps', '1', '--warmup', '0', '--target-ms', '1', '--max-case-ms', '20', '--no-save'];
+      const o = parseOptions([...argv, ...timing], BENCH_OPS);
+      const run = new RunWithoutCeilings(makeTarget('cpu'), o, 'test', BENCH_OPS, {
+        python: py,
+        tried: [],
+        baselineScript: 'torch_cpu_baseline.py',
+      });
+      const res = (await run.run()) as unknown as BenchResult;
+      const cases = res.cases as unknown as { op: string; medianMs: number; oursMs: number; speedup: number }[];
+      expect(res.errors).toEqual([]);
+      expect(run.progress.i).toBe(run.progress.total);
+      expect(res.cases.map((c) => `${c.shapeName} ${c.op}`)).toEqual(
+        ['fwd', 'fwd+bwd', 'PyTorch ssd_minimal fwd', 'PyTorch ssd_minimal fwd+bwd'].map((op) => `M2-quick ${op}`),
+      );
+      const fb = cases[3];
+      expect(fb.medianMs).toBe(120);
+      expect(fb.oursMs).toBe(cases[1].medianMs);
+      expect(fb.speedup).toBeCloseTo(120 / cases[1].medianMs, 12);
+      expect(readFileSync(log, 'utf8').trim()).toBe(
+        `torch_cpu_baseline.py --threads ${buildInfo().cpuThreads} ssd 1 128 4 64 1 128 3`,
+      );
+      expect(res.notes.some((n) => n.includes('BLAS generic') && n.includes('1.5 GFLOP/s'))).toBe(true);
+      const md = markdownReport(res, BENCH_OPS);
+      expect(md).toContain('| M2-quick | (1, 128, 4x64, G=1, N=128) | float32 | fwd+bwd |');
+      expect(md).toContain('PyTorch ssd_minimal (chunked, bench/ssd_minimal.py), BLAS generic | 120 | 2 |');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+
+  it('cuda:sim: forward and forward+backward per dtype after the check; bytes, FLOPs and their floors', async () => {
+    const argv = ['--shapes', 'ssd', '--dtypes', 'float32,bfloat16', '--no-torch'];
+    const timing = ['--reps', '1', '--warmup', '0', '--target-ms', '1', '--max-case-ms', '20', '--no-save'];
+    const o = parseOptions([...argv, ...timing], BENCH_OPS);
+    // The simulated GPU has no tensor-core rate: the test gives it one (1 TFLOP/s).
+    class WithTensorRate extends RunWithoutCeilings {
+      async ceilings() {
+        await super.ceilings();
+        this.machine.tensorFlops = { bfloat16: 1e12, source: 'the test' };
+        (this.res as unknown as { machine: Record<string, unknown> }).machine.tensorFlops = this.machine.tensorFlops;
+      }
+    }
+    const target = makeTarget('cuda', { simulated: true });
+    const run = new WithTensorRate(target, o, 'test', BENCH_OPS, { python: null, tried: [], baselineScript: null });
+    const res = (await run.run()) as unknown as BenchResult;
+    expect(res.errors).toEqual([]);
+    expect(run.progress.i).toBe(run.progress.total);
+    const cases = res.cases as unknown as {
+      shapeName: string;
+      dtype: string;
+      op: string;
+      medianMs: number;
+      shape: { batch: number; L: number; H: number; P: number; G: number; N: number };
+      roofline: { bytes: number; flops: number; flopFloorMs: number | null; memFloorMs: number; bound: string };
+    }[];
+    expect(cases.map((c) => `${c.shapeName} ${c.dtype} ${c.op}`)).toEqual(
+      ['M2-S1-sim', 'M2-S2-sim'].flatMap((n) =>
+        ['float32', 'bfloat16'].flatMap((d) => ['fwd', 'fwd+bwd'].map((op) => `${n} ${d} ${op}`)),
+      ),
+    );
+    for (const c of cases) {
+      expect(c.medianMs).toBeGreaterThan(0);
+      expect(c.roofline.bytes).toBe(ssdTraffic(c.shape, c.dtype, c.op, 64).bytes);
+      expect(c.roofline.flops).toBe(ssdFlops(c.shape, c.op, 64));
+      // The FLOP floor only where the dtype has a tensor-core rate (16-bit: the chunked form).
+      if (c.dtype === 'bfloat16') expect(c.roofline.flopFloorMs).toBeCloseTo(c.roofline.flops / 1e9, 9);
+      else expect(c.roofline.flopFloorMs).toBeNull();
+    }
+    expect(cases[0].shape).toEqual({ batch: 2, L: 256, H: 4, P: 64, G: 1, N: 128 });
+    // The check against the CPU backend, float32 and bfloat16, every output and gradient.
+    const checks = res.checks.filter((c) => c.name.startsWith('ssdScan'));
+    expect(checks.map((c) => c.name)).toEqual(Array(2).fill('ssdScan + backward, cuda:sim vs CPU backend'));
+    expect(Object.keys(checks[0].relErr)).toEqual(['out', 'dx', 'ddt', 'dA', 'dB', 'dC', 'dD', 'dz', 'ddtBias']);
+    for (const c of checks) expect(c.pass, c.name).toBe(true);
+    const md = markdownReport(res, BENCH_OPS);
+    expect(md).toContain("### Mamba-2 scan (ssdScan): bytes, and the chunked form's matrix FLOPs");
+    expect(md).toContain('FLOP floor: at 1 TFLOP/s (the test;');
+    // 2·2·256·(64·128 + 4·(64·64 + 2·64·128)) = 92.3 MFLOP, 1.05 MB: at 1 TFLOP/s a 0.0923 ms floor.
+    expect(md).toMatch(/\| M2-S1-sim \| bfloat16 \| fwd \| [\d.]+ \| 0\.00105 \| [\d.]+ \| 0\.0923 \| 0\.0923 \| /);
+  }, 60_000);
+
+  // The agreement check needs the real thing: the distribution's python3-torch, when installed.
+  const torchPy = findTorchPython(undefined);
+  it.skipIf(!torchPy.python)(
+    'cpu: our output and every gradient agree with ssd_minimal under autograd (1e-5 / 1e-4)',
+    async () => {
+      const argv = ['--quick', '--shapes', 'ssd', '--ops', 'fwd', '--dtypes', 'float32', '--torch-reps', '1'];
+      const timing = ['--reps', '1', '--warmup', '0', '--target-ms', '1', '--max-case-ms', '20', '--no-save'];
+      const o = parseOptions([...argv, ...timing], BENCH_OPS);
+      const run = new RunWithoutCeilings(makeTarget('cpu'), o, 'test', BENCH_OPS, {
+        ...torchPy,
+        baselineScript: findBaselineScript(),
+      });
+      const res = (await run.run()) as unknown as BenchResult;
+      expect(res.errors).toEqual([]);
+      expect(res.notes.filter((n) => n.includes('failed'))).toEqual([]);
+      const check = res.checks.find((c) => c.name.includes('ssd_minimal'));
+      expect(Object.keys(check?.relErr ?? {})).toEqual(['out', 'dx', 'ddt', 'dA', 'dB', 'dC', 'dD', 'dz', 'ddtBias']);
+      expect(check?.pass).toBe(true);
+      expect(res.cases.map((c) => c.op)).toEqual(['fwd', 'PyTorch ssd_minimal fwd']);
+      expect(run.progress.i).toBe(run.progress.total);
+    },
+    180_000,
+  );
+
+  // The GPU reference's ssd cases, run on the CPU as the simulated GPU runs them: ssd_minimal in the
+  // run's dtype beside each of our rows; Triton needs a GPU, and a note says so.
+  it.skipIf(!torchPy.python)(
+    'cuda:sim: torch_gpu_reference.py times ssd_minimal beside our rows; no Triton without a GPU',
+    async () => {
+      const argv = ['--shapes', 'ssd', '--ops', 'fwd', '--dtypes', 'bfloat16', '--torch-reps', '1', '--no-checks'];
+      const timing = ['--reps', '1', '--warmup', '0', '--target-ms', '1', '--max-case-ms', '20', '--no-save'];
+      const o = parseOptions([...argv, ...timing], BENCH_OPS);
+      const target = makeTarget('cuda', { simulated: true });
+      const run = new RunWithoutCeilings(target, o, 'test', BENCH_OPS, { ...torchPy, baselineScript: null });
+      const res = (await run.run()) as unknown as BenchResult;
+      expect(res.errors).toEqual([]);
+      expect(run.progress.i).toBe(run.progress.total);
+      const cases = res.cases as unknown as {
+        shapeName: string;
+        op: string;
+        dtype: string;
+        medianMs: number;
+        oursMs: number;
+        speedup: number;
+      }[];
+      expect(cases.map((c) => `${c.shapeName} ${c.dtype} ${c.op}`)).toEqual([
+        'M2-S1-sim bfloat16 fwd',
+        'M2-S2-sim bfloat16 fwd',
+        'M2-S1-sim bfloat16 PyTorch ssd_minimal fwd',
+        'M2-S2-sim bfloat16 PyTorch ssd_minimal fwd',
+      ]);
+      for (const [ours, theirs] of [
+        [cases[0], cases[2]],
+        [cases[1], cases[3]],
+      ]) {
+        expect(theirs.medianMs).toBeGreaterThan(0);
+        expect(theirs.oursMs).toBe(ours.medianMs);
+        expect(theirs.speedup).toBeCloseTo(theirs.medianMs / ours.medianMs, 12);
+      }
+      expect(res.notes).toContain('No Triton rows: Triton needs a GPU.');
+    },
+    180_000,
+  );
 });
 
 describe('the packed-sequence rows (cuSeqlens beside plain and padded)', () => {

@@ -12,7 +12,8 @@ export const HELP = `Usage: npm run bench -- [options]     (or: node bench/bench
                        BxDxLxN shapes (default: all of the named; host-cache, the CPU's forward with
                        and without the host cache, and packed not in --quick; conv: causalConv1d at
                        S1's and S3's (batch, dim, L); conv-step: causalConv1dUpdate at the step's
-                       batches; ssd: ssdScan at Mamba-2 shapes; ssd-step: its heads-form step;
+                       batches; ssd: ssdScan at Mamba-2 shapes (the CPU: M2-cpu; a GPU: M2-S1,
+                       M2-S2) beside PyTorch ssd_minimal; ssd-step: its heads-form step (CPU);
                        packed: 64 sequences packed with cuSeqlens beside plain and padded calls)
   --dtypes LIST        bfloat16,float32 (default both; float16 allowed)
   --ops LIST           fwd,fwd-save,bwd,bwd-det,fwd+bwd (default all; fwd-save = with saveForBackward)
@@ -26,7 +27,7 @@ export const HELP = `Usage: npm run bench -- [options]     (or: node bench/bench
   --no-torch           skip PyTorch (CPU baseline and GPU reference)
   --torch-all          also run the PyTorch CPU baseline where it is slow (S2-cpu: ~35 s a repetition on 2 cores)
   --torch-reps N       repetitions of the PyTorch runs (default per scan shape: 5, 3 or 1; the
-                       convolution's: 10, 3 with --quick)
+                       convolution's: 10, 3 with --quick; ssd_minimal's and Triton's: 3)
   --torch-gpu-max-gb G skip the PyTorch GPU reference where it would need more (default 40)
   --torch-max-l L      longest L for PyTorch (its loop is sequential; default GPU 16384, CPU sweep 2048)
   --python PATH        a python3 with torch (default: $BENCH_PYTHON, /usr/bin/python3, python3)

@@ -6,7 +6,7 @@ import { resultHeader } from './device.mjs';
 import { copyBandwidth, exp2Rate } from './measure.mjs';
 import { Progress } from './progress.mjs';
 import { InputFactory } from './random.mjs';
-import { roofline } from './roofline.mjs';
+import { roofline, tensorCoreRate } from './roofline.mjs';
 
 const START = performance.now();
 
@@ -26,7 +26,8 @@ export class DeviceRun {
     /** A real GPU (not the CPU, not the simulated GPU path). */
     this.gpu = !this.cpu && !target.simulated;
     this.factory = new InputFactory(o.seed);
-    this.machine = { copyBandwidthGBps: NaN, exp2Rate: NaN };
+    /** @type {{ copyBandwidthGBps: number, exp2Rate: number, tensorFlops: object | null, copy?: object }} */
+    this.machine = { copyBandwidthGBps: NaN, exp2Rate: NaN, tensorFlops: null };
     this.skipped = [];
     this.res = {
       ...resultHeader('bench', target, command),
@@ -97,7 +98,7 @@ export class DeviceRun {
       hostMsPerCall: m.hostMsPerCall,
       samplesMs: m.samplesMs.map((x) => +x.toPrecision(4)),
       ...extra,
-      roofline: roofline(traffic, m.medianMs, this.machine),
+      roofline: roofline(traffic, m.medianMs, this.machine, dtype),
       bytesBreakdown: traffic.parts,
     };
     this.res.cases.push(rec);
@@ -151,12 +152,15 @@ export class DeviceRun {
     progress.status('exp2 rate');
     const rate = (await this.guarded('exp2 rate', () => exp2Rate(target))) ?? NaN;
     if (Number.isFinite(rate)) progress.done(`exp2 rate ${(rate / 1e9).toFixed(2)} G/s`);
-    this.machine = { copyBandwidthGBps: copy.copyBandwidthGBps, exp2Rate: rate, copy };
+    // The tensor-core rate is the spec sheet's (lib/roofline.mjs), not measured: a GPU's only.
+    const tensor = this.gpu ? tensorCoreRate(res.device.name) : null;
+    this.machine = { copyBandwidthGBps: copy.copyBandwidthGBps, exp2Rate: rate, copy, tensorFlops: tensor };
     res.machine = {
       copyBandwidthGBps: copy.copyBandwidthGBps,
       copyMethod: copy.method,
       copy,
       exp2Rate: rate,
+      tensorFlops: tensor,
       exp2Method: `measureExp2Rate(${target.device}): exp2 evaluations per second (${this.gpu ? 'the whole GPU' : 'all CPU threads'}), best of 3`,
     };
   }

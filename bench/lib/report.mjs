@@ -87,14 +87,15 @@ export function markdownReport(res, ops) {
   const peers = res.cases.filter((c) => c.beside);
   if (peers.length) {
     out.push('');
-    out.push(`### Beside other implementations (float32; "×" = their time / ours)`);
+    out.push(`### Beside other implementations ("×" = their time / ours)`);
     out.push('');
     out.push(
       mdTable(
-        ['shape', 'size', 'op', 'ours ms', 'theirs', 'their ms', 'their threads', '×'],
+        ['shape', 'size', 'dtype', 'op', 'ours ms', 'theirs', 'their ms', 'their threads', '×'],
         peers.map((c) => [
           c.shapeName,
           sizeText[c.kind](c.shape),
+          c.dtype,
           c.beside,
           p3(c.oursMs),
           c.peer,
@@ -102,7 +103,7 @@ export function markdownReport(res, ops) {
           String(c.threads ?? '–'),
           times(c.speedup),
         ]),
-        ['l', 'l', 'l', 'r', 'l'],
+        ['l', 'l', 'l', 'l', 'r', 'l'],
       ),
     );
   }
@@ -202,7 +203,7 @@ export function markdownReport(res, ops) {
           'scratch beyond outputs and gradients',
         ],
         res.memory.map((m) => [
-          `${m.shapeName} ${shapeText(m.shape)}`,
+          `${m.shapeName} ${m.size ?? shapeText(m.shape)}`,
           m.dtype,
           bytes(m.inputBytes),
           bytes(m.outputBytes),

@@ -125,6 +125,49 @@ export function ssdTraffic(shape, dtype, op, chunk) {
 }
 
 /**
+ * The matrix FLOPs of the chunked ("state space dual") form of a Mamba-2 scan case { batch, L, H, P,
+ * G, N }, with chunks of Q steps (mamba_ssm's ssd_minimal and Triton kernels, our tensor-core
+ * forward: Q = 64; Q = L when L is shorter). Per chunk, 2 FLOPs per multiply-add:
+ *   C Bᵀ            (Q × Q, K = N)  once per group: the heads of a group share it (mamba_ssm's
+ *                                   _bmm_chunk_fwd computes it per group; our kernel per head and
+ *                                   16-column tile of P, so this is the algorithm's least)
+ *   (L ∘ C Bᵀ) X    (Q × P, K = Q)  per head: the masked, decayed scores times the chunk's inputs
+ *   Xᵀ B            (P × N, K = Q)  per head: the chunk's contribution to the state
+ *   C hᵀ            (Q × P, K = N)  per head: the state before the chunk to the outputs
+ * so the forward is 2·batch·L·(G·Q·N + H·(Q·P + 2·P·N)) (L/Q chunks of Q rows each). The backward
+ * takes the gradient of each product with respect to both operands, two products of the same size
+ * each: twice the forward; fwd+bwd three times. Not counted: the elementwise work (exp, the decay
+ * mask, D x, the gate) and the chunk-to-chunk state passing (P·N per chunk and head, not a matrix
+ * product). op: fwd | fwd-save | bwd | fwd+bwd.
+ */
+export function ssdFlops(shape, op, Q = 64) {
+  const { batch, L, H, P, N } = shape;
+  const G = shape.G ?? 1;
+  const q = Math.min(Q, L);
+  const fwd = 2 * batch * L * (G * q * N + H * (q * P + 2 * P * N));
+  const factor = { fwd: 1, 'fwd-save': 1, bwd: 2, 'fwd+bwd': 3 }[op];
+  if (factor === undefined) throw new Error(`ssdFlops: unknown op ${op}`);
+  return factor * fwd;
+}
+
+// Dense (no sparsity) float16/bfloat16 tensor-core FLOP/s by GPU name (nvidia-smi's), first match:
+// NVIDIA's spec sheets (their sparse figures halved), at the boost clock. mma.sync, which our kernels
+// use, reaches only part of it on Hopper (the full rate needs wgmma). Unknown GPU: no FLOP floor.
+const TENSOR_FLOPS_16BIT = [
+  [/H200 NVL/i, 835e12, 'H200 NVL'],
+  [/H100 NVL/i, 835e12, 'H100 NVL'],
+  [/H100 PCIe/i, 756e12, 'H100 PCIe'],
+  [/H100|H200/i, 989e12, 'H100/H200 SXM'], // nvidia-smi: "NVIDIA H100 80GB HBM3", "NVIDIA H200"
+  [/A100/i, 312e12, 'A100'],
+];
+
+/** { float16, bfloat16, source } dense tensor-core FLOP/s of the GPU named name, or null when unknown. */
+export function tensorCoreRate(name) {
+  const hit = TENSOR_FLOPS_16BIT.find(([re]) => re.test(name ?? ''));
+  return hit ? { float16: hit[1], bfloat16: hit[1], source: `${hit[2]} spec sheet, dense` } : null;
+}
+
+/**
  * { bytes, exps, parts } of op from the parts of a forward and a backward pass and the exps of one
  * pass: fwd-save adds extra (the checkpoints) to the forward; fwd+bwd is both passes.
  */
@@ -148,11 +191,27 @@ function phases(name, op, { fwd, bwd, exps, extra }) {
   }
 }
 
-/** Floors and the achieved fraction of the larger one. */
-export function roofline({ bytes, exps }, ms, machine) {
+/**
+ * Floors and the achieved fraction of the largest: bytes / copy bandwidth, exps / exp2 rate, and
+ * where the traffic counts matrix FLOPs (flops) and the machine has a tensor-core rate for dtype
+ * (machine.tensorFlops, from tensorCoreRate), flops / that rate.
+ * @param {{ bytes: number, exps: number, flops?: number }} traffic
+ * @param {number} ms
+ * @param {{ copyBandwidthGBps: number, exp2Rate: number, tensorFlops?: object | null }} machine
+ * @param {string} [dtype]
+ */
+export function roofline({ bytes, exps, flops }, ms, machine, dtype) {
   const memFloorMs = (bytes / (machine.copyBandwidthGBps * 1e9)) * 1e3;
   const expFloorMs = (exps / machine.exp2Rate) * 1e3;
-  const floorMs = Math.max(memFloorMs, expFloorMs);
+  const rate = machine.tensorFlops?.[dtype] ?? null;
+  const flopFloorMs = flops && rate ? (flops / rate) * 1e3 : null;
+  const floorMs = Math.max(memFloorMs, expFloorMs, flopFloorMs ?? 0);
+  const bound =
+    flopFloorMs !== null && flopFloorMs >= Math.max(memFloorMs, expFloorMs)
+      ? 'tensor FLOPs'
+      : memFloorMs >= expFloorMs
+        ? 'memory'
+        : 'exp2';
   return {
     bytes,
     exps,
@@ -161,8 +220,9 @@ export function roofline({ bytes, exps }, ms, machine) {
     exp2Rate: machine.exp2Rate,
     memFloorMs,
     expFloorMs,
+    ...(flops ? { flops, tensorFlopsPerS: rate, flopFloorMs } : {}),
     floorMs,
-    bound: memFloorMs >= expFloorMs ? 'memory' : 'exp2',
+    bound,
     fractionOfFloor: floorMs / ms,
   };
 }

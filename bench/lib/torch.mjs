@@ -67,6 +67,17 @@ export class TorchGpuReference {
   }
 
   /**
+   * Queues a Mamba-2 scan case (shape { batch, L, H, P, G, N, dtype, seed }): the script draws its
+   * inputs and times ssd_minimal, and mamba_ssm's Triton kernels where they import.
+   */
+  addSsdCase(id, shape) {
+    this.dir ??= fs.mkdtempSync(path.join(os.tmpdir(), 'selective-scan-bench-'));
+    const c = { kind: 'ssd', id, ...shape, ops: ['fwd', 'fwdbwd'], impls: ['ssd_minimal', 'triton'] };
+    this.cases.push(c);
+    return c;
+  }
+
+  /**
    * Runs every case in one process on device ('cpu' when the GPU is simulated). Returns the
    * script's result with each case's reference output (Float32Array or null) as `out`, or { error }.
    */
