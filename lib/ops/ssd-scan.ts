@@ -1,5 +1,6 @@
 // ssdScan (Mamba-2's state space dual scan), ssdScanBackward, and the context that links them.
-// Native side: csrc/ops/ssd_scan/ (CPU only so far: on a GPU both throw ERR_CUDA_UNAVAILABLE).
+// Native side: csrc/ops/ssd_scan/ (the CPU backend; CUDA: a recurrent forward and backward, and a chunked
+// tensor-core forward for float16 and bfloat16).
 import { ALL_DTYPES, ArgumentChecker, checkCuSeqlens, named, storage } from '../checks.js';
 import { markPrototype } from '../brand.js';
 import { ForwardContext, contextAccess } from '../context.js';
