@@ -459,8 +459,9 @@ std::vector<SsdSpec> ssdCases() {
   // Packed sequences on the chunked form (each sequence walked in the pieces of the 64-step chunks
   // inside it): boundaries inside chunks and on chunk edges, on checkpoint interval ends (T = 32,
   // 16, 8) and inside intervals, empty sequences first, inside and last, sequences of one step,
-  // shorter than a chunk and over more than two, one sequence over the whole row; per-sequence
-  // initial and last states, and the gradients through the chunked forward's checkpoints.
+  // shorter than a chunk and over more than two, 16 sequences in 200 steps, one over the whole
+  // row; per-sequence initial and last states, and the gradients through the chunked forward's
+  // checkpoints.
   for (DType t : {DType::Float16, DType::BFloat16}) {
     struct Packing {
       int64_t L, H, G, P, N;
@@ -471,7 +472,8 @@ std::vector<SsdSpec> ssdCases() {
     for (const Packing &z :
          {Packing{300, 2, 1, 20, 16, {0, 10, 64, 64, 70, 230, 256, 300}},
           Packing{150, 2, 2, 7, 64, {0, 0, 3, 67, 128, 150, 150}}, Packing{100, 4, 2, 9, 100, {0, 1, 8, 40, 41, 100}},
-          Packing{130, 2, 1, 33, 33, {0, 130}}}) {
+          Packing{130, 2, 1, 33, 33, {0, 130}},
+          Packing{200, 2, 1, 17, 8, {0, 2, 2, 9, 30, 31, 47, 64, 65, 90, 127, 128, 129, 150, 170, 171, 200}}}) {
       SsdSpec s;
       s.group = group;
       s.dtype = t;
