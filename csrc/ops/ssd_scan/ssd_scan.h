@@ -78,7 +78,8 @@ namespace cuda {
 int64_t ssdChunkLength(const SsdShape &s);
 gpu::Status ssdForward(const SsdForwardParams &p, gpu::Stream stream);
 // Whether ssdForward runs this call in the chunked form on tensor cores (ssd_scan_chunked.cu):
-// float16 or bfloat16 inputs on a device with their mma (bf16 from sm_80), N <= 128, no cuSeqlens.
+// float16 or bfloat16 inputs on a device with their mma (bf16 from sm_80), N <= 128, L > 0, packed
+// sequences or not.
 // Its outputs and checkpoints keep the recurrent kernel's contract.
 bool ssdChunkedSupports(const SsdForwardParams &p);
 // Allocates and frees its own scratch memory stream-ordered (cudaMallocAsync / cudaFreeAsync).

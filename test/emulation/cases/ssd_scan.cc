@@ -455,6 +455,64 @@ std::vector<SsdSpec> ssdCases() {
     s.initialState = s.lastState = true;
     add(s);
   }
+
+  // Packed sequences on the chunked form (each sequence walked in the pieces of the 64-step chunks
+  // inside it): boundaries inside chunks and on chunk edges, on checkpoint interval ends (T = 32,
+  // 16, 8) and inside intervals, empty sequences first, inside and last, sequences of one step,
+  // shorter than a chunk and over more than two, 16 sequences in 200 steps, one over the whole
+  // row; per-sequence initial and last states, and the gradients through the chunked forward's
+  // checkpoints.
+  for (DType t : {DType::Float16, DType::BFloat16}) {
+    struct Packing {
+      int64_t L, H, G, P, N;
+      std::vector<int32_t> cu;
+    };
+    const std::string group = std::string("ssd ") + dtypeName(t) + ": chunked form, packed sequences";
+    int k = 0;
+    for (const Packing &z :
+         {Packing{300, 2, 1, 20, 16, {0, 10, 64, 64, 70, 230, 256, 300}},
+          Packing{150, 2, 2, 7, 64, {0, 0, 3, 67, 128, 150, 150}}, Packing{100, 4, 2, 9, 100, {0, 1, 8, 40, 41, 100}},
+          Packing{130, 2, 1, 33, 33, {0, 130}},
+          Packing{200, 2, 1, 17, 8, {0, 2, 2, 9, 30, 31, 47, 64, 65, 90, 127, 128, 129, 150, 170, 171, 200}}}) {
+      SsdSpec s;
+      s.group = group;
+      s.dtype = t;
+      s.L = z.L;
+      s.H = z.H;
+      s.G = z.G;
+      s.P = z.P;
+      s.N = z.N;
+      s.cuSeqlens = z.cu;
+      s = all(s);
+      add(s);
+      s.dPerHead = k % 2 == 0;  // the other D layout, fewer options
+      s.z = s.softplus = s.dtLimit = s.dLastState = false;
+      if (k++ % 2) s.dtBias = false;
+      add(s);
+    }
+    // A NaN in x at a sequence's first step, inside the 16-step window 16..31 of the chunk [0, 64):
+    // pieces are staged apart, so the steps 16..29 of the sequence before keep finite outputs (a
+    // mask inside the whole chunk would reach them through 0 x NaN in G X).
+    SsdSpec s = all(SsdSpec{});
+    s.group = group;
+    s.dtype = t;
+    s.L = 70;
+    s.P = 5;
+    s.N = 17;
+    s.cuSeqlens = {0, 30, 70};
+    s.nanAt = 30;
+    add(s);
+    s = SsdSpec{};  // forward only, no checkpoints: the last states alone
+    s.group = group;
+    s.dtype = t;
+    s.L = 150;
+    s.P = 16;
+    s.N = 32;
+    s.cuSeqlens = {0, 64, 100, 100, 150};
+    s.backward = s.checkpoints = false;
+    s.initialState = s.lastState = true;
+    add(s);
+  }
   return cases;
 }
 
