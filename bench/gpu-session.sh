@@ -6,14 +6,15 @@
 #   bash .gpu-bundle/enter.sh bash bench/gpu-session.sh            on the GPU (H100/H200, sm_90)
 #   bash .gpu-bundle/enter.sh bash bench/gpu-session.sh --dry-run  without one: every step on the CPU
 #
-# Steps, each with a time limit, within SESSION_BUDGET_S (default 300 s; with the bundle's unpacking
+# Steps, each with a time limit, within SESSION_BUDGET_S (default 315 s; with the bundle's unpacking
 # and the kills' grace, under 6 minutes: a rerun and two machine start-ups fit in 15 minutes of
 # device time):
 #   0. preflight   the addon must have CUDA for sm_90 and see a GPU: else it stops at once (exit 2)
 #   1. tests       vitest run test/gpu.test.ts: the kernels against the CPU backend            (80 s)
 #   2. bench       S1-S4, the step, the conv rows, Mamba-2's ssdScan at M2-S1 and M2-S2 (forward,
-#                  forward+backward) and packed sequences (cuSeqlens beside plain and padded)
-#                  in bf16, agreement checks, peak memory                                    (90 s)
+#                  forward+backward; beside PyTorch's ssd_minimal, and mamba_ssm's Triton kernels
+#                  where they import: --torch-only ssd) and packed sequences (cuSeqlens beside
+#                  plain and padded) in bf16, agreement checks, peak memory                  (105 s)
 #   3. mamba_ssm   its kernels (.peers/mamba/mamba-peer, with --check) at S1-S4, bf16, z, D,
 #                  softplus, on the same call and GPU; the report puts its times beside ours   (40 s)
 #   4. sanitizers  compute-sanitizer memcheck and racecheck over bench/sanitizer-case.mjs;
@@ -32,7 +33,7 @@ case "${1:-}" in
 -h | --help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//' && exit 0 ;;
 *) echo "gpu-session: unknown argument $1 (--dry-run, --help)" >&2 && exit 2 ;;
 esac
-budget=${SESSION_BUDGET_S:-300}
+budget=${SESSION_BUDGET_S:-315}
 start=$(date +%s)
 elapsed() { echo $(($(date +%s) - start)); }
 say() { echo "== gpu-session [$(elapsed) s]: $*" >&2; }
@@ -84,7 +85,7 @@ stem="$results/$day-$slug"
 
 # ---- 1. the GPU tests ------------------------------------------------------------------------------
 cmd=(npx vitest run test/gpu.test.ts --reporter=default --reporter=json "--outputFile.json=$logs/vitest.json")
-step tests "$(limit 80 205)" "$logs/tests.log" "${cmd[@]}"
+step tests "$(limit 80 220)" "$logs/tests.log" "${cmd[@]}"
 t=${steps[-1]}
 node bench/session-record.mjs tests --out "$stem-tests.json" --vitest-json "$logs/vitest.json" --exit "$rc" \
   --seconds "${t##*:}" --log "$logs/tests.log" --command "${cmd[*]}"
@@ -92,14 +93,14 @@ tail -n 6 "$logs/tests.log" >&2
 save "$stem-tests.json"
 
 # ---- 2. the benchmark ------------------------------------------------------------------------------
-b_limit=$(limit 90 115)
+b_limit=$(limit 105 115)
 if [ $dry = 1 ]; then
   bench_args=(--simulate-gpu --shapes S1,S3,S4,step,conv,conv-step,ssd,packed --reps 3 --max-case-ms 300)
 else
   bench_args=(--device cuda --shapes S1,S2,S3,S4,step,conv,conv-step,ssd,packed --reps 10 --max-case-ms 1500)
 fi
 # --deadline-s: no new case after it, so that the results are written before the timeout.
-bench_args+=(--dtypes bfloat16 --no-torch --deadline-s $((b_limit - 25)) --json "$stem-bench.json")
+bench_args+=(--dtypes bfloat16 --torch-only ssd --deadline-s $((b_limit - 25)) --json "$stem-bench.json")
 rm -f "$stem-bench.json"
 step bench "$b_limit" "$logs/bench.log" node bench/bench.mjs "${bench_args[@]}"
 grep -E '^bench:' "$logs/bench.log" >&2

@@ -7,7 +7,7 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseOptions } from '../bench/lib/cli.mjs';
+import { parseOptions, wantsTorch } from '../bench/lib/cli.mjs';
 import { DeviceRun } from '../bench/lib/device-run.mjs';
 import { findBaselineScript, findTorchPython } from '../bench/lib/env.mjs';
 import { markdownReport } from '../bench/lib/report.mjs';
@@ -136,6 +136,18 @@ describe('op modules and options', () => {
       'unknown shape S9 (S1, S2, S3, S4, sweep, step, host-cache, conv, conv-step, ssd, ssd-step, packed or BxDxLxN)',
     );
     expect(() => parseOptions(['--reps', '0'], BENCH_OPS)).toThrow('--reps must be an integer >= 1, got 0');
+  });
+
+  it('--torch-only limits PyTorch to the named kinds of op (the GPU session: ssd); --no-torch to none', () => {
+    const only = parseOptions(['--torch-only', 'ssd'], BENCH_OPS);
+    expect(['scan', 'conv', 'ssd'].map((k) => wantsTorch(only, k))).toEqual([false, false, true]);
+    const all = parseOptions([], BENCH_OPS);
+    expect(['scan', 'conv', 'ssd'].map((k) => wantsTorch(all, k))).toEqual([true, true, true]);
+    const none = parseOptions(['--no-torch', '--torch-only', 'ssd'], BENCH_OPS);
+    expect(['scan', 'conv', 'ssd'].map((k) => wantsTorch(none, k))).toEqual([false, false, false]);
+    expect(() => parseOptions(['--torch-only', 'ssd,mamba'], BENCH_OPS)).toThrow(
+      '--torch-only: unknown kind mamba (scan, conv, ssd)',
+    );
   });
 });
 

@@ -25,6 +25,8 @@ export const HELP = `Usage: npm run bench -- [options]     (or: node bench/bench
   --threads N          CPU backend threads (setNumThreads)
   --no-js              skip the plain JavaScript loop (CPU comparison)
   --no-torch           skip PyTorch (CPU baseline and GPU reference)
+  --torch-only KINDS   PyTorch only beside these ops' rows (kinds: scan, conv, ssd; e.g. the GPU
+                       session's --torch-only ssd: ssd_minimal and Triton, not the slow sequential loop)
   --torch-all          also run the PyTorch CPU baseline where it is slow (S2-cpu: ~35 s a repetition on 2 cores)
   --torch-reps N       repetitions of the PyTorch runs (default per scan shape: 5, 3 or 1; the
                        convolution's: 10, 3 with --quick; ssd_minimal's and Triton's: 3)
@@ -68,6 +70,7 @@ export function parseOptions(argv, ops) {
       threads: { type: 'string' },
       'no-js': { type: 'boolean' },
       'no-torch': { type: 'boolean' },
+      'torch-only': { type: 'string' },
       'torch-all': { type: 'boolean' },
       'torch-reps': { type: 'string' },
       'torch-gpu-max-gb': { type: 'string' },
@@ -115,6 +118,7 @@ export function parseOptions(argv, ops) {
     threads: num('threads', 1),
     js: !v['no-js'],
     torch: !v['no-torch'],
+    torchOnly: list('torch-only'),
     torchAll: !!v['torch-all'],
     torchReps: num('torch-reps', 1),
     torchGpuMaxGB: num('torch-gpu-max-gb', 0, false) ?? 40,
@@ -131,6 +135,8 @@ export function parseOptions(argv, ops) {
   };
   for (const d of o.dtypes) if (!DTYPE_BYTES[d]) throw new Error(`unknown dtype ${d}`);
   for (const op of o.ops) if (!variants.includes(op)) throw new Error(`unknown op ${op}`);
+  for (const k of o.torchOnly ?? [])
+    if (!TORCH_KINDS.includes(k)) throw new Error(`--torch-only: unknown kind ${k} (${TORCH_KINDS.join(', ')})`);
   const shapeNames = ops.flatMap((op) => op.shapes);
   const custom = ops.filter((op) => op.customShape);
   for (const s of o.shapes ?? []) {
@@ -140,4 +146,11 @@ export function parseOptions(argv, ops) {
     }
   }
   return o;
+}
+
+const TORCH_KINDS = ['scan', 'conv', 'ssd'];
+
+/** Whether PyTorch runs beside the rows of an op of this kind ('scan', 'conv', 'ssd'): --no-torch, --torch-only. */
+export function wantsTorch(o, kind) {
+  return o.torch && (!o.torchOnly || o.torchOnly.includes(kind));
 }

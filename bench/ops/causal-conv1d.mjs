@@ -10,6 +10,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Tensor, buildInfo, causalConv1d, causalConv1dBackward, causalConv1dUpdate } from 'selective-scan';
+import { wantsTorch } from '../lib/cli.mjs';
 import { agreementCheck } from '../lib/agreement.mjs';
 import { measure } from '../lib/measure.mjs';
 import { fmtMs } from '../lib/progress.mjs';
@@ -55,7 +56,8 @@ export const causalConv1dRows = {
     const ops = o.ops.filter((op) => VARIANTS.includes(op));
     const check = o.checks && !cpu && convs.length > 0;
     // PyTorch: one process per shape (its fwd and fwd+bwd together), and one for the check.
-    const torch = cpu && o.torch && o.dtypes.includes('float32') && !!run.torch.python && !!run.torch.baselineScript;
+    const torch =
+      cpu && wantsTorch(o, 'conv') && o.dtypes.includes('float32') && !!run.torch.python && !!run.torch.baselineScript;
     const torchCheck = torch && o.checks && convs.length > 0;
     const torchUnits = torch ? convs.length + steps.length + (torchCheck ? 1 : 0) : 0;
     const units = (check ? 1 : 0) + (convs.length * ops.length + steps.length) * o.dtypes.length + torchUnits;

@@ -2,6 +2,7 @@
 // the CPU, PyTorch's sequential reference on a GPU (its output checked against ours), the speed-ups,
 // and on the CPU the ratio against PyTorch at the ratio shape (target ≥ 20×).
 import { buildInfo, selectiveScan } from 'selective-scan';
+import { wantsTorch } from '../lib/cli.mjs';
 import { relErr } from '../lib/agreement.mjs';
 import { jsForward, jsForwardBackward } from '../lib/jsref.mjs';
 import { measureJs } from '../lib/measure.mjs';
@@ -14,7 +15,7 @@ import { jsInputs, scanOptions } from './selective-scan-inputs.mjs';
 export function planTorch(s, { o, cpu }) {
   s.torchRepsCpu = 0;
   s.torchGpu = [];
-  if (!o.torch || !o.dtypes.includes('float32')) return;
+  if (!wantsTorch(o, 'scan') || !o.dtypes.includes('float32')) return;
   if (cpu) {
     const reps = s.torchReps || (o.torchAll ? 1 : 0);
     s.torchRepsCpu = reps ? (o.torchReps ?? (o.quick ? Math.min(reps, 3) : reps)) : 0;

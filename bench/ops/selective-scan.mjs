@@ -3,6 +3,7 @@
 // S1; time against L (the plot). Its inputs are in selective-scan-inputs.mjs, its comparisons with
 // the JS loop and PyTorch in selective-scan-compare.mjs.
 import { cuda, selectiveScan, selectiveScanBackward } from 'selective-scan';
+import { wantsTorch } from '../lib/cli.mjs';
 import { agreementCheck } from '../lib/agreement.mjs';
 import { jsForwardBackward } from '../lib/jsref.mjs';
 import { measure, sync } from '../lib/measure.mjs';
@@ -72,7 +73,7 @@ function plan(run) {
     const key = sim ? 'sim' : cpu ? (o.quick ? 'cpuQuick' : 'cpu') : o.quick ? 'cudaQuick' : 'cuda';
     sweep = { ...S.SWEEP[key] };
     // PyTorch in the sweep: on the CPU up to L=2048 (its loop is slow), on a GPU up to 16K (memory, time).
-    sweep.torchMaxL = !o.torch ? 0 : cpu ? (o.quick ? 0 : (o.torchMaxL ?? 2048)) : (o.torchMaxL ?? 16384);
+    sweep.torchMaxL = !wantsTorch(o, 'scan') ? 0 : cpu ? (o.quick ? 0 : (o.torchMaxL ?? 2048)) : (o.torchMaxL ?? 16384);
   }
   const ops = o.ops.filter((op) => VARIANTS.includes(op));
 

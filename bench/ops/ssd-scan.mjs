@@ -24,6 +24,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Tensor, buildInfo, cuda, selectiveStateUpdate, ssdScan, ssdScanBackward } from 'selective-scan';
+import { wantsTorch } from '../lib/cli.mjs';
 import { agreementCheck } from '../lib/agreement.mjs';
 import { measure, sync } from '../lib/measure.mjs';
 import { fmtMs } from '../lib/progress.mjs';
@@ -99,7 +100,7 @@ function cpuPlan(run) {
   const steps = want.has('ssd-step') ? [SSD_STEP] : [];
   const ops = o.ops.filter((op) => VARIANTS.includes(op));
   const ggml = process.env[GGML_ENV] || null;
-  const torch = o.torch && !!run.torch.python && !!run.torch.baselineScript && ops.length > 0;
+  const torch = wantsTorch(o, 'ssd') && !!run.torch.python && !!run.torch.baselineScript && ops.length > 0;
   const torchCheck = torch && o.checks && scans.length > 0;
   const perScan = ops.length + (ggml ? 2 : 0) + (torch ? 1 : 0);
   return {
@@ -122,7 +123,7 @@ function gpuPlan(run) {
   const scans = !want.has('ssd') || !ops.length ? [] : target.simulated ? SSD_SIM : o.quick ? [SSD_GPU[0]] : SSD_GPU;
   const check = o.checks && scans.length > 0;
   // ssd_minimal (and Triton) in the run's dtypes, one process for all of them (the finish phase).
-  const torchGpu = o.torch && run.torch.python && scans.length > 0 ? new TorchGpuReference() : null;
+  const torchGpu = wantsTorch(o, 'ssd') && run.torch.python && scans.length > 0 ? new TorchGpuReference() : null;
   return {
     units: (check ? 1 : 0) + scans.length * o.dtypes.length * ops.length + (torchGpu ? 1 : 0),
     summary: scans.length ? { ssd: scans.map((s) => s.name) } : {},
