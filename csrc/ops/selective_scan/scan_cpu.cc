@@ -665,11 +665,11 @@ void scanBackward(const ScanBackwardParams &bp) {
   const int64_t partitions = int64_t(ranges.size());
 
   // Partial sums, finished below in a fixed order.
-  std::vector<float> dBVarying(p.B.varying() ? size_t(partitions * batch * N * L) : 0);
-  std::vector<float> dCVarying(p.C.varying() ? size_t(partitions * batch * N * L) : 0);
-  std::vector<float> dA(size_t(batch * dim * N)), dD(size_t(batch * dim)), ddeltaBias(size_t(batch * dim));
-  std::vector<float> dBFixed(p.B.varying() ? 0 : size_t(batch * dim * N));
-  std::vector<float> dCFixed(p.C.varying() ? 0 : size_t(batch * dim * N));
+  HostArray<float> dBVarying(p.B.varying() ? partitions * batch * N * L : 0);
+  HostArray<float> dCVarying(p.C.varying() ? partitions * batch * N * L : 0);
+  HostArray<float> dA(batch * dim * N), dD(batch * dim), ddeltaBias(batch * dim);
+  HostArray<float> dBFixed(p.B.varying() ? 0 : batch * dim * N);
+  HostArray<float> dCFixed(p.C.varying() ? 0 : batch * dim * N);
   BackwardPartials partials;
   partials.dB = dBVarying.empty() ? nullptr : dBVarying.data();
   partials.dC = dCVarying.empty() ? nullptr : dCVarying.data();
@@ -713,7 +713,7 @@ void scanBackward(const ScanBackwardParams &bp) {
   });
 
   // Varying dB/dC: the partial of every channel range of a group, ranges in channel order.
-  auto finishVarying = [&](const std::vector<float> &partial, const Projection &proj, bool isB, void *out) {
+  auto finishVarying = [&](const HostArray<float> &partial, const Projection &proj, bool isB, void *out) {
     const int64_t G = proj.groups;
     pool.parallelFor(batch * G * N, [&](int64_t i, int) {
       const int64_t b = i / (G * N), g = (i / N) % G, n = i % N;

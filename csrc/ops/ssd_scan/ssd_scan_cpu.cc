@@ -534,9 +534,8 @@ void ssdBackward(const SsdBackwardParams &bp) {
   const int64_t T = p.chunkLength, chunks = ceilDiv(L, T);
   const HeadShape head(p.shape);
 
-  std::vector<Vec> carry(size_t(tasks * head.stateVecs())), dDParts(size_t(tasks * head.blocks));
-  std::vector<float> dA(static_cast<size_t>(tasks)), ddtBias(static_cast<size_t>(tasks));
-  std::vector<float> dBParts(size_t(tasks * T * N)), dCParts(size_t(tasks * T * N));
+  HostArray<Vec> carry(tasks * head.stateVecs()), dDParts(tasks * head.blocks);
+  HostArray<float> dA(tasks), ddtBias(tasks), dBParts(tasks * T * N), dCParts(tasks * T * N);
   const BackwardCarry keep{carry.data(), dDParts.data(), dA.data(), ddtBias.data(), dBParts.data(), dCParts.data()};
   std::vector<std::vector<Segment>> segments;
   for (int64_t b = 0; b < batch; ++b) segments.push_back(segmentsOf(p.cuSeqlens, p.sequences, p.shape.seqlen, b));
