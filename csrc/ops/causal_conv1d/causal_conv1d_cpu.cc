@@ -8,9 +8,9 @@
 // summed per row, then over the batch in a fixed order, so nothing depends on the thread count.
 #include <algorithm>
 #include <cstring>
-#include <vector>
 
 #include "../../common/scan_math.h"
+#include "../../cpu/scratch.h"
 #include "../../cpu/simd.h"
 #include "../../cpu/thread_pool.h"
 #include "causal_conv1d.h"
@@ -261,7 +261,7 @@ void convBackward(const ConvBackwardParams &q) {
   const ConvForwardParams &p = q.fwd;
   const int64_t rows = p.batch * p.dim, per = rowsPerTask(p), W = p.width;
   // Per row: W sums for dweight, then dbias's; (batch, dim, W + 1) floats, reduced over the batch.
-  std::vector<float> rowSums(size_t(rows * (W + 1)));
+  HostArray<float> rowSums(rows * (W + 1));
   ThreadPool::Session pool;
   dispatchDType(p.dtype, [&](auto dtype) {
     constexpr DType DT = decltype(dtype)::value;
