@@ -95,6 +95,29 @@ def median(xs):
     return s[m] if len(s) % 2 else (s[m - 1] + s[m]) / 2
 
 
+def time_op(timer, device, call, prepare, reps, budget_s, warmups):
+    """{'ms', 'reps', 'peak_bytes'} of call(): `warmups` untimed calls, then up to `reps` timed ones
+    within budget_s; prepare() (fresh autograd leaves, or None) runs before each call, untimed."""
+    if device.type == 'cuda':
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    last = 0.0
+    for _ in range(warmups):
+        if prepare:
+            prepare()
+        last = timer.time(call)
+    n = max(1, min(reps, int(budget_s * 1e3 / max(last, 1e-3))))
+    times = []
+    for _ in range(n):
+        if prepare:
+            prepare()
+        times.append(timer.time(call))
+    r = {'ms': median(times), 'reps': n}
+    if device.type == 'cuda':
+        r['peak_bytes'] = torch.cuda.max_memory_allocated(device)
+    return r
+
+
 def run_case(case, device, timer, reps, budget_s):
     shape = (case['batch'], case['dim'], case['L'])
     bnl = (case['batch'], case['N'], case['L'])
@@ -119,11 +142,9 @@ def run_case(case, device, timer, reps, budget_s):
             res['skipped'][op] = f'needs about {need[op] / 1e9:.1f} GB, {free / 1e9:.1f} GB free'
             continue
         try:
-            if device.type == 'cuda':
-                torch.cuda.empty_cache()
-                torch.cuda.reset_peak_memory_stats(device)
             if op == 'fwd':
                 out_keep = {}
+                prepare = None
 
                 def fn():
                     with torch.no_grad():
@@ -138,19 +159,10 @@ def run_case(case, device, timer, reps, budget_s):
                 def fn():
                     scan_ref(*args(leaves)).backward(leaves['dout'])
 
-            if op == 'fwdbwd':
-                prepare()
-            first = timer.time(fn)  # warm-up
-            n = max(1, min(reps, int(budget_s * 1e3 / max(first, 1e-3))))
-            times = []
-            for _ in range(n):
-                if op == 'fwdbwd':
-                    prepare()
-                times.append(timer.time(fn))
-            res[f'{op}_ms'] = median(times)
-            res[f'{op}_reps'] = n
-            if device.type == 'cuda':
-                res[f'{op}_peak_bytes'] = torch.cuda.max_memory_allocated(device)
+            t = time_op(timer, device, fn, prepare, reps, budget_s, warmups=1)
+            res[f'{op}_ms'], res[f'{op}_reps'] = t['ms'], t['reps']
+            if 'peak_bytes' in t:
+                res[f'{op}_peak_bytes'] = t['peak_bytes']
             if op == 'fwd' and case.get('check_out'):
                 out_keep['out'].float().contiguous().cpu().numpy().tofile(case['check_out'])
                 res['check_out'] = case['check_out']
@@ -207,10 +219,9 @@ def run_ssd_case(case, device, timer, reps, budget_s, triton):
                 continue
             leaves = {}
             try:
-                if device.type == 'cuda':
-                    torch.cuda.empty_cache()
-                    torch.cuda.reset_peak_memory_stats(device)
                 if op == 'fwd':
+                    prepare = None
+
                     def call():
                         with torch.no_grad():
                             fn(x)
@@ -221,20 +232,11 @@ def run_ssd_case(case, device, timer, reps, budget_s, triton):
 
                     def call():
                         fn(leaves).backward(dout)
-                for _ in range(2):  # untimed; Triton compiles on the first call
-                    if op == 'fwdbwd':
-                        prepare()
-                    second = timer.time(call)
-                n = max(1, min(reps, int(budget_s * 1e3 / max(second, 1e-3))))
-                timed = []
-                for _ in range(n):
-                    if op == 'fwdbwd':
-                        prepare()
-                    timed.append(timer.time(call))
-                r[f'{op}_ms'] = median(timed)
-                r[f'{op}_reps'] = len(timed)
-                if device.type == 'cuda':
-                    r[f'{op}_peak_bytes'] = torch.cuda.max_memory_allocated(device)
+                # Two untimed calls: Triton compiles on the first.
+                t = time_op(timer, device, call, prepare, reps, budget_s, warmups=2)
+                r[f'{op}_ms'], r[f'{op}_reps'] = t['ms'], t['reps']
+                if 'peak_bytes' in t:
+                    r[f'{op}_peak_bytes'] = t['peak_bytes']
             except torch.cuda.OutOfMemoryError as e:  # noqa: PERF203
                 r['skipped'][op] = 'out of memory: ' + str(e).split('\n')[0][:160]
             finally:

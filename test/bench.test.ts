@@ -113,6 +113,25 @@ describe('roofline bytes and exp2 counts', () => {
   });
 });
 
+// The agreement checks against PyTorch need the real thing: the distribution's python3-torch, when
+// installed.
+const torchPy = findTorchPython(undefined);
+
+/** A quick CPU run of `shapes` (forward only, float32) with the real PyTorch baseline beside it. */
+async function runWithTorch(shapes: string) {
+  const argv = ['--quick', '--shapes', shapes, '--ops', 'fwd', '--dtypes', 'float32', '--torch-reps', '1'];
+  const timing = ['--reps', '1', '--warmup', '0', '--target-ms', '1', '--max-case-ms', '20', '--no-save'];
+  const o = parseOptions([...argv, ...timing], BENCH_OPS);
+  const run = new RunWithoutCeilings(makeTarget('cpu'), o, 'test', BENCH_OPS, {
+    ...torchPy,
+    baselineScript: findBaselineScript(),
+  });
+  const res = (await run.run()) as unknown as BenchResult;
+  expect(res.errors).toEqual([]);
+  expect(run.progress.i).toBe(run.progress.total);
+  return res;
+}
+
 describe('op modules and options', () => {
   it('every module names its rows, shapes and phases; kinds and shape names are unique', () => {
     for (const op of BENCH_OPS) {
@@ -282,25 +301,14 @@ describe('the causal convolution beside PyTorch', () => {
     }
   }, 60_000);
 
-  // The agreement check needs the real thing: the distribution's python3-torch, when installed.
-  const torchPy = findTorchPython(undefined);
   it.skipIf(!torchPy.python)(
     'cpu: our output and gradients agree with PyTorch autograd (1e-5 / 1e-4)',
     async () => {
-      const argv = ['--quick', '--shapes', 'conv', '--ops', 'fwd', '--dtypes', 'float32', '--torch-reps', '1'];
-      const timing = ['--reps', '1', '--warmup', '0', '--target-ms', '1', '--max-case-ms', '20', '--no-save'];
-      const o = parseOptions([...argv, ...timing], BENCH_OPS);
-      const run = new RunWithoutCeilings(makeTarget('cpu'), o, 'test', BENCH_OPS, {
-        ...torchPy,
-        baselineScript: findBaselineScript(),
-      });
-      const res = (await run.run()) as unknown as BenchResult;
-      expect(res.errors).toEqual([]);
+      const res = await runWithTorch('conv');
       expect(res.notes.filter((n) => n.includes('PyTorch'))).toEqual([]);
       const check = res.checks.find((c) => c.name.includes('vs PyTorch'));
       expect(Object.keys(check?.relErr ?? {})).toEqual(['out', 'dx', 'dweight', 'dbias']);
       expect(check?.pass).toBe(true);
-      expect(run.progress.i).toBe(run.progress.total);
     },
     120_000,
   );
@@ -436,26 +444,15 @@ describe('the ssdScan rows', () => {
     expect(md).toMatch(/\| M2-S1-sim \| bfloat16 \| fwd \| [\d.]+ \| 0\.00105 \| [\d.]+ \| 0\.0923 \| 0\.0923 \| /);
   }, 60_000);
 
-  // The agreement check needs the real thing: the distribution's python3-torch, when installed.
-  const torchPy = findTorchPython(undefined);
   it.skipIf(!torchPy.python)(
     'cpu: our output and every gradient agree with ssd_minimal under autograd (1e-5 / 1e-4)',
     async () => {
-      const argv = ['--quick', '--shapes', 'ssd', '--ops', 'fwd', '--dtypes', 'float32', '--torch-reps', '1'];
-      const timing = ['--reps', '1', '--warmup', '0', '--target-ms', '1', '--max-case-ms', '20', '--no-save'];
-      const o = parseOptions([...argv, ...timing], BENCH_OPS);
-      const run = new RunWithoutCeilings(makeTarget('cpu'), o, 'test', BENCH_OPS, {
-        ...torchPy,
-        baselineScript: findBaselineScript(),
-      });
-      const res = (await run.run()) as unknown as BenchResult;
-      expect(res.errors).toEqual([]);
+      const res = await runWithTorch('ssd');
       expect(res.notes.filter((n) => n.includes('failed'))).toEqual([]);
       const check = res.checks.find((c) => c.name.includes('ssd_minimal'));
       expect(Object.keys(check?.relErr ?? {})).toEqual(['out', 'dx', 'ddt', 'dA', 'dB', 'dC', 'dD', 'dz', 'ddtBias']);
       expect(check?.pass).toBe(true);
       expect(res.cases.map((c) => c.op)).toEqual(['fwd', 'PyTorch ssd_minimal fwd']);
-      expect(run.progress.i).toBe(run.progress.total);
     },
     180_000,
   );

@@ -5,6 +5,8 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { buildInfo } from 'selective-scan';
+import { agreementCheck } from './agreement.mjs';
 import { benchDir, repoRoot } from './env.mjs';
 
 export const TORCH_GPU_SCRIPT = path.join(benchDir, 'torch_gpu_reference.py');
@@ -22,6 +24,42 @@ export function runCpuBaseline(python, script, args) {
     return JSON.parse(r.stdout?.trim().split('\n').pop());
   } catch {
     return { error: (r.stderr || r.error?.message || '').trim().split('\n').pop() };
+  }
+}
+
+/** torch_cpu_baseline.py with args at our thread count, for a run: its JSON, or null (the failure noted). */
+export function torchBaseline(run, label, args) {
+  const { python, baselineScript } = run.torch;
+  run.progress.status(`${label}: PyTorch`);
+  const out = runCpuBaseline(python, baselineScript, ['--threads', buildInfo().cpuThreads, ...args]);
+  if (out.error === undefined) return out;
+  run.res.notes.push(`PyTorch CPU baseline failed at ${label}: ${out.error}`);
+  run.progress.done(`${label} PyTorch FAILED`);
+  return null;
+}
+
+/**
+ * Our CPU backend's float32 outputs `got` against a check mode of torch_cpu_baseline.py on the same
+ * inputs, through raw float32 files in a temporary folder: `inputs` (name → Float32Array) are written
+ * there, args(dir) runs the mode, which writes each of `keys` back; the agreement check (1e-5 / 1e-4)
+ * goes into the run's checks.
+ */
+export function torchFileCheck(run, { label, name, shape, inputs, got, keys, args }) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'selective-scan-check-'));
+  try {
+    for (const [k, values] of Object.entries(inputs)) fs.writeFileSync(path.join(dir, `${k}.f32`), values);
+    if (!torchBaseline(run, label, args(dir))) return;
+    const ref = {};
+    for (const k of keys) {
+      const buf = fs.readFileSync(path.join(dir, `${k}.f32`));
+      ref[k] = new Float32Array(buf.buffer, buf.byteOffset, buf.byteLength / 4);
+    }
+    const check = agreementCheck(name, 'float32', shape, got, ref, keys, [1e-5, 1e-4]);
+    run.res.checks.push(check);
+    if (!check.pass) run.progress.note(`WARNING: agreement check failed: ${name}: ${JSON.stringify(check.relErr)}`);
+    run.progress.done(label);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 }
 

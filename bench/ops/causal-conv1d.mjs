@@ -6,10 +6,7 @@
 // backend comes first. On the CPU, float32, PyTorch beside each shape (what users without the
 // causal_conv1d extension run: torch_cpu_baseline.py conv / conv-step, at our thread count) as
 // `PyTorch fwd`, `PyTorch fwd+bwd` and `PyTorch step` rows, and our output checked against its own.
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { Tensor, buildInfo, causalConv1d, causalConv1dBackward, causalConv1dUpdate } from 'selective-scan';
+import { Tensor, causalConv1d, causalConv1dBackward, causalConv1dUpdate } from 'selective-scan';
 import { wantsTorch } from '../lib/cli.mjs';
 import { agreementCheck } from '../lib/agreement.mjs';
 import { measure } from '../lib/measure.mjs';
@@ -18,7 +15,7 @@ import { InputFactory } from '../lib/random.mjs';
 import { convStepTraffic, convTraffic } from '../lib/roofline.mjs';
 import * as S from '../lib/shapes.mjs';
 import { disposeAll, tensorFromBits } from '../lib/tensors.mjs';
-import { runCpuBaseline } from '../lib/torch.mjs';
+import { torchBaseline, torchFileCheck } from '../lib/torch.mjs';
 
 const VARIANTS = ['fwd', 'bwd', 'fwd+bwd'];
 const WIDTH = 4;
@@ -76,17 +73,6 @@ export const causalConv1dRows = {
   },
 };
 
-/** torch_cpu_baseline.py in a conv mode at our thread count: its JSON, or null (the failure noted). */
-function torchBaseline(run, label, args) {
-  const { python, baselineScript } = run.torch;
-  run.progress.status(`${label}: PyTorch`);
-  const out = runCpuBaseline(python, baselineScript, ['--threads', buildInfo().cpuThreads, ...args]);
-  if (out.error === undefined) return out;
-  run.res.notes.push(`PyTorch CPU baseline failed at ${label}: ${out.error}`);
-  run.progress.done(`${label} PyTorch FAILED`);
-  return null;
-}
-
 /** PyTorch's rows beside ours (ours: op → its record at this shape), with the speed-up. */
 function torchRows(run, name, shape, out, ours, traffic) {
   if (!out) return;
@@ -108,36 +94,29 @@ function torchRows(run, name, shape, out, ours, traffic) {
   run.progress.done(`${name} PyTorch (${out.threads} threads): ${done.join(', ')}`);
 }
 
-// Our CPU backend against PyTorch's autograd on the same inputs (raw float32 files).
+// Our CPU backend against PyTorch's autograd on the same inputs.
 async function torchCheck(run) {
-  const { res, progress } = run;
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'selective-scan-conv-'));
-  try {
-    const t = convInputs(new InputFactory(4321), CHECK_SHAPE, 'float32', 'cpu');
-    for (const k of ['x', 'weight', 'bias', 'dout']) fs.writeFileSync(path.join(dir, `${k}.f32`), t[k].dataSync());
-    const r = causalConv1d(t.x, t.weight, { bias: t.bias, activation: 'silu', saveForBackward: true });
-    const g = causalConv1dBackward(r.ctx, t.dout);
-    const got = { out: r.out.dataSync() };
-    for (const k of GRADS) got[k] = g[k].dataSync();
-    r.out.dispose();
-    r.ctx.dispose();
-    disposeAll(g);
-    disposeAll(t);
-    const { batch, dim, L, W } = CHECK_SHAPE;
-    if (!torchBaseline(run, 'conv PyTorch check', ['conv-check', dir, batch, dim, L, W])) return;
-    const ref = {};
-    for (const k of ['out', ...GRADS]) {
-      const buf = fs.readFileSync(path.join(dir, `${k}.f32`));
-      ref[k] = new Float32Array(buf.buffer, buf.byteOffset, buf.byteLength / 4);
-    }
-    const name = 'causalConv1d + backward, CPU backend vs PyTorch (F.conv1d + F.silu, autograd)';
-    const check = agreementCheck(name, 'float32', CHECK_SHAPE, got, ref, ['out', ...GRADS], [1e-5, 1e-4]);
-    res.checks.push(check);
-    if (!check.pass) progress.note(`WARNING: agreement check failed: ${name}: ${JSON.stringify(check.relErr)}`);
-    progress.done('conv PyTorch check');
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+  const t = convInputs(new InputFactory(4321), CHECK_SHAPE, 'float32', 'cpu');
+  const inputs = {};
+  for (const k of ['x', 'weight', 'bias', 'dout']) inputs[k] = t[k].dataSync();
+  const r = causalConv1d(t.x, t.weight, { bias: t.bias, activation: 'silu', saveForBackward: true });
+  const g = causalConv1dBackward(r.ctx, t.dout);
+  const got = { out: r.out.dataSync() };
+  for (const k of GRADS) got[k] = g[k].dataSync();
+  r.out.dispose();
+  r.ctx.dispose();
+  disposeAll(g);
+  disposeAll(t);
+  const { batch, dim, L, W } = CHECK_SHAPE;
+  torchFileCheck(run, {
+    label: 'conv PyTorch check',
+    name: 'causalConv1d + backward, CPU backend vs PyTorch (F.conv1d + F.silu, autograd)',
+    shape: CHECK_SHAPE,
+    inputs,
+    got,
+    keys: ['out', ...GRADS],
+    args: (dir) => ['conv-check', dir, batch, dim, L, W],
+  });
 }
 
 function convInputs(factory, shape, dtype, device) {

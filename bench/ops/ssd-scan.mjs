@@ -20,9 +20,6 @@
 // memory of one forward+backward, and last, in one process (torch_gpu_reference.py), ssd_minimal in
 // the run's dtype and mamba_ssm's Triton kernels where they import.
 import { execFileSync } from 'node:child_process';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { Tensor, buildInfo, cuda, selectiveStateUpdate, ssdScan, ssdScanBackward } from 'selective-scan';
 import { wantsTorch } from '../lib/cli.mjs';
 import { agreementCheck } from '../lib/agreement.mjs';
@@ -32,7 +29,7 @@ import { InputFactory } from '../lib/random.mjs';
 import { mdTable } from '../lib/report.mjs';
 import { ssdFlops, ssdTraffic, stepTraffic } from '../lib/roofline.mjs';
 import { disposeAll, tensorBytes, tensorFromBits } from '../lib/tensors.mjs';
-import { TORCH_GPU_SCRIPT, TorchGpuReference, runCpuBaseline, sha1 } from '../lib/torch.mjs';
+import { TORCH_GPU_SCRIPT, TorchGpuReference, sha1, torchBaseline, torchFileCheck } from '../lib/torch.mjs';
 
 const VARIANTS = ['fwd', 'fwd+bwd'];
 // The CPU shape of the comparison with ggml (issue #14), and the tiny one of --quick.
@@ -221,42 +218,23 @@ async function gpuCheck(run, p) {
   progress.done('ssd agreement check');
 }
 
-// Our CPU backend against ssd_minimal (autograd, float64) on the same inputs (raw float32 files).
+// Our CPU backend against ssd_minimal (autograd, float64) on the same inputs.
 async function torchCheck(run) {
-  const { res, progress } = run;
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'selective-scan-ssd-'));
-  try {
-    const t = ssdTensors(ssdBits(new InputFactory(2468), CHECK_SHAPE), CHECK_SHAPE, 'float32', 'cpu');
-    for (const k of ['x', 'dt', 'A', 'B', 'C', 'D', 'z', 'dtBias', 'dout'])
-      fs.writeFileSync(path.join(dir, `${k}.f32`), t[k].dataSync());
-    const got = forwardBackward(t);
-    disposeAll(t);
-    const { batch, L, H, P, G, N } = CHECK_SHAPE;
-    if (!torchBaseline(run, 'ssd PyTorch check', ['ssd-check', dir, batch, L, H, P, G, N])) return;
-    const ref = {};
-    for (const k of ['out', ...GRADS]) {
-      const buf = fs.readFileSync(path.join(dir, `${k}.f32`));
-      ref[k] = new Float32Array(buf.buffer, buf.byteOffset, buf.byteLength / 4);
-    }
-    const name = 'ssdScan + backward, CPU backend vs PyTorch ssd_minimal (chunked, autograd, float64)';
-    const check = agreementCheck(name, 'float32', CHECK_SHAPE, got, ref, ['out', ...GRADS], [1e-5, 1e-4]);
-    res.checks.push(check);
-    if (!check.pass) progress.note(`WARNING: agreement check failed: ${name}: ${JSON.stringify(check.relErr)}`);
-    progress.done('ssd PyTorch check');
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-}
-
-/** torch_cpu_baseline.py in an ssd mode at our thread count: its JSON, or null (the failure noted). */
-function torchBaseline(run, label, args) {
-  const { python, baselineScript } = run.torch;
-  run.progress.status(`${label}: PyTorch`);
-  const out = runCpuBaseline(python, baselineScript, ['--threads', buildInfo().cpuThreads, ...args]);
-  if (out.error === undefined) return out;
-  run.res.notes.push(`PyTorch CPU baseline failed at ${label}: ${out.error}`);
-  run.progress.done(`${label} PyTorch FAILED`);
-  return null;
+  const t = ssdTensors(ssdBits(new InputFactory(2468), CHECK_SHAPE), CHECK_SHAPE, 'float32', 'cpu');
+  const inputs = {};
+  for (const k of ['x', 'dt', 'A', 'B', 'C', 'D', 'z', 'dtBias', 'dout']) inputs[k] = t[k].dataSync();
+  const got = forwardBackward(t);
+  disposeAll(t);
+  const { batch, L, H, P, G, N } = CHECK_SHAPE;
+  torchFileCheck(run, {
+    label: 'ssd PyTorch check',
+    name: 'ssdScan + backward, CPU backend vs PyTorch ssd_minimal (chunked, autograd, float64)',
+    shape: CHECK_SHAPE,
+    inputs,
+    got,
+    keys: ['out', ...GRADS],
+    args: (dir) => ['ssd-check', dir, batch, L, H, P, G, N],
+  });
 }
 
 // ---- the rows of one shape -----------------------------------------------------------------------------
