@@ -825,15 +825,21 @@ async function main() {
   let results = null;
   let check = null;
   let instances = [];
+  // The report is still written when the launch capture or the interpreter fails (ptxas's figures
+  // stand on their own), but the run fails: a report without its executed counts must not pass
+  // for a complete one.
+  let simFailure = null;
   if (o.sim) {
     try {
       ({ results, check } = await captureAndSimulate(o, nvcc, analysis));
+      if (!check.pass) simFailure = 'the interpreter check failed';
       if (!check.pass)
         notes.push(
           `The interpreter’s check FAILED (relative error ${check.worst.toExponential(1)} > ${CHECK_TOLERANCE}): its counts are not to be trusted.`,
         );
       instances = INSTANCE_CASES.map((spec) => ({ case: spec, spec, ...results.get(spec) }));
     } catch (e) {
+      simFailure = `launch capture failed: ${firstErrors(e.message)}`;
       notes.push(
         `Launch capture failed, so no launches, occupancy at the benchmark shapes or executed counts (bench/kernel-stats/launch-capture.cc follows the ops' entry points): ${firstErrors(e.message)}`,
       );
@@ -920,6 +926,10 @@ async function main() {
     writeFileSync(json, `${JSON.stringify(res, null, 1)}\n`);
     writeFileSync(json.replace(/\.json$/, '.md'), md);
     log(`wrote ${json} and .md`);
+  }
+  if (simFailure) {
+    console.error(`kernel-stats: ${simFailure} (the report says so in its notes)`);
+    process.exitCode = 1;
   }
 }
 

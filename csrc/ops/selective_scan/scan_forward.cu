@@ -1,6 +1,6 @@
 // The forward selective scan on the GPU.
 //
-// Kernel design (scanForwardKernel<DT, ITEMS>):
+// Kernel design (scanForwardKernel<DT, ITEMS, kPackedSequences>):
 //  - One warp per (batch, channel) row, kForwardWarps independent rows per block, a grid-stride
 //    loop over rows: short sequences still fill the GPU (mamba_ssm uses a whole block per row), and
 //    no grid dimension limits batch or dim. Warps never synchronise with each other.
@@ -37,7 +37,8 @@
 //    the warp copies them out after the state loop. The interval is capped because the backward,
 //    which works one interval at a time with the same layout, needs about 200 registers per
 //    thread at 8 steps per lane (about 128 at 4).
-//  - Packed sequences (cuSeqlens): one binary search per chunk finds whether a sequence starts at
+//  - Packed sequences (cuSeqlens), in kernels of their own (kPackedSequences, 8 steps per lane for
+//    every L: kPackedForwardItems): one binary search per chunk finds whether a sequence starts at
 //    the chunk's first step (then the carry is replaced by its initial state, after being written
 //    as the lastState of the sequence ending there: the chunk keeps its path) or strictly inside
 //    (then the chunk runs as chunks of 2 steps per lane, those with a start inside on the packed
@@ -49,9 +50,9 @@
 //    checkpoints are unchanged: the state after the interval's last step, of its sequence.
 //  - Then out = (y + D u) silu(z), rounded once to the dtype. After the last chunk the carry is
 //    the last state.
-//  - ITEMS (the chunk length) and the dtype are the only template parameters (14 kernels); every
-//    option is a run-time branch that is uniform over the warp, outside the state loop of the
-//    full-chunk path.
+//  - ITEMS (the chunk length), the dtype and kPackedSequences are the only template parameters
+//    (11 kernels without packed sequences, 3 with); every other option is a run-time branch that
+//    is uniform over the warp, outside the state loop of the full-chunk path.
 #include <algorithm>
 #include <type_traits>
 
@@ -72,6 +73,13 @@ constexpr int kMaxCheckpointInterval = 128;
 // whose B / C vectors take twice the registers (at 16, ptxas spills within the 128 it has).
 constexpr int kMaxForwardItems = 16;
 constexpr int maxForwardItems(DType t) { return t == DType::Float32 ? 8 : kMaxForwardItems; }
+// Packed sequences (cuSeqlens) run in one kernel per dtype, at 8 steps per lane whatever L is. Their
+// code (a binary search per chunk, chunks of 2 steps per lane around a start, the reset-aware warp
+// scan) was three quarters of this file's compile time while every ITEMS instance carried it
+// (sm_90: 44.7 CPU-seconds for the file, 10.2 without it). At 8 steps per lane the checkpoint
+// layout is the one scanChunkLength gives for every L: 128-step intervals, and below 65 steps a
+// single checkpoint, whatever the interval.
+constexpr int kPackedForwardItems = 8;
 
 // Steps per lane of the forward for a sequence length: the fewest that make one chunk hold the
 // whole sequence, else the dtype's longest chunk.
@@ -219,7 +227,7 @@ __device__ __forceinline__ void writeLastStates(const ScanForwardParams &p, int 
   }
 }
 
-template <DType DT, int ITEMS>
+template <DType DT, int ITEMS, bool kPackedSequences>
 __global__ void __launch_bounds__(kForwardThreads, kForwardMinBlocksPerSM) scanForwardKernel(const ForwardArgs args) {
   constexpr int kMaxIntervals = intervalsPerChunk(ITEMS);
   constexpr int kIntervalSteps = kWarpSize * ITEMS / kMaxIntervals;  // the checkpoint interval, chunkLength
@@ -425,8 +433,9 @@ __global__ void __launch_bounds__(kForwardThreads, kForwardMinBlocksPerSM) scanF
     // a chunk's first step t0 only replaces the carry (after writing the carry, the state at
     // t0 - 1, as the lastState of the sequence ending there): that chunk keeps its path. A chunk
     // with a start strictly inside runs on the packed path (in chunks of at most 8 steps per
-    // lane). One binary search per chunk over cuSeqlens.
-    const int32_t *const cu = p.cuSeqlens;
+    // lane). One binary search per chunk over cuSeqlens. Only the kPackedSequences kernel has this
+    // code: in the others cu is a null constant and every use of it folds away.
+    const int32_t *const cu = kPackedSequences ? p.cuSeqlens : nullptr;
     auto startSequenceAt = [&](int64_t t0, int parity) {
       const int64_t s = firstOffsetAbove(cu, p.sequences, t0) - 1;
       if (cu[s] != t0) return;
@@ -451,17 +460,19 @@ __global__ void __launch_bounds__(kForwardThreads, kForwardMinBlocksPerSM) scanF
     constexpr int kPackedItems = 2;
     constexpr int64_t kPackedChunk = int64_t(kWarpSize) * kPackedItems;
     auto anyChunk = [&](int64_t t0, int &parity) {
-      if (!cu || !startsInside(t0, kAnyChunk)) {
+      if (!kPackedSequences || !startsInside(t0, kAnyChunk)) {
         chunk(t0, parity, PathTag<Path::Any>{}, ItemsTag<kAnyItems>{});
         parity ^= 1;
         return;
       }
-      for (int64_t t = t0; t < std::min<int64_t>(t0 + kAnyChunk, L); t += kPackedChunk, parity ^= 1) {
-        if (t != t0) startSequenceAt(t, parity);
-        if (startsInside(t, kPackedChunk))
-          chunk(t, parity, PathTag<Path::Packed>{}, ItemsTag<kPackedItems>{});
-        else
-          chunk(t, parity, PathTag<Path::Any>{}, ItemsTag<kPackedItems>{});
+      if constexpr (kPackedSequences) {
+        for (int64_t t = t0; t < std::min<int64_t>(t0 + kAnyChunk, L); t += kPackedChunk, parity ^= 1) {
+          if (t != t0) startSequenceAt(t, parity);
+          if (startsInside(t, kPackedChunk))
+            chunk(t, parity, PathTag<Path::Packed>{}, ItemsTag<kPackedItems>{});
+          else
+            chunk(t, parity, PathTag<Path::Any>{}, ItemsTag<kPackedItems>{});
+        }
       }
     };
     int parity = 0;
@@ -487,7 +498,7 @@ __global__ void __launch_bounds__(kForwardThreads, kForwardMinBlocksPerSM) scanF
   }
 }
 
-template <DType DT, int ITEMS>
+template <DType DT, int ITEMS, bool kPackedSequences = false>
 cudaError_t launchForward(const ScanForwardParams &p, cudaStream_t stream) {
   using IO = ItemIO<DT, ITEMS>;
   const int64_t L = p.shape.seqlen;
@@ -502,16 +513,16 @@ cudaError_t launchForward(const ScanForwardParams &p, cudaStream_t stream) {
                     (!p.C.varying() || IO::alignedRows(p.C.data, L));
   // The full-chunk path: aligned rows, input-dependent B and C, the chunks that lie inside L.
   const bool fullChunkPath = args.vectorized && p.B.varying() && p.C.varying();
-  if constexpr (ITEMS > 8) {
+  if constexpr (ITEMS > kPackedForwardItems) {
     // The 16-step kernel is for the full-chunk path; other rows run in the 8-step one.
     if (!fullChunkPath) return launchForward<DT, 8>(p, stream);
   }
   args.fastSteps = fullChunkPath ? L / kChunk * kChunk : 0;
 
   const size_t sharedBytes = size_t(kForwardWarps) * size_t(args.sharedFloatsPerWarp) * sizeof(float);
-  const void *kernel = reinterpret_cast<const void *>(&scanForwardKernel<DT, ITEMS>);
+  const void *kernel = reinterpret_cast<const void *>(&scanForwardKernel<DT, ITEMS, kPackedSequences>);
   SS_CUDA_TRY(allowSharedMemory(kernel, sharedBytes));
-  scanForwardKernel<DT, ITEMS>
+  scanForwardKernel<DT, ITEMS, kPackedSequences>
       <<<gridBlocks(ceilDiv(args.rows, kForwardWarps)), kForwardThreads, sharedBytes, stream>>>(args);
   return cudaGetLastError();
 }
@@ -533,6 +544,7 @@ gpu::Status scanForward(const ScanForwardParams &p, gpu::Stream stream) {
   const int items = forwardItems(s.seqlen, p.dtype);
   return dispatchDType(p.dtype, [&](auto dtype) {
     constexpr DType kDType = decltype(dtype)::value;
+    if (p.cuSeqlens) return launchForward<kDType, kPackedForwardItems, true>(p, stream);
     return dispatchItems<maxForwardItems(kDType)>(
         items, [&](auto itemsTag) { return launchForward<kDType, decltype(itemsTag)::value>(p, stream); });
   });

@@ -515,8 +515,10 @@ std::vector<ScanSpec> scanCases() {
 
   // Packed sequences (cuSeqlens), forward and backward: boundaries on chunk edges and inside
   // chunks, empty sequences first, inside and last, one sequence over the whole row; the chunk
-  // shapes (L = 512: float32's 256-step chunks; L = 1536: 16-bit full-chunk path, 512-step chunks,
-  // where a chunk with a start inside runs as 64-step chunks), every option, every kind of B / C.
+  // shapes (packed rows run in the 8-step forward kernel, 256-step chunks, whatever the dtype and L:
+  // L <= 64, where the backward's checkpoint interval is 64 steps and the forward's 128; L = 128;
+  // L = 512 and 1536, where a chunk with a start inside runs as 64-step chunks), every option,
+  // every kind of B / C.
   {
     struct Packing {
       DType dtype;
@@ -524,6 +526,10 @@ std::vector<ScanSpec> scanCases() {
       std::vector<int32_t> cu;
     };
     const std::vector<Packing> packings = {
+        {DType::Float32, 1, {0, 1}},
+        {DType::Float32, 40, {0, 7, 40}},
+        {DType::BFloat16, 64, {0, 0, 33, 64}},
+        {DType::Float16, 128, {0, 64, 127, 128}},
         {DType::Float32, 70, {0, 70}},
         {DType::Float32, 70, {0, 5, 70}},
         {DType::Float32, 70, {0, 0, 13, 13, 32, 64, 65, 70, 70}},
